@@ -1,0 +1,1 @@
+"""Reference agents: a token-level PPO learner, MORLHF, Rewarded Soups, IterativeRS, Rewards-in-Context, reference rows."""

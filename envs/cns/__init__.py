@@ -1,0 +1,1 @@
+"""Drug-like CNS molecules: QED, synthetic accessibility and blood-brain-barrier permeability."""

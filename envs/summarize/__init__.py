@@ -1,0 +1,1 @@
+"""Summarization with a real instruction-tuned LM: faithfulness, conciseness, readability."""

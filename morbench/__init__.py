@@ -1,0 +1,42 @@
+"""morbench: multi-objective, token-level Gymnasium environments, baselines and a scorer for fine-tuning generative models."""
+
+from morbench.core import Context, EvaluationProtocol, Oracle, ScoreResult, TokenEnv
+from morbench.errors import (
+    AssetError,
+    ConfigError,
+    InvalidActionError,
+    InvalidPreferenceError,
+    InvalidRunError,
+    MorbenchError,
+    OracleBudgetExhausted,
+    StepAfterDoneError,
+    SubmissionError,
+    UnknownEnvError,
+)
+from morbench.registry import list_envs, make, make_vec, spec, spec_to_dict
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AssetError",
+    "ConfigError",
+    "Context",
+    "EvaluationProtocol",
+    "InvalidActionError",
+    "InvalidPreferenceError",
+    "InvalidRunError",
+    "MorbenchError",
+    "Oracle",
+    "OracleBudgetExhausted",
+    "ScoreResult",
+    "StepAfterDoneError",
+    "SubmissionError",
+    "TokenEnv",
+    "UnknownEnvError",
+    "__version__",
+    "list_envs",
+    "make",
+    "make_vec",
+    "spec",
+    "spec_to_dict",
+]

@@ -1,0 +1,80 @@
+"""Shipped assets: sha256 manifests that loading verifies, with errors that name the file and the rebuild command."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from morbench.errors import AssetError
+
+MANIFEST_NAME = "MANIFEST.sha256"
+
+__all__ = ["MANIFEST_NAME", "read_manifest", "require_file", "sha256_file", "verify_manifest", "write_manifest"]
+
+_verified: dict[tuple[str, int, int], str] = {}
+
+
+def sha256_file(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_manifest(directory: str | Path, files: list[str] | None = None) -> Path:
+    """Write ``MANIFEST.sha256`` (``sha256sum`` format, so ``sha256sum -c`` works) for ``files`` or every file."""
+    directory = Path(directory)
+    if files is None:
+        files = sorted(
+            str(p.relative_to(directory)) for p in directory.rglob("*") if p.is_file() and p.name != MANIFEST_NAME
+        )
+    lines = [f"{sha256_file(directory / name)}  {name}" for name in sorted(files)]
+    manifest = directory / MANIFEST_NAME
+    manifest.write_text("\n".join(lines) + "\n")
+    return manifest
+
+
+def read_manifest(directory: str | Path) -> dict[str, str]:
+    directory = Path(directory)
+    manifest = directory / MANIFEST_NAME
+    if not manifest.is_file():
+        raise AssetError(f"asset manifest {manifest} is missing")
+    entries = {}
+    for number, line in enumerate(manifest.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        digest, _, name = line.partition("  ")
+        if len(digest) != 64 or not name:
+            raise AssetError(f"{manifest}:{number} is not a 'sha256  path' line: {line!r}")
+        entries[name] = digest
+    return entries
+
+
+def verify_manifest(directory: str | Path, rebuild_command: str) -> None:
+    """Check every file listed in the directory's manifest; raise :class:`AssetError` naming the first bad one."""
+    directory = Path(directory)
+    try:
+        entries = read_manifest(directory)
+    except AssetError as exc:
+        raise AssetError(f"{exc}; rebuild the assets with `{rebuild_command}`") from None
+    for name, expected in entries.items():
+        path = directory / name
+        if not path.is_file():
+            raise AssetError(f"asset file {path} is missing; rebuild the assets with `{rebuild_command}`")
+        stat = path.stat()
+        key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+        actual = _verified.get(key) or sha256_file(path)
+        if actual != expected:
+            raise AssetError(
+                f"asset file {path} is corrupt: sha256 {actual[:12]}... does not match the manifest's "
+                f"{expected[:12]}...; rebuild the assets with `{rebuild_command}` (or restore the file from git)"
+            )
+        _verified[key] = actual
+
+
+def require_file(path: str | Path, rebuild_command: str) -> Path:
+    path = Path(path)
+    if not path.is_file():
+        raise AssetError(f"asset file {path} is missing; rebuild the assets with `{rebuild_command}`")
+    return path

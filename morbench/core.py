@@ -1,0 +1,495 @@
+"""The morbench contract: token-level multi-objective environments, batched cached oracles, and their results.
+
+Everything in morbench builds on three pieces defined here:
+
+* :class:`Oracle` scores a batch of finished sequences into a ``(B, K)`` float32 reward array. It canonicalizes
+  each sequence, caches by canonical key, counts oracle calls the PMO way (unique valid sequences; repeats are
+  free; invalid sequences cost nothing and get the ``floor`` reward) and can enforce a call budget.
+* :class:`ScoreResult` is what an oracle returns: rewards, validity, reasons and raw property values.
+* :class:`TokenEnv` is a ``gymnasium.Env`` in which one action appends one token. The reward is a float32 vector
+  of shape ``(K,)``: zeros until the episode ends (EOS terminates, ``max_length`` truncates), then the oracle's
+  vector. ``env.unwrapped`` exposes ``reward_space``, ``reward_dim``, ``objective_names``, ``tokenizer``,
+  ``oracle``, ``judge``, ``preference_grid``, ``reference_point``, ``prior_path`` and ``protocol``, and offers the
+  sequence-level API :meth:`TokenEnv.score` used by LM trainers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from abc import ABC, abstractmethod
+from collections.abc import Hashable, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from morbench.errors import ConfigError, InvalidActionError, OracleBudgetExhausted, StepAfterDoneError
+from morbench.preferences import validate_preference
+
+__all__ = [
+    "Context",
+    "EvaluationProtocol",
+    "InvalidSequence",
+    "Oracle",
+    "OracleEvaluation",
+    "ScoreResult",
+    "TokenEnv",
+]
+
+
+class InvalidSequence(Exception):
+    """Raised by :meth:`Oracle.canonicalize` to mark a sequence invalid; the message is the reason."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Context:
+    """The conditioning input of a prompt-conditioned episode (e.g. a document to summarize).
+
+    ``key`` identifies the context in caches and result files; ``prompt_ids`` are the token ids the policy
+    sees before generating; ``data`` carries whatever the oracle needs (e.g. the source text).
+    """
+
+    key: str
+    prompt_ids: tuple[int, ...]
+    data: Any = None
+
+
+@dataclasses.dataclass(frozen=True)
+class EvaluationProtocol:
+    """How a task is evaluated: the same for every method (see ``docs/metrics.md``)."""
+
+    samples_per_preference: int = 1024
+    temperature: float = 1.0
+    top_p: float = 1.0
+    seeds: tuple[int, ...] = (0, 1, 2)
+    context_split: str | None = None  # prompt-conditioned tasks: which split the evaluation prompts come from
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _finite_or_none(value: float) -> float | None:
+    value = float(value)
+    return value if np.isfinite(value) else None
+
+
+@dataclasses.dataclass
+class ScoreResult:
+    """Scores of a batch of ``B`` sequences under ``K`` objectives."""
+
+    sequences: list[str]
+    rewards: np.ndarray  # (B, K) float32; the floor reward where invalid
+    valid: np.ndarray  # (B,) bool
+    reasons: list[str | None]  # why a sequence is invalid, None where valid
+    keys: list[str | None]  # canonical form used for caching, None where invalid
+    properties: dict[str, np.ndarray]  # raw (untransformed) values, (B,) float64, NaN where invalid
+    objective_names: tuple[str, ...]
+
+    def info(self, index: int) -> dict[str, Any]:
+        """The per-sequence info dict (fresh objects; safe to keep)."""
+        return {
+            "sequence": self.sequences[index],
+            "valid": bool(self.valid[index]),
+            "reason": self.reasons[index],
+            "canonical": self.keys[index],
+            "objectives": {n: float(v) for n, v in zip(self.objective_names, self.rewards[index], strict=True)},
+            "properties": {n: _finite_or_none(v[index]) for n, v in self.properties.items()},
+        }
+
+    def __len__(self) -> int:
+        return len(self.sequences)
+
+    @classmethod
+    def all_invalid(cls, sequences: list[str], reasons: list[str | None], oracle: Oracle) -> ScoreResult:
+        """A result in which every sequence is invalid (floor reward, NaN properties)."""
+        n = len(sequences)
+        return cls(
+            sequences=list(sequences),
+            rewards=np.tile(oracle.floor, (n, 1)),
+            valid=np.zeros(n, dtype=bool),
+            reasons=[reason or "invalid sequence" for reason in reasons],
+            keys=[None] * n,
+            properties={name: np.full(n, np.nan) for name in oracle.property_names},
+            objective_names=tuple(oracle.objective_names),
+        )
+
+    def scatter(self, indices: Sequence[int], other: ScoreResult) -> None:
+        """Write the rows of ``other`` into positions ``indices`` of this result."""
+        idx = np.asarray(indices, dtype=np.int64)
+        self.rewards[idx] = other.rewards
+        self.valid[idx] = other.valid
+        for j, i in enumerate(indices):
+            self.reasons[i] = other.reasons[j]
+            self.keys[i] = other.keys[j]
+        for name, values in other.properties.items():
+            self.properties.setdefault(name, np.full(len(self), np.nan))[idx] = values
+
+
+@dataclasses.dataclass
+class OracleEvaluation:
+    """What :meth:`Oracle.evaluate` returns for ``n`` new canonical keys."""
+
+    rewards: np.ndarray  # (n, K)
+    properties: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)  # name -> (n,)
+    failures: dict[int, str] = dataclasses.field(default_factory=dict)  # row -> reason; scored as invalid
+
+
+class Oracle(ABC):
+    """A batched, deterministic, cached scorer of finished sequences.
+
+    Subclasses set ``objective_names``, ``reward_low``/``reward_high`` (the true bounds of each objective) and
+    implement :meth:`canonicalize` (string -> cache key, raising :class:`InvalidSequence`) and :meth:`evaluate`
+    (a batch of new keys -> rewards and raw properties). The base class handles caching, PMO-style call
+    counting, the floor reward of invalid sequences, budgets, and isolates exceptions so that a bad sequence
+    can never crash an episode.
+    """
+
+    objective_names: tuple[str, ...] = ()
+    property_names: tuple[str, ...] = ()
+    reward_low: np.ndarray
+    reward_high: np.ndarray
+
+    def __init__(self, budget: int | None = None) -> None:
+        if budget is not None and budget < 0:
+            raise ConfigError(f"oracle budget {budget} is negative; use None for no budget")
+        self.budget = budget
+        self.calls = 0  # unique sequences evaluated (repeats are free, invalid ones cost nothing)
+        self.requests = 0  # sequences asked for, repeats and invalid ones included
+        self._cache: dict[Hashable, tuple[np.ndarray, dict[str, float], str | None]] = {}
+
+    # -- to implement -------------------------------------------------------------------------------------
+    def canonicalize(self, sequence: str, context: Context | None = None) -> str:
+        """Return the canonical form of ``sequence`` (the cache key) or raise :class:`InvalidSequence`."""
+        return sequence
+
+    @abstractmethod
+    def evaluate(self, keys: list[str], contexts: list[Context | None]) -> OracleEvaluation:
+        """Score ``keys`` (canonical, unique, not cached). Must be deterministic."""
+
+    # -- provided -----------------------------------------------------------------------------------------
+    @property
+    def reward_dim(self) -> int:
+        return len(self.objective_names)
+
+    @property
+    def floor(self) -> np.ndarray:
+        """The reward of an invalid sequence: the lower bound of every objective."""
+        return np.asarray(self.reward_low, dtype=np.float32).copy()
+
+    @property
+    def remaining(self) -> int | None:
+        """Oracle calls left in the budget (None when there is no budget)."""
+        return None if self.budget is None else self.budget - self.calls
+
+    def __call__(self, sequences: Sequence[str], contexts: Sequence[Context | None] | None = None) -> ScoreResult:
+        n = len(sequences)
+        if contexts is None:
+            contexts = [None] * n
+        elif len(contexts) != n:
+            raise ValueError(f"got {n} sequences but {len(contexts)} contexts")
+        k = self.reward_dim
+        rewards = np.tile(self.floor, (n, 1))
+        valid = np.zeros(n, dtype=bool)
+        reasons: list[str | None] = [None] * n
+        keys: list[str | None] = [None] * n
+        properties = {name: np.full(n, np.nan) for name in self.property_names}
+
+        cache_keys: list[Hashable | None] = [None] * n
+        new: dict[Hashable, tuple[str, Context | None]] = {}
+        for i, (sequence, context) in enumerate(zip(sequences, contexts, strict=True)):
+            try:
+                if not isinstance(sequence, str):
+                    raise InvalidSequence(f"expected a string, got {type(sequence).__name__}")
+                key = self.canonicalize(sequence, context)
+            except InvalidSequence as exc:
+                reasons[i] = str(exc) or "invalid sequence"
+                continue
+            except Exception as exc:
+                reasons[i] = f"canonicalization failed: {type(exc).__name__}: {exc}"
+                continue
+            keys[i] = key
+            cache_key = key if context is None else (context.key, key)
+            cache_keys[i] = cache_key
+            if cache_key not in self._cache and cache_key not in new:
+                new[cache_key] = (key, context)
+
+        if new:
+            if self.budget is not None and self.calls + len(new) > self.budget:
+                raise OracleBudgetExhausted(
+                    f"scoring {len(new)} new sequences would exceed the oracle budget "
+                    f"({self.calls} of {self.budget} calls used); stop the run or raise the budget"
+                )
+            self._evaluate_new(list(new.items()))
+
+        self.requests += n
+        for i, cache_key in enumerate(cache_keys):
+            if cache_key is None:
+                continue
+            row, props, failure = self._cache[cache_key]
+            if failure is not None:
+                reasons[i] = failure
+                keys[i] = None
+                continue
+            rewards[i] = row
+            valid[i] = True
+            for name, value in props.items():
+                properties[name][i] = value
+        assert rewards.shape == (n, k)
+        return ScoreResult(list(sequences), rewards, valid, reasons, keys, properties, self.objective_names)
+
+    def _evaluate_new(self, items: list[tuple[Hashable, tuple[str, Context | None]]]) -> None:
+        keys = [key for _, (key, _) in items]
+        contexts = [context for _, (_, context) in items]
+        try:
+            evaluations = [self.evaluate(keys, contexts)]
+            rows = [list(range(len(items)))]
+        except Exception:
+            evaluations, rows = [], []
+            for j in range(len(items)):
+                try:
+                    evaluations.append(self.evaluate([keys[j]], [contexts[j]]))
+                except Exception as exc:
+                    evaluations.append(
+                        OracleEvaluation(np.full((1, self.reward_dim), np.nan), failures={0: f"oracle failed: {exc}"})
+                    )
+                rows.append([j])
+        for evaluation, positions in zip(evaluations, rows, strict=True):
+            values = np.asarray(evaluation.rewards, dtype=np.float32).reshape(len(positions), self.reward_dim)
+            for local, j in enumerate(positions):
+                failure = evaluation.failures.get(local)
+                row = values[local]
+                if failure is None and not np.all(np.isfinite(row)):
+                    failure = f"oracle returned a non-finite reward {row.tolist()}"
+                if failure is None:
+                    row = np.clip(row, self.reward_low, self.reward_high).astype(np.float32)
+                props = {name: float(evaluation.properties[name][local]) for name in evaluation.properties}
+                self._cache[items[j][0]] = (row, props, failure)
+        self.calls += len(items)
+
+    def cache_size(self) -> int:
+        return len(self._cache)
+
+    def clear_cache(self) -> None:
+        """Forget cached scores (call counters are kept)."""
+        self._cache.clear()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if not k.startswith("_pool")}
+
+
+def _as_token_array(ids: Sequence[int] | np.ndarray) -> np.ndarray:
+    return np.asarray(ids, dtype=np.int64).reshape(-1)
+
+
+class TokenEnv(gym.Env):
+    """Base class of morbench environments: generate a sequence token by token, get a reward vector at the end.
+
+    Subclasses load their assets and call ``super().__init__``; their docstring is the task's env card.
+    Observation: the generated token ids, padded with ``pad_token_id`` to ``max_length`` (a ``MultiDiscrete``);
+    prompt-conditioned tasks observe ``{"prompt": ..., "tokens": ...}`` with the prompt left-padded to
+    ``max_prompt_length``. Action: ``Discrete(vocab_size)``; one action appends one token.
+    """
+
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi"]}
+
+    def __init__(
+        self,
+        *,
+        tokenizer: Any,
+        oracle: Oracle,
+        max_length: int,
+        preference_grid: np.ndarray,
+        reference_point: Sequence[float],
+        judge: Oracle | None = None,
+        prior_path: str | Path | None = None,
+        contexts: Sequence[Context] | None = None,
+        max_prompt_length: int = 0,
+        protocol: EvaluationProtocol | None = None,
+        render_mode: str | None = None,
+    ) -> None:
+        if max_length < 1:
+            raise ConfigError(f"max_length must be >= 1, got {max_length}")
+        if render_mode not in (None, "ansi"):
+            raise ConfigError(f"render_mode {render_mode!r} is not supported; use None or 'ansi'")
+        self.tokenizer = tokenizer
+        self.oracle = oracle
+        self.judge = judge
+        self.max_length = int(max_length)
+        self.prior_path = Path(prior_path) if prior_path is not None else None
+        self.protocol = protocol or EvaluationProtocol()
+        self.render_mode = render_mode
+        self.objective_names = tuple(oracle.objective_names)
+        self.reward_dim = len(self.objective_names)
+        self.reward_space = spaces.Box(
+            low=np.asarray(oracle.reward_low, dtype=np.float32),
+            high=np.asarray(oracle.reward_high, dtype=np.float32),
+            shape=(self.reward_dim,),
+            dtype=np.float32,
+        )
+        self.preference_grid = np.asarray(
+            [validate_preference(w, self.reward_dim) for w in preference_grid], dtype=np.float64
+        )
+        self.reference_point = np.asarray(reference_point, dtype=np.float64)
+        if self.reference_point.shape != (self.reward_dim,):
+            raise ConfigError(f"reference_point {reference_point!r} must have {self.reward_dim} entries")
+
+        self.vocab_size = len(tokenizer)
+        for name in ("bos_token_id", "eos_token_id", "pad_token_id"):
+            if getattr(tokenizer, name, None) is None:
+                raise ConfigError(f"the tokenizer has no {name}; morbench tokenizers need BOS, EOS and PAD tokens")
+        self.bos_token_id = int(tokenizer.bos_token_id)
+        self.eos_token_id = int(tokenizer.eos_token_id)
+        self.pad_token_id = int(tokenizer.pad_token_id)
+        # any special token other than EOS inside a generated sequence makes it invalid
+        self._forbidden_ids = np.array(sorted(set(tokenizer.all_special_ids) - {self.eos_token_id}), dtype=np.int64)
+
+        self.contexts = list(contexts) if contexts is not None else None
+        self.max_prompt_length = int(max_prompt_length)
+        self.action_space = spaces.Discrete(self.vocab_size)
+        token_space = spaces.MultiDiscrete(np.full(self.max_length, self.vocab_size, dtype=np.int64))
+        if self.contexts is None:
+            self.observation_space = token_space
+        else:
+            if not self.contexts:
+                raise ConfigError("a prompt-conditioned task needs at least one context")
+            if self.max_prompt_length < 1:
+                raise ConfigError("a prompt-conditioned task needs max_prompt_length >= 1")
+            prompt_space = spaces.MultiDiscrete(np.full(self.max_prompt_length, self.vocab_size, dtype=np.int64))
+            self.observation_space = spaces.Dict({"prompt": prompt_space, "tokens": token_space})
+
+        self._tokens = np.full(self.max_length, self.pad_token_id, dtype=np.int64)
+        self._length = 0
+        self._done = True
+        self._context: Context | None = None
+
+    # -- episode API --------------------------------------------------------------------------------------
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        self._tokens.fill(self.pad_token_id)
+        self._length = 0
+        self._done = False
+        self._context = self.draw_contexts(self.np_random, 1, options)[0]
+        info: dict[str, Any] = {}
+        if self._context is not None:
+            info["context"] = self._context.key
+        return self._observation(), info
+
+    def step(self, action: Any):
+        if self._done:
+            raise StepAfterDoneError("step() called after the episode ended; call reset() first")
+        token = self.check_action(action)
+        self._tokens[self._length] = token
+        self._length += 1
+        terminated = token == self.eos_token_id
+        truncated = not terminated and self._length >= self.max_length
+        reward = np.zeros(self.reward_dim, dtype=np.float32)
+        info: dict[str, Any] = {}
+        if terminated or truncated:
+            self._done = True
+            result = self.score_token_ids([self._tokens[: self._length]], [self._context])
+            reward = result.rewards[0].copy()
+            info = result.info(0)
+            info["length"] = self._length
+            if self._context is not None:
+                info["context"] = self._context.key
+        return self._observation(), reward, bool(terminated), bool(truncated), info
+
+    def render(self) -> str | None:
+        if self.render_mode != "ansi":
+            return None
+        ids = self._tokens[: self._length]
+        return self.tokenizer.decode(ids.tolist(), skip_special_tokens=False, clean_up_tokenization_spaces=False)
+
+    # -- sequence-level API -------------------------------------------------------------------------------
+    def score(self, sequences: Sequence[str], contexts: Sequence[Context | None] | None = None) -> ScoreResult:
+        """Score a batch of finished sequences with the training oracle: ``result.rewards`` is ``(B, K)``."""
+        return self.oracle(list(sequences), contexts)
+
+    def judge_score(self, sequences: Sequence[str], contexts: Sequence[Context | None] | None = None) -> ScoreResult:
+        """Score a batch with the held-out judge (raises if the task has none)."""
+        if self.judge is None:
+            raise ConfigError(f"{type(self).__name__} has no held-out judge")
+        return self.judge(list(sequences), contexts)
+
+    def score_token_ids(
+        self, token_ids: Sequence[Sequence[int]] | np.ndarray, contexts: Sequence[Context | None] | None = None
+    ) -> ScoreResult:
+        """Decode generated token ids (cut at the first EOS) and score them.
+
+        A sequence that contains a special token other than EOS is invalid, gets the floor reward and is not
+        sent to the oracle.
+        """
+        sequences, reasons = self.decode_token_ids(token_ids)
+        contexts = list(contexts) if contexts is not None else [None] * len(sequences)
+        clean = [i for i, reason in enumerate(reasons) if reason is None]
+        if len(clean) == len(sequences):
+            return self.score(sequences, contexts)
+        result = ScoreResult.all_invalid(sequences, reasons, self.oracle)
+        if clean:
+            result.scatter(clean, self.score([sequences[i] for i in clean], [contexts[i] for i in clean]))
+        return result
+
+    def decode_token_ids(self, token_ids: Sequence[Sequence[int]] | np.ndarray) -> tuple[list[str], list[str | None]]:
+        """Decode rows of generated ids (up to the first EOS) to strings; flag rows with forbidden tokens."""
+        rows = []
+        reasons: list[str | None] = []
+        for ids in token_ids:
+            ids = _as_token_array(ids)
+            eos = np.flatnonzero(ids == self.eos_token_id)
+            if eos.size:
+                ids = ids[: eos[0]]
+            bad = np.flatnonzero(np.isin(ids, self._forbidden_ids))
+            if bad.size:
+                token = self.tokenizer.convert_ids_to_tokens(int(ids[bad[0]]))
+                reasons.append(f"special token {token!r} at position {int(bad[0])}")
+            else:
+                reasons.append(None)
+            rows.append(ids.tolist())
+        sequences = self.tokenizer.batch_decode(rows, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+        return sequences, reasons
+
+    # -- helpers ------------------------------------------------------------------------------------------
+    def check_action(self, action: Any) -> int:
+        """Return ``action`` as an int token id or raise :class:`InvalidActionError` naming it."""
+        value = np.asarray(action)
+        if value.shape != () or value.dtype.kind not in "iu":
+            raise InvalidActionError(
+                f"action {action!r} is not an integer token id; actions are ints in [0, {self.vocab_size})"
+            )
+        token = int(value)
+        if not 0 <= token < self.vocab_size:
+            raise InvalidActionError(
+                f"action {token} is outside the vocabulary; valid token ids are 0..{self.vocab_size - 1}"
+            )
+        return token
+
+    def draw_contexts(
+        self, rng: np.random.Generator, count: int, options: dict[str, Any] | None = None
+    ) -> list[Context | None]:
+        """Pick the contexts of ``count`` new episodes (``options={"context_index": i}`` selects one)."""
+        if self.contexts is None:
+            return [None] * count
+        if options and "context_index" in options:
+            index = options["context_index"]
+            if not isinstance(index, (int, np.integer)) or not 0 <= index < len(self.contexts):
+                raise ConfigError(f"context_index {index!r} is not in 0..{len(self.contexts) - 1}")
+            return [self.contexts[int(index)]] * count
+        picks = rng.integers(0, len(self.contexts), size=count)
+        return [self.contexts[int(i)] for i in picks]
+
+    def prompt_array(self, contexts: Sequence[Context | None]) -> np.ndarray:
+        """Left-pad the prompts of ``contexts`` to ``(len(contexts), max_prompt_length)``."""
+        out = np.full((len(contexts), self.max_prompt_length), self.pad_token_id, dtype=np.int64)
+        for i, context in enumerate(contexts):
+            if context is not None and context.prompt_ids:
+                ids = context.prompt_ids[-self.max_prompt_length :]
+                out[i, self.max_prompt_length - len(ids) :] = ids
+        return out
+
+    def _observation(self):
+        tokens = self._tokens.copy()
+        if self.contexts is None:
+            return tokens
+        return {"prompt": self.prompt_array([self._context])[0], "tokens": tokens}

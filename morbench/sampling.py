@@ -1,0 +1,120 @@
+"""Batched token sampling from a causal LM with a KV cache, optionally driving a morbench vector env."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+__all__ = ["Generation", "bos_prompts", "sample"]
+
+
+@dataclasses.dataclass
+class Generation:
+    """``B`` sampled continuations of at most ``T`` tokens.
+
+    ``tokens[b, t]`` is the t-th generated token (``pad_token_id`` after the sequence ended); ``mask[b, t]`` is
+    True for generated positions up to and including EOS; ``logprobs`` are those of the sampling distribution
+    (temperature applied, before top-p truncation). ``prompt_ids``/``prompt_mask`` are the left-padded prompts.
+    """
+
+    tokens: torch.Tensor  # (B, T) long
+    mask: torch.Tensor  # (B, T) bool
+    logprobs: torch.Tensor  # (B, T) float
+    prompt_ids: torch.Tensor  # (B, P) long
+    prompt_mask: torch.Tensor  # (B, P) bool
+
+    @property
+    def lengths(self) -> torch.Tensor:
+        return self.mask.sum(dim=1)
+
+    @property
+    def num_tokens(self) -> int:
+        return int(self.mask.sum())
+
+    def rows(self) -> list[list[int]]:
+        """Generated ids per row, EOS included, padding removed."""
+        return [row[m].tolist() for row, m in zip(self.tokens, self.mask, strict=True)]
+
+
+def bos_prompts(batch_size: int, bos_token_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The prompt of unconditional tasks: a single BOS token per row."""
+    return torch.full((batch_size, 1), bos_token_id, dtype=torch.long), torch.ones(batch_size, 1, dtype=torch.bool)
+
+
+def _top_p_filter(logits: torch.Tensor, top_p: float) -> torch.Tensor:
+    sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
+    cumulative = torch.softmax(sorted_logits, dim=-1).cumsum(dim=-1)
+    remove = cumulative - torch.softmax(sorted_logits, dim=-1) >= top_p  # keep the smallest set reaching top_p
+    sorted_logits = sorted_logits.masked_fill(remove, float("-inf"))
+    return torch.empty_like(logits).scatter_(-1, order, sorted_logits)
+
+
+@torch.inference_mode()
+def sample(
+    model: torch.nn.Module,
+    prompt_ids: torch.Tensor,
+    prompt_mask: torch.Tensor,
+    max_new_tokens: int,
+    *,
+    eos_token_id: int,
+    pad_token_id: int,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    generator: torch.Generator | None = None,
+    on_step: Callable[[np.ndarray], np.ndarray | None] | None = None,
+    forbid_token_ids: list[int] | None = None,
+) -> Generation:
+    """Sample up to ``max_new_tokens`` per row with a KV cache; stop early once every row has emitted EOS.
+
+    ``on_step(tokens)`` is called after each step with the sampled ids as a NumPy array (finished rows carry
+    ``pad_token_id``); a vector env's ``step`` wrapped this way runs the env alongside generation. If it returns
+    a boolean array, rows marked True are treated as finished (e.g. truncated by the env).
+    ``forbid_token_ids`` get zero probability (e.g. PAD and BOS).
+    """
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    if not 0 < top_p <= 1:
+        raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+    device = next(model.parameters()).device
+    batch = prompt_ids.shape[0]
+    prompt_ids = prompt_ids.to(device)
+    attention = prompt_mask.to(device=device, dtype=torch.long)
+    positions = (attention.cumsum(dim=1) - 1).clamp(min=0)
+    tokens = torch.full((batch, max_new_tokens), pad_token_id, dtype=torch.long, device=device)
+    mask = torch.zeros((batch, max_new_tokens), dtype=torch.bool, device=device)
+    logprobs = torch.zeros((batch, max_new_tokens), dtype=torch.float32, device=device)
+    finished = torch.zeros(batch, dtype=torch.bool, device=device)
+    forbidden = torch.tensor(forbid_token_ids or [], dtype=torch.long, device=device)
+
+    past = None
+    inputs, position_ids = prompt_ids, positions
+    for t in range(max_new_tokens):
+        out = model(
+            input_ids=inputs, attention_mask=attention, position_ids=position_ids, past_key_values=past, use_cache=True
+        )
+        past = out.past_key_values
+        logits = out.logits[:, -1, :].float() / temperature
+        if forbidden.numel():
+            logits[:, forbidden] = float("-inf")
+        logp = torch.log_softmax(logits, dim=-1)
+        probs = torch.softmax(_top_p_filter(logits, top_p) if top_p < 1.0 else logits, dim=-1)
+        next_ids = torch.multinomial(probs, 1, generator=generator).squeeze(1)
+        next_ids = torch.where(finished, torch.full_like(next_ids, pad_token_id), next_ids)
+        tokens[:, t] = next_ids
+        mask[:, t] = ~finished
+        logprobs[:, t] = torch.where(finished, 0.0, logp.gather(1, next_ids[:, None]).squeeze(1))
+        finished |= next_ids == eos_token_id
+        if on_step is not None:
+            ended = on_step(next_ids.cpu().numpy())
+            if ended is not None:
+                finished |= torch.as_tensor(ended, device=device)
+        if bool(finished.all()):
+            break
+        inputs = next_ids[:, None]
+        attention = torch.cat([attention, torch.ones((batch, 1), dtype=attention.dtype, device=device)], dim=1)
+        position_ids = position_ids[:, -1:] + 1
+    steps = t + 1 if max_new_tokens else 0
+    return Generation(tokens[:, :steps], mask[:, :steps], logprobs[:, :steps], prompt_ids, prompt_mask.to(device))

@@ -1,0 +1,229 @@
+"""Native batched (vector) mode of every :class:`~morbench.core.TokenEnv`: B sequences stepped with array operations."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space
+
+from morbench.core import Context, ScoreResult, TokenEnv
+from morbench.errors import ConfigError, InvalidActionError, StepAfterDoneError
+
+__all__ = ["TokenVectorEnv", "vector_entry_point"]
+
+
+class TokenVectorEnv(VectorEnv):
+    """``num_envs`` copies of a :class:`TokenEnv` stepped together without a Python loop over sub-environments.
+
+    All sub-environments share the template env's tokenizer and oracle (one cache, one call counter). Each
+    step appends one token per sub-environment, and the oracle is called once for all sequences that finished
+    in that step. Rewards have shape ``(num_envs, reward_dim)``.
+
+    Autoreset modes (``metadata["autoreset_mode"]``):
+
+    * ``NEXT_STEP`` (default, as Gymnasium): a sub-environment that finished is reset by the next ``step``,
+      whose action for it is ignored; that step returns its first observation and a zero reward.
+    * ``DISABLED``: finished sub-environments stay finished until ``reset()`` (optionally with
+      ``options={"reset_mask": mask}``); their actions are ignored and they return zero rewards with
+      ``terminated = truncated = False``. This is the mode LM trainers use to generate a synchronized batch.
+
+    Terminal ``info`` follows Gymnasium's vector convention: ``info["sequence"]``, ``info["valid"]``,
+    ``info["reason"]``, ``info["length"]``, ``info["objectives"][name]`` and ``info["properties"][name]`` are
+    arrays of length ``num_envs`` with boolean masks under the same key prefixed by ``_``.
+    """
+
+    def __init__(
+        self, env: TokenEnv, num_envs: int, autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP
+    ) -> None:
+        if not isinstance(env, TokenEnv):
+            raise ConfigError(f"TokenVectorEnv needs a morbench TokenEnv, got {type(env).__name__}")
+        if num_envs < 1:
+            raise ConfigError(f"num_envs must be >= 1, got {num_envs}")
+        mode = AutoresetMode(autoreset_mode)
+        if mode == AutoresetMode.SAME_STEP:
+            raise ConfigError("TokenVectorEnv supports autoreset_mode NEXT_STEP or DISABLED, not SAME_STEP")
+        self.env = env
+        self.num_envs = int(num_envs)
+        self.autoreset_mode = mode
+        self.metadata = {**env.metadata, "autoreset_mode": mode}
+        self.render_mode = None
+        self.single_observation_space = env.observation_space
+        self.single_action_space = env.action_space
+        self.observation_space = batch_space(env.observation_space, self.num_envs)
+        self.action_space = batch_space(env.action_space, self.num_envs)
+        self.spec = env.spec
+
+        self._tokens = np.full((self.num_envs, env.max_length), env.pad_token_id, dtype=np.int64)
+        self._lengths = np.zeros(self.num_envs, dtype=np.int64)
+        self._finished = np.ones(self.num_envs, dtype=bool)  # needs a reset before it can be stepped
+        self._contexts: list[Context | None] = [None] * self.num_envs
+        self._prompts = env.prompt_array(self._contexts) if env.contexts is not None else None
+        self._rows = np.arange(self.num_envs)
+        self._started = False
+
+    # -- task attributes (also reachable via .env) ---------------------------------------------------------
+    def __getattr__(self, name: str) -> Any:
+        if name in {
+            "reward_space",
+            "reward_dim",
+            "objective_names",
+            "tokenizer",
+            "oracle",
+            "judge",
+            "preference_grid",
+            "reference_point",
+            "prior_path",
+            "protocol",
+            "max_length",
+            "eos_token_id",
+            "bos_token_id",
+            "pad_token_id",
+            "vocab_size",
+            "score",
+            "judge_score",
+            "score_token_ids",
+            "decode_token_ids",
+            "contexts",
+            "max_prompt_length",
+        }:
+            return getattr(self.env, name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    @property
+    def unwrapped(self) -> TokenVectorEnv:
+        return self
+
+    @property
+    def finished(self) -> np.ndarray:
+        """Which sub-environments have finished their episode (a copy)."""
+        return self._finished.copy()
+
+    @property
+    def current_contexts(self) -> list[Context | None]:
+        """The context of each sub-environment's current episode (None for unconditional tasks)."""
+        return list(self._contexts)
+
+    # -- API ----------------------------------------------------------------------------------------------
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        if seed is not None:
+            self._np_random, self._np_random_seed = _seeded(seed)
+        mask = np.ones(self.num_envs, dtype=bool)
+        if options and "reset_mask" in options:
+            mask = np.asarray(options["reset_mask"], dtype=bool)
+            if mask.shape != (self.num_envs,):
+                raise ConfigError(f"reset_mask must have shape ({self.num_envs},), got {mask.shape}")
+            options = {k: v for k, v in options.items() if k != "reset_mask"}
+        self._reset_rows(np.flatnonzero(mask), options)
+        self._started = True
+        info: dict[str, Any] = {}
+        if self.env.contexts is not None:
+            info["context"] = np.array([c.key if c else "" for c in self._contexts], dtype=object)
+        return self._observation(), info
+
+    def step(self, actions: Any):
+        if not self._started:
+            raise StepAfterDoneError("step() called before reset(); call reset() first")
+        actions = self._check_actions(actions)
+        rewards = np.zeros((self.num_envs, self.env.reward_dim), dtype=np.float32)
+        if self.autoreset_mode == AutoresetMode.NEXT_STEP:
+            resetting = self._finished.copy()
+            if resetting.any():
+                self._reset_rows(np.flatnonzero(resetting), None)
+            active = ~resetting
+        else:
+            active = ~self._finished
+        rows = self._rows[active]
+        self._tokens[rows, self._lengths[rows]] = actions[rows]
+        self._lengths[rows] += 1
+        terminated = active & (actions == self.env.eos_token_id)
+        truncated = active & ~terminated & (self._lengths >= self.env.max_length)
+        done = terminated | truncated
+        info: dict[str, Any] = {}
+        if done.any():
+            done_rows = np.flatnonzero(done)
+            result = self.env.score_token_ids(
+                [self._tokens[i, : self._lengths[i]] for i in done_rows], [self._contexts[i] for i in done_rows]
+            )
+            rewards[done_rows] = result.rewards
+            info = self._terminal_info(done, done_rows, result)
+        self._finished |= done
+        return self._observation(), rewards, terminated, truncated, info
+
+    def close_extras(self, **kwargs: Any) -> None:
+        self.env.close()
+
+    # -- internals ----------------------------------------------------------------------------------------
+    def _reset_rows(self, rows: np.ndarray, options: dict[str, Any] | None) -> None:
+        self._tokens[rows] = self.env.pad_token_id
+        self._lengths[rows] = 0
+        self._finished[rows] = False
+        if self.env.contexts is not None and rows.size:
+            drawn = self.env.draw_contexts(self.np_random, rows.size, options)
+            for i, context in zip(rows, drawn, strict=True):
+                self._contexts[i] = context
+            self._prompts[rows] = self.env.prompt_array(drawn)
+
+    def _check_actions(self, actions: Any) -> np.ndarray:
+        array = np.asarray(actions)
+        if array.shape != (self.num_envs,) or array.dtype.kind not in "iu":
+            raise InvalidActionError(
+                f"actions must be an integer array of shape ({self.num_envs},), got {array.dtype} {array.shape}"
+            )
+        bad = np.flatnonzero((array < 0) | (array >= self.env.vocab_size))
+        if bad.size:
+            raise InvalidActionError(
+                f"actions {array[bad].tolist()} at sub-environments {bad.tolist()} are outside the vocabulary; "
+                f"valid token ids are 0..{self.env.vocab_size - 1}"
+            )
+        return array.astype(np.int64, copy=False)
+
+    def _observation(self):
+        tokens = self._tokens.copy()
+        if self._prompts is None:
+            return tokens
+        return {"prompt": self._prompts.copy(), "tokens": tokens}
+
+    def _terminal_info(self, done: np.ndarray, rows: np.ndarray, result: ScoreResult) -> dict[str, Any]:
+        def column(values, dtype, fill):
+            out = np.full(self.num_envs, fill, dtype=dtype)
+            out[rows] = values
+            return out
+
+        info: dict[str, Any] = {
+            "sequence": column(np.array(result.sequences, dtype=object), object, None),
+            "valid": column(result.valid, bool, False),
+            "reason": column(np.array(result.reasons, dtype=object), object, None),
+            "length": column(self._lengths[rows], np.int64, 0),
+            "objectives": {
+                name: column(result.rewards[:, k], np.float32, 0.0) for k, name in enumerate(result.objective_names)
+            },
+            "properties": {name: column(values, np.float64, np.nan) for name, values in result.properties.items()},
+        }
+        if self.env.contexts is not None:
+            info["context"] = column(np.array([self._contexts[i].key for i in rows], dtype=object), object, None)
+        for key in list(info):
+            info[f"_{key}"] = done.copy()
+        for group in ("objectives", "properties"):
+            for name in list(info[group]):
+                info[group][f"_{name}"] = done.copy()
+        return info
+
+
+def _seeded(seed: int) -> tuple[np.random.Generator, int]:
+    from gymnasium.utils import seeding
+
+    return seeding.np_random(seed)
+
+
+def vector_entry_point(env_class: type[TokenEnv]) -> Callable[..., TokenVectorEnv]:
+    """Build the ``vector_entry_point`` of a task: ``make_vec = vector_entry_point(QM9Env)`` in its module."""
+
+    def make_vec(num_envs: int = 1, autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP, **kwargs: Any):
+        return TokenVectorEnv(env_class(**kwargs), num_envs=num_envs, autoreset_mode=autoreset_mode)
+
+    make_vec.__name__ = make_vec.__qualname__ = f"make_vec_{env_class.__name__}"
+    make_vec.__doc__ = f"Native vector version of :class:`{env_class.__name__}`."
+    return make_vec
