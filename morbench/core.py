@@ -293,6 +293,7 @@ class TokenEnv(gym.Env):
     """
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi"]}
+    rebuild_command: ClassVar[str | None] = None  # the command that rebuilds the task's assets, named in errors
 
     def __init__(
         self,
@@ -449,6 +450,14 @@ class TokenEnv(gym.Env):
             rows.append(ids.tolist())
         sequences = self.tokenizer.batch_decode(rows, skip_special_tokens=True, clean_up_tokenization_spaces=False)
         return sequences, reasons
+
+    def domain_metrics(self, sequences: Sequence[str]) -> dict[str, float]:
+        """Task-specific quality metrics of a sample set, reported by the scorer (novelty, diversity, ...).
+
+        ``sequences`` are the decoded samples of one preference, invalid ones included. Tasks override this;
+        the scorer itself computes validity and uniqueness for every task.
+        """
+        return {}
 
     # -- helpers ------------------------------------------------------------------------------------------
     def check_action(self, action: Any) -> int:
