@@ -1,0 +1,103 @@
+"""The native vector env: array stepping, one oracle call per step, autoreset modes, named errors."""
+
+import numpy as np
+import pytest
+from gymnasium.vector import AutoresetMode
+
+import morbench
+from morbench.errors import ConfigError, InvalidActionError, StepAfterDoneError
+
+
+def _letters(venv, text):
+    return np.array([venv.tokenizer.convert_tokens_to_ids(c) for c in text])
+
+
+def test_shapes_spaces_and_autoreset_metadata():
+    venv = morbench.make_vec("morbench/Motifs-v0", num_envs=5)
+    assert venv.metadata["autoreset_mode"] == AutoresetMode.NEXT_STEP
+    obs, info = venv.reset(seed=0)
+    assert obs.shape == (5, venv.max_length) and (obs == venv.pad_token_id).all()
+    assert venv.action_space.shape == (5,)
+    obs, rewards, terminated, truncated, info = venv.step(np.full(5, 4))
+    assert rewards.shape == (5, 3) and rewards.dtype == np.float32
+    assert terminated.dtype == bool and not terminated.any() and info == {}
+
+
+def test_one_oracle_call_per_step_for_all_finished_sequences(monkeypatch):
+    venv = morbench.make_vec("morbench/Motifs-v0", num_envs=4, autoreset_mode="Disabled")
+    batches = []
+    original = venv.oracle.evaluate
+    monkeypatch.setattr(venv.oracle, "evaluate", lambda keys, ctx: batches.append(keys) or original(keys, ctx))
+    venv.reset(seed=0)
+    motif = _letters(venv, venv.env.motifs[0])
+    eos = venv.eos_token_id
+    venv.step(np.array([motif[0]] * 4))
+    _, rewards, terminated, _, info = venv.step(np.array([eos, motif[1], eos, motif[1]]))
+    assert terminated.tolist() == [True, False, True, False]
+    assert len(batches) == 1  # rows 0 and 2 share the canonical key: one unique sequence scored
+    np.testing.assert_allclose(rewards[:, 0], [0.25, 0, 0.25, 0])
+    assert info["_sequence"].tolist() == [True, False, True, False]
+    assert info["sequence"][0] == venv.env.motifs[0][0] and info["valid"][2]
+    assert info["objectives"]["motif_1"][0] == pytest.approx(0.25) and info["objectives"]["_motif_1"][0]
+    # DISABLED: finished rows ignore actions and return zeros until reset
+    _, rewards, terminated, truncated, _ = venv.step(np.array([motif[0], eos, motif[0], eos]))
+    assert terminated.tolist() == [False, True, False, True] and not rewards[[0, 2]].any()
+    assert venv.finished.all()
+    obs, _ = venv.reset(options={"reset_mask": np.array([True, False, False, False])})
+    assert venv.finished.tolist() == [False, True, True, True] and (obs[0] == venv.pad_token_id).all()
+
+
+def test_next_step_autoreset_ignores_the_action_after_an_episode_end():
+    venv = morbench.make_vec("morbench/Motifs-v0", num_envs=2)
+    venv.reset(seed=1)
+    eos = venv.eos_token_id
+    a = _letters(venv, "A")[0]
+    _, _, terminated, _, _ = venv.step(np.array([eos, a]))
+    assert terminated.tolist() == [True, False]
+    obs, rewards, terminated, truncated, _ = venv.step(np.array([a, a]))
+    assert (obs[0] == venv.pad_token_id).all()  # row 0 was reset, its action ignored
+    assert obs[1, :2].tolist() == [a, a]
+    assert not rewards.any() and not terminated.any()
+
+
+def test_vector_rollout_matches_single_env():
+    venv = morbench.make_vec("morbench/Motifs-2obj-v0", num_envs=16, autoreset_mode="Disabled")
+    env = morbench.make("morbench/Motifs-2obj-v0")
+    rng = np.random.default_rng(0)
+    plans = rng.integers(3, venv.vocab_size, size=(16, venv.max_length))
+    plans[rng.random(plans.shape) < 0.2] = venv.eos_token_id
+    venv.reset(seed=0)
+    total = np.zeros((16, 2), np.float32)
+    for t in range(venv.max_length):
+        total += venv.step(plans[:, t])[1]
+    for i in range(16):
+        env.reset()
+        for action in plans[i]:
+            _, reward, terminated, truncated, _ = env.step(int(action))
+            if terminated or truncated:
+                break
+        np.testing.assert_array_equal(reward, total[i])
+
+
+def test_bad_actions_and_order():
+    venv = morbench.make_vec("morbench/Motifs-v0", num_envs=3)
+    with pytest.raises(StepAfterDoneError, match="reset"):
+        venv.step(np.zeros(3, dtype=np.int64))
+    venv.reset()
+    with pytest.raises(InvalidActionError, match=r"\[99\] at sub-environments \[1\]"):
+        venv.step(np.array([4, 99, 4]))
+    with pytest.raises(InvalidActionError, match="shape"):
+        venv.step(np.array([4, 4]))
+    with pytest.raises(InvalidActionError, match="integer"):
+        venv.step(np.array([4.0, 4.0, 4.0]))
+    with pytest.raises(ConfigError):
+        morbench.make_vec("morbench/Motifs-v0", num_envs=2, autoreset_mode="SameStep")
+
+
+def test_shared_oracle_counts_calls_across_sub_envs():
+    venv = morbench.make_vec("morbench/Motifs-v0", num_envs=8, autoreset_mode="Disabled", oracle_budget=100)
+    venv.reset()
+    letter = _letters(venv, venv.env.motifs[0][:1])
+    venv.step(np.repeat(letter, 8))
+    venv.step(np.full(8, venv.eos_token_id))
+    assert venv.oracle.calls == 1 and venv.oracle.requests == 8
