@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import sys
 from collections.abc import Callable, Sequence
 
-from morbench.errors import MorbenchError
+from morbench.errors import ConfigError, MorbenchError
 
 __all__ = ["main"]
 
@@ -39,10 +40,47 @@ def _cmd_build_assets(args: argparse.Namespace) -> int:
     return int(module.main(args.extra) or 0)
 
 
+def _parse_assignments(items: Sequence[str] | None, flag: str) -> dict[str, object]:
+    """``["a=1", "b.c=true", "d=foo"]`` -> ``{"a": 1, "b.c": True, "d": "foo"}`` (values parsed as JSON if possible)."""
+    out: dict[str, object] = {}
+    for item in items or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"{flag} {item!r} must look like key=value")
+        try:
+            out[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key] = raw
+    return out
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from morbench.baselines import build_config, run_method
+    from morbench.baselines.training import Budget
+
+    config = build_config(args.method, _parse_assignments(args.set, "--set"))
+    budget = Budget(sampled_tokens=args.budget_tokens, oracle_calls=args.budget_calls)
+    path = run_method(
+        args.method,
+        args.env,
+        args.out,
+        seed=args.seed,
+        config=config,
+        budget=budget,
+        resume=args.resume,
+        env_kwargs=_parse_assignments(args.env_kwarg, "--env-kwarg"),
+        eval_samples=args.eval_samples,
+        progress=not args.quiet,
+    )
+    print(f"run written to {path.parent}")
+    return 0
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "list": _cmd_list,
     "check": _cmd_check,
     "build-assets": _cmd_build_assets,
+    "train": _cmd_train,
 }
 
 
@@ -54,6 +92,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser("check", help="run morbench.utils.check_env on environments")
     check.add_argument("env", nargs="*", help="env ids (default: all registered)")
+
+    train = sub.add_parser("train", help="train a baseline on an env and evaluate it (writes a run directory)")
+    train.add_argument("method", help="iterative_rs | rewarded_soups | morlhf | rewards_in_context | prior | best_of_n")
+    train.add_argument("--env", required=True, help="env id, e.g. morbench/QM9-v0")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--out", required=True, help="run directory to write")
+    train.add_argument("--budget-tokens", type=int, default=None, help="sampled-token budget of the whole run")
+    train.add_argument("--budget-calls", type=int, default=None, help="oracle-call budget of the whole run")
+    train.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="config override, e.g. --set iterations=8 --set ppo.batch_size=64",
+    )
+    train.add_argument("--env-kwarg", action="append", metavar="KEY=VALUE", help="env constructor override")
+    train.add_argument("--eval-samples", type=int, default=None, help="samples per preference at evaluation")
+    train.add_argument("--resume", action="store_true", help="continue from the run directory's last checkpoint")
+    train.add_argument("--quiet", action="store_true", help="no progress bars")
 
     build = sub.add_parser("build-assets", help="rebuild a task's shipped assets from the data packages")
     build.add_argument("family", choices=ASSET_FAMILIES)

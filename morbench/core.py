@@ -268,6 +268,21 @@ class Oracle(ABC):
                 self._cache[items[j][0]] = (row, props, failure)
         self.calls += len(items)
 
+    def state_dict(self) -> dict[str, Any]:
+        """Counters and cache as JSON-ready data, so a resumed run counts oracle calls exactly as before."""
+        cache = [
+            [list(key) if isinstance(key, tuple) else key, row.tolist(), props, failure]
+            for key, (row, props, failure) in self._cache.items()
+        ]
+        return {"calls": self.calls, "requests": self.requests, "budget": self.budget, "cache": cache}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.calls, self.requests, self.budget = int(state["calls"]), int(state["requests"]), state["budget"]
+        self._cache = {
+            (tuple(key) if isinstance(key, list) else key): (np.asarray(row, dtype=np.float32), dict(props), failure)
+            for key, row, props, failure in state["cache"]
+        }
+
     def cache_size(self) -> int:
         return len(self._cache)
 
@@ -344,7 +359,9 @@ class TokenEnv(gym.Env):
         self.eos_token_id = int(tokenizer.eos_token_id)
         self.pad_token_id = int(tokenizer.pad_token_id)
         # any special token other than EOS inside a generated sequence makes it invalid
-        self._forbidden_ids = np.array(sorted(set(tokenizer.all_special_ids) - {self.eos_token_id}), dtype=np.int64)
+        self.forbidden_token_ids = np.array(
+            sorted(set(tokenizer.all_special_ids) - {self.eos_token_id}), dtype=np.int64
+        )
 
         self.contexts = list(contexts) if contexts is not None else None
         self.max_prompt_length = int(max_prompt_length)
@@ -441,7 +458,7 @@ class TokenEnv(gym.Env):
             eos = np.flatnonzero(ids == self.eos_token_id)
             if eos.size:
                 ids = ids[: eos[0]]
-            bad = np.flatnonzero(np.isin(ids, self._forbidden_ids))
+            bad = np.flatnonzero(np.isin(ids, self.forbidden_token_ids))
             if bad.size:
                 token = self.tokenizer.convert_ids_to_tokens(int(ids[bad[0]]))
                 reasons.append(f"special token {token!r} at position {int(bad[0])}")

@@ -11,7 +11,9 @@ from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel, PreT
 from morbench.assets import verify_manifest, write_manifest
 from morbench.errors import AssetError
 
-__all__ = ["build_gpt2", "load_causal_lm", "load_prior", "save_causal_lm"]
+CONDITIONING_SLACK = 16  # extra positions priors keep for conditioning tokens (Rewards-in-Context)
+
+__all__ = ["CONDITIONING_SLACK", "build_gpt2", "load_causal_lm", "load_prior", "save_causal_lm"]
 
 
 def build_gpt2(
@@ -78,12 +80,13 @@ def load_causal_lm(
 def load_prior(env: Any, seed: int = 0) -> PreTrainedModel:
     """The task's pretrained prior, or, for asset-free tasks, a small randomly initialised GPT-2.
 
-    The random prior (2 layers, width 64, ``seed``) has a near-uniform next-token distribution.
+    The random prior (2 layers, width 64, ``seed``) has a near-uniform next-token distribution. Its context
+    holds ``CONDITIONING_SLACK`` positions beyond prompt + sequence for conditioning tokens (e.g. RiC's).
     """
     task = env.unwrapped
     if task.prior_path is not None:
         return load_causal_lm(task.prior_path, rebuild_command=getattr(task, "rebuild_command", "see the env card"))
-    n_positions = task.max_length + task.max_prompt_length + 1
+    n_positions = task.max_length + task.max_prompt_length + 1 + CONDITIONING_SLACK
     return build_gpt2(
         task.vocab_size,
         n_positions,

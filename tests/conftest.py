@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+# one thread: the test models are tiny, and two threads on a shared 2-core machine spin against other work
+torch.set_num_threads(1)
 
 
 def pytest_collection_modifyitems(config, items):

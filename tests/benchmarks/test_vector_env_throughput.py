@@ -36,9 +36,15 @@ def _generate(model, venv, prompts, with_env: bool):
         def on_step(tokens):
             _, _, terminated, truncated, _ = venv.step(tokens)
             return terminated | truncated
+
     gen = sample(
-        model, *prompts, LENGTH, eos_token_id=venv.eos_token_id, pad_token_id=venv.pad_token_id,
-        generator=torch.Generator().manual_seed(0), on_step=on_step,
+        model,
+        *prompts,
+        LENGTH,
+        eos_token_id=venv.eos_token_id,
+        pad_token_id=venv.pad_token_id,
+        generator=torch.Generator().manual_seed(0),
+        on_step=on_step,
         forbid_token_ids=venv.tokenizer.all_special_ids,
     )
     return gen.num_tokens
@@ -60,10 +66,16 @@ def test_vector_env_keeps_90_percent_of_bare_sampling_throughput(benchmark):
             times.append(tokens / (time.perf_counter() - start))
     ratio = statistics.median(driven) / statistics.median(bare)
     benchmark.extra_info.update(
-        bare_tokens_per_s=statistics.median(bare), env_tokens_per_s=statistics.median(driven), ratio=ratio,
-        parameters=sum(p.numel() for p in model.parameters()), batch=BATCH, length=LENGTH,
+        bare_tokens_per_s=statistics.median(bare),
+        env_tokens_per_s=statistics.median(driven),
+        ratio=ratio,
+        parameters=sum(p.numel() for p in model.parameters()),
+        batch=BATCH,
+        length=LENGTH,
     )
-    print(f"\nbare {statistics.median(bare):.0f} tok/s, env-driven {statistics.median(driven):.0f} tok/s, "
-          f"ratio {ratio:.3f}")
+    print(
+        f"\nbare {statistics.median(bare):.0f} tok/s, env-driven {statistics.median(driven):.0f} tok/s, "
+        f"ratio {ratio:.3f}"
+    )
     benchmark.pedantic(_generate, args=(model, venv, prompts, True), rounds=1, iterations=1)
     assert ratio >= 0.90

@@ -1,0 +1,423 @@
+"""Shared machinery of the baselines: token-level PPO (rollout, GAE, clipped update), weight merging, budgets.
+
+Read top to bottom: :class:`PPOConfig` -> :class:`PolicyValueModel` -> :func:`collect_rollout` ->
+:func:`ppo_update` -> :class:`PPOLearner` (one learner = one policy trained on one scalar reward) ->
+:func:`merge_state_dicts`. Checkpointing and compute accounting live in ``baselines/runs.py``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from gymnasium.vector import AutoresetMode
+from torch import nn
+
+from morbench.errors import ConfigError, MorbenchError
+from morbench.sampling import Generation, bos_prompts, sample
+from morbench.vector import TokenVectorEnv
+
+__all__ = [
+    "MergeError",
+    "PPOConfig",
+    "PPOLearner",
+    "PolicyValueModel",
+    "Rollout",
+    "collect_rollout",
+    "merge_state_dicts",
+    "ppo_update",
+    "token_logprobs",
+]
+
+
+@dataclasses.dataclass
+class PPOConfig:
+    """Hyperparameters of the token-level PPO learner shared by MORLHF, Rewarded Soups and IterativeRS.
+
+    Defaults follow the IterativeRS reference code (TRL PPO) except the learning rate, scaled up for the small
+    CPU-sized priors, and the sampling temperature, 1.0 so that the trained policy is exactly the evaluated one.
+    """
+
+    batch_size: int = dataclasses.field(default=128, metadata={"help": "sequences sampled per PPO iteration"})
+    minibatch_size: int = dataclasses.field(default=32, metadata={"help": "sequences per gradient step"})
+    ppo_epochs: int = dataclasses.field(default=4, metadata={"help": "passes over each rollout batch"})
+    learning_rate: float = dataclasses.field(default=5e-5, metadata={"help": "Adam learning rate"})
+    weight_decay: float = dataclasses.field(default=0.01, metadata={"help": "AdamW weight decay"})
+    kl_coef: float = dataclasses.field(default=0.05, metadata={"help": "beta of the per-token KL penalty to the prior"})
+    clip_range: float = dataclasses.field(default=0.2, metadata={"help": "PPO ratio clipping epsilon"})
+    value_clip_range: float = dataclasses.field(default=0.2, metadata={"help": "value-function clipping epsilon"})
+    vf_coef: float = dataclasses.field(default=0.1, metadata={"help": "weight of the value loss"})
+    gamma: float = dataclasses.field(default=1.0, metadata={"help": "discount over tokens"})
+    gae_lambda: float = dataclasses.field(default=0.95, metadata={"help": "GAE lambda"})
+    max_grad_norm: float = dataclasses.field(default=1.0, metadata={"help": "gradient clipping norm"})
+    temperature: float = dataclasses.field(default=1.0, metadata={"help": "sampling temperature during training"})
+    whiten_advantages: bool = dataclasses.field(default=True, metadata={"help": "normalise advantages per batch"})
+    mask_special_tokens: bool = dataclasses.field(
+        default=True, metadata={"help": "never sample special tokens other than EOS (as the evaluation protocol)"}
+    )
+
+    def __post_init__(self) -> None:
+        positive = ("batch_size", "minibatch_size", "ppo_epochs", "learning_rate", "temperature", "max_grad_norm")
+        for name in positive:
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"PPOConfig.{name} must be > 0, got {getattr(self, name)!r}")
+        if self.batch_size % self.minibatch_size:
+            raise ConfigError(
+                f"PPOConfig.batch_size ({self.batch_size}) must be a multiple of minibatch_size "
+                f"({self.minibatch_size}); e.g. set minibatch_size={math.gcd(self.batch_size, self.minibatch_size)}"
+            )
+        for name in ("kl_coef", "clip_range", "value_clip_range", "vf_coef", "weight_decay"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"PPOConfig.{name} must be >= 0, got {getattr(self, name)!r}")
+        if not 0 <= self.gamma <= 1 or not 0 <= self.gae_lambda <= 1:
+            raise ConfigError(f"PPOConfig.gamma and gae_lambda must be in [0, 1], got {self.gamma}, {self.gae_lambda}")
+
+
+class PolicyValueModel(nn.Module):
+    """A causal LM (the policy) with a scalar value head on its last hidden state (shared trunk)."""
+
+    def __init__(self, lm: nn.Module) -> None:
+        super().__init__()
+        self.lm = lm
+        self.value_head = nn.Linear(lm.config.hidden_size, 1)
+        nn.init.zeros_(self.value_head.weight)
+        nn.init.zeros_(self.value_head.bias)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        positions = (attention_mask.cumsum(dim=1) - 1).clamp(min=0)
+        out = self.lm(
+            input_ids=input_ids, attention_mask=attention_mask, position_ids=positions, output_hidden_states=True
+        )
+        return out.logits, self.value_head(out.hidden_states[-1]).squeeze(-1)
+
+    def policy_state(self) -> dict[str, torch.Tensor]:
+        """The LM weights only (what Rewarded Soups and IterativeRS merge)."""
+        return {k: v.detach().clone() for k, v in self.lm.state_dict().items()}
+
+
+def token_logprobs(
+    logits: torch.Tensor,
+    tokens: torch.Tensor,
+    prompt_length: int,
+    temperature: float,
+    forbidden: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Log-probabilities of the generated ``tokens`` (B, T) given full-sequence ``logits`` (B, P+T, V).
+
+    ``forbidden`` token ids get probability zero (the distribution the sampler actually used).
+    """
+    steps = tokens.shape[1]
+    scaled = logits[:, prompt_length - 1 : prompt_length - 1 + steps].float() / temperature
+    if forbidden is not None and forbidden.numel():
+        scaled = scaled.index_fill(-1, forbidden, float("-inf"))
+    gathered = torch.log_softmax(scaled, dim=-1).gather(2, tokens[..., None]).squeeze(-1)
+    return gathered.masked_fill(torch.isinf(gathered), 0.0)  # padding after EOS may be a forbidden id
+
+
+@dataclasses.dataclass
+class Rollout:
+    """One batch of sampled sequences with everything PPO needs (all tensors (B, T) unless noted)."""
+
+    generation: Generation
+    input_ids: torch.Tensor  # (B, P+T) prompt + generated tokens
+    attention_mask: torch.Tensor  # (B, P+T)
+    logprobs: torch.Tensor  # policy log-probs at sampling time
+    ref_logprobs: torch.Tensor  # prior log-probs
+    values: torch.Tensor
+    rewards: torch.Tensor  # per-token: -kl_coef * (logp - ref_logp), plus the score at the last token
+    advantages: torch.Tensor
+    returns: torch.Tensor
+    scores: np.ndarray  # (B,) scalarized sequence score
+    reward_vectors: np.ndarray  # (B, K) the env's reward vectors
+    valid: np.ndarray  # (B,) bool
+    forbidden: torch.Tensor  # token ids the sampler masked out
+
+    @property
+    def mask(self) -> torch.Tensor:
+        return self.generation.mask
+
+
+def _prompts(venv: TokenVectorEnv) -> tuple[torch.Tensor, torch.Tensor]:
+    contexts = venv.current_contexts
+    if contexts[0] is None:
+        return bos_prompts(venv.num_envs, venv.bos_token_id)
+    ids = torch.as_tensor(venv.env.prompt_array(contexts))
+    lengths = torch.tensor([min(len(c.prompt_ids), venv.max_prompt_length) for c in contexts])
+    mask = torch.arange(ids.shape[1])[None, :] >= (ids.shape[1] - lengths)[:, None]
+    return ids, mask
+
+
+@torch.no_grad()
+def collect_rollout(
+    model: PolicyValueModel,
+    ref_model: nn.Module,
+    venv: TokenVectorEnv,
+    scalarize: Callable[[np.ndarray], np.ndarray],
+    config: PPOConfig,
+    generator: torch.Generator,
+    env_seed: int,
+) -> Rollout:
+    """Sample one batch by driving the vector env token by token, then compute PPO's targets.
+
+    ``scalarize`` maps the env's ``(B, K)`` reward vectors to ``(B,)`` scores (``w @ r`` for MORLHF, one
+    column for a single-objective expert).
+    """
+    if venv.autoreset_mode != AutoresetMode.DISABLED:
+        raise ConfigError("collect_rollout needs a vector env made with autoreset_mode=DISABLED")
+    if venv.num_envs != config.batch_size:
+        raise ConfigError(f"vector env has {venv.num_envs} sub-envs but PPOConfig.batch_size is {config.batch_size}")
+    model.eval()
+    venv.reset(seed=env_seed)
+    prompt_ids, prompt_mask = _prompts(venv)
+    reward_vectors = np.zeros((venv.num_envs, venv.reward_dim), dtype=np.float32)
+    valid = np.zeros(venv.num_envs, dtype=bool)
+
+    def on_step(tokens: np.ndarray) -> np.ndarray:
+        _, rewards, terminated, truncated, info = venv.step(tokens)
+        done = terminated | truncated
+        if done.any():
+            reward_vectors[done] = rewards[done]
+            valid[done] = info["valid"][done]
+        return done
+
+    forbidden = _forbidden(venv, config)
+    generation = sample(
+        model.lm,
+        prompt_ids,
+        prompt_mask,
+        venv.max_length,
+        eos_token_id=venv.eos_token_id,
+        pad_token_id=venv.pad_token_id,
+        temperature=config.temperature,
+        generator=generator,
+        on_step=on_step,
+        forbid_token_ids=forbidden.tolist(),
+    )
+    if not venv.finished.all():
+        raise MorbenchError("a rollout ended before every sequence finished; the env and sampler disagree")
+    input_ids = torch.cat([generation.prompt_ids, generation.tokens], dim=1)
+    attention_mask = torch.cat([generation.prompt_mask, generation.mask], dim=1).long()
+    prompt_length = generation.prompt_ids.shape[1]
+    logits, values = model(input_ids, attention_mask)
+    logprobs = token_logprobs(logits, generation.tokens, prompt_length, config.temperature, forbidden)
+    ref_logits = ref_model(
+        input_ids=input_ids, attention_mask=attention_mask, position_ids=(attention_mask.cumsum(1) - 1).clamp(min=0)
+    ).logits
+    ref_logprobs = token_logprobs(ref_logits, generation.tokens, prompt_length, config.temperature, forbidden)
+    values = values[:, prompt_length - 1 : prompt_length - 1 + generation.tokens.shape[1]]
+
+    mask = generation.mask.float()
+    scores = scalarize(reward_vectors).astype(np.float32)
+    rewards = -config.kl_coef * (logprobs - ref_logprobs) * mask
+    last = (generation.lengths - 1).clamp(min=0)
+    rewards[torch.arange(len(last)), last] += torch.from_numpy(scores)
+    advantages, returns = _gae(rewards, values * mask, mask, config.gamma, config.gae_lambda)
+    if config.whiten_advantages:
+        advantages = _whiten(advantages, mask)
+    return Rollout(
+        generation,
+        input_ids,
+        attention_mask,
+        logprobs,
+        ref_logprobs,
+        values * mask,
+        rewards,
+        advantages,
+        returns,
+        scores,
+        reward_vectors,
+        valid,
+        forbidden,
+    )
+
+
+def _forbidden(venv: TokenVectorEnv, config: PPOConfig) -> torch.Tensor:
+    ids = venv.env.forbidden_token_ids if config.mask_special_tokens else np.zeros(0, dtype=np.int64)
+    return torch.as_tensor(ids, dtype=torch.long)
+
+
+def _gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float, lam: float):
+    advantages = torch.zeros_like(rewards)
+    running = torch.zeros(rewards.shape[0])
+    for t in reversed(range(rewards.shape[1])):
+        next_value = values[:, t + 1] if t + 1 < rewards.shape[1] else torch.zeros(rewards.shape[0])
+        delta = rewards[:, t] + gamma * next_value - values[:, t]
+        running = (delta + gamma * lam * running) * mask[:, t]
+        advantages[:, t] = running
+    return advantages, (advantages + values) * mask
+
+
+def _whiten(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    n = mask.sum().clamp(min=1)
+    mean = (x * mask).sum() / n
+    var = (((x - mean) * mask) ** 2).sum() / n
+    return (x - mean) * torch.rsqrt(var + 1e-8) * mask
+
+
+def ppo_update(
+    model: PolicyValueModel,
+    optimizer: torch.optim.Optimizer,
+    rollout: Rollout,
+    config: PPOConfig,
+    generator: torch.Generator,
+) -> dict[str, float]:
+    """``ppo_epochs`` passes of clipped-objective minibatch updates over one rollout; returns mean statistics."""
+    model.train()
+    batch = rollout.input_ids.shape[0]
+    prompt_length = rollout.generation.prompt_ids.shape[1]
+    steps = rollout.generation.tokens.shape[1]
+    stats: dict[str, list[float]] = {"policy_loss": [], "value_loss": [], "approx_kl": [], "clip_fraction": []}
+    for _ in range(config.ppo_epochs):
+        order = torch.randperm(batch, generator=generator)
+        for start in range(0, batch, config.minibatch_size):
+            idx = order[start : start + config.minibatch_size]
+            mask = rollout.mask[idx].float()
+            n = mask.sum().clamp(min=1)
+            logits, values = model(rollout.input_ids[idx], rollout.attention_mask[idx])
+            new_logprobs = token_logprobs(
+                logits, rollout.generation.tokens[idx], prompt_length, config.temperature, rollout.forbidden
+            )
+            values = values[:, prompt_length - 1 : prompt_length - 1 + steps]
+
+            log_ratio = (new_logprobs - rollout.logprobs[idx]) * mask
+            ratio = torch.exp(log_ratio)
+            advantages = rollout.advantages[idx]
+            policy_loss = torch.max(
+                -advantages * ratio, -advantages * ratio.clamp(1 - config.clip_range, 1 + config.clip_range)
+            )
+            old_values = rollout.values[idx]
+            clipped_values = old_values + (values - old_values).clamp(-config.value_clip_range, config.value_clip_range)
+            returns = rollout.returns[idx]
+            value_loss = 0.5 * torch.max((values - returns) ** 2, (clipped_values - returns) ** 2)
+            loss = ((policy_loss + config.vf_coef * value_loss) * mask).sum() / n
+
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+            optimizer.step()
+
+            with torch.no_grad():
+                stats["policy_loss"].append(float((policy_loss * mask).sum() / n))
+                stats["value_loss"].append(float((value_loss * mask).sum() / n))
+                stats["approx_kl"].append(float((0.5 * log_ratio**2 * mask).sum() / n))
+                stats["clip_fraction"].append(float((((ratio - 1).abs() > config.clip_range).float() * mask).sum() / n))
+    model.eval()
+    return {k: float(np.mean(v)) for k, v in stats.items()}
+
+
+class PPOLearner:
+    """One policy (with its value head and optimizer) trained by PPO on one scalarization of the env's rewards.
+
+    The KL reference is always the frozen *original* prior, whatever the policy was restarted from.
+    """
+
+    def __init__(self, prior: nn.Module, ref_model: nn.Module, venv: TokenVectorEnv, config: PPOConfig, seed: int):
+        import copy
+
+        self.config = config
+        self.venv = venv
+        self.ref_model = ref_model.eval()
+        for parameter in self.ref_model.parameters():
+            parameter.requires_grad_(False)
+        self.model = PolicyValueModel(copy.deepcopy(prior))
+        self.model.requires_grad_(True)
+        self.generator = torch.Generator().manual_seed(seed)
+        self.seed = seed
+        self.iterations = 0
+        self.gradient_steps = 0
+        self.sampled_tokens = 0
+        self.reset_optimizer()
+
+    def reset_optimizer(self) -> None:
+        self.optimizer = torch.optim.AdamW(
+            self.model.parameters(), lr=self.config.learning_rate, weight_decay=self.config.weight_decay
+        )
+
+    def load_policy(self, lm_state: dict[str, torch.Tensor]) -> None:
+        """Restart the policy from merged weights (the value head and optimizer are handled by the caller)."""
+        self.model.lm.load_state_dict(lm_state, strict=True)
+
+    def iteration(self, scalarize: Callable[[np.ndarray], np.ndarray]) -> dict[str, Any]:
+        """One PPO iteration: a rollout of ``batch_size`` sequences and ``ppo_epochs`` of updates."""
+        env_seed = int(torch.randint(0, 2**31 - 1, (1,), generator=self.generator))
+        rollout = collect_rollout(
+            self.model, self.ref_model, self.venv, scalarize, self.config, self.generator, env_seed
+        )
+        stats = ppo_update(self.model, self.optimizer, rollout, self.config, self.generator)
+        self.iterations += 1
+        gradient_steps = self.config.ppo_epochs * (self.config.batch_size // self.config.minibatch_size)
+        self.gradient_steps += gradient_steps
+        tokens = rollout.generation.num_tokens
+        self.sampled_tokens += tokens
+        kl = float(((rollout.logprobs - rollout.ref_logprobs) * rollout.mask).sum(1).mean())
+        return {
+            **stats,
+            "score_mean": float(rollout.scores.mean()),
+            "reward_mean": rollout.reward_vectors.mean(axis=0).tolist(),
+            "valid_fraction": float(rollout.valid.mean()),
+            "kl_to_prior": kl,
+            "tokens": tokens,
+            "gradient_steps": gradient_steps,
+        }
+
+    # -- checkpoint state ---------------------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        return {
+            "model": {k: v.detach().clone() for k, v in self.model.state_dict().items()},
+            "optimizer": self.optimizer.state_dict(),
+            "generator": self.generator.get_state(),
+            "counters": {
+                "iterations": self.iterations,
+                "gradient_steps": self.gradient_steps,
+                "sampled_tokens": self.sampled_tokens,
+            },
+        }
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"], strict=True)
+        self.reset_optimizer()
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.generator.set_state(state["generator"])
+        for key, value in state["counters"].items():
+            setattr(self, key, int(value))
+
+
+class MergeError(MorbenchError, ValueError):
+    """State dicts cannot be merged: keys, shapes or dtypes differ, or the weights are not a preference."""
+
+
+def merge_state_dicts(states: Sequence[dict[str, torch.Tensor]], weights: Sequence[float]) -> dict[str, torch.Tensor]:
+    """``sum_k weights[k] * states[k]`` key by key, with a strict check that every state has the same keys.
+
+    A weight of exactly 1 on one state returns a bit-exact copy of it (no floating-point round trip).
+    """
+    if len(states) != len(weights) or not states:
+        raise MergeError(f"got {len(states)} state dicts but {len(weights)} weights")
+    w = np.asarray(weights, dtype=np.float64)
+    if np.any(w < 0) or abs(w.sum() - 1) > 1e-6:
+        raise MergeError(f"merge weights {w.tolist()} must be non-negative and sum to 1")
+    keys = set(states[0])
+    for i, state in enumerate(states[1:], 1):
+        if set(state) != keys:
+            missing, extra = sorted(keys - set(state)), sorted(set(state) - keys)
+            raise MergeError(f"state dict {i} does not match state dict 0: missing {missing[:5]}, extra {extra[:5]}")
+        for key in keys:
+            if state[key].shape != states[0][key].shape:
+                raise MergeError(f"{key}: shape {tuple(state[key].shape)} != {tuple(states[0][key].shape)}")
+    one_hot = np.flatnonzero(w == 1.0)
+    if one_hot.size == 1:
+        return {key: value.detach().clone() for key, value in states[int(one_hot[0])].items()}
+    merged = {}
+    for key, first in states[0].items():
+        if not torch.is_floating_point(first):
+            merged[key] = first.clone()  # integer buffers (e.g. masks) are identical by construction
+            continue
+        total = torch.zeros_like(first, dtype=torch.float64)
+        for weight, state in zip(w, states, strict=True):
+            total += float(weight) * state[key].double()
+        merged[key] = total.to(first.dtype)
+    return merged

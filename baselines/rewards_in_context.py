@@ -1,0 +1,361 @@
+"""Rewards-in-Context (Yang et al., ICML 2024): supervised fine-tuning conditioned on reward tokens.
+
+1. **Offline stage.** Sample sequences from the prior, score them with the oracle, quantize each objective's
+   reward into ``levels`` linear bins between the offline minimum and maximum, and fine-tune the prior on
+   ``[BOS] <r_1=q_1> ... <r_K=q_K> sequence [EOS]`` with the loss on the sequence only. The reward tokens are
+   ``K * levels`` ids appended to the vocabulary (embeddings initialised to the mean embedding); they are never
+   sampled as output.
+2. **Online stage** (``online_iterations`` times). Generate at targeted preferences (one objective at a random
+   level, the others at the top level, as RiC's goal sampling), score, relabel each sample with the levels it
+   *achieved* (hindsight), keep those with any reward at or above the ``quantile`` of its objective over the
+   generated set (multi-objective rejection sampling), add them to the data and continue fine-tuning.
+3. **Inference.** A preference ``w`` maps to target levels with RiC's ``linf`` rule: objectives with
+   ``w_k >= 1/K`` get the top level ``L-1``; the others get ``round(K * w_k * (L-1))``.
+
+Budget: every sequence generated for the offline and online data costs sampled tokens and oracle calls; with a
+budget, the offline and online sample counts shrink proportionally (worst case ``max_length`` tokens each).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+
+import numpy as np
+import torch
+
+from morbench.baselines.training import RunContext
+from morbench.errors import ConfigError
+from morbench.evaluation import LMPolicy, PolicySamples, _prompt_tensors, sample_sequences
+from morbench.sampling import sample
+
+__all__ = ["RewardsInContextConfig", "preference_to_levels", "train"]
+
+
+@dataclasses.dataclass
+class RewardsInContextConfig:
+    offline_samples: int = dataclasses.field(
+        default=2048, metadata={"help": "prior samples scored for the offline data"}
+    )
+    levels: int = dataclasses.field(default=10, metadata={"help": "quantization levels (reward tokens) per objective"})
+    offline_epochs: int = dataclasses.field(default=4, metadata={"help": "SFT epochs of the offline stage"})
+    online_iterations: int = dataclasses.field(default=2, metadata={"help": "online augmentation rounds"})
+    online_samples: int = dataclasses.field(default=512, metadata={"help": "generations per online round"})
+    online_epochs: int = dataclasses.field(default=2, metadata={"help": "SFT epochs after each online round"})
+    quantile: float = dataclasses.field(
+        default=0.7, metadata={"help": "MORS filter: keep if any reward >= this quantile"}
+    )
+    learning_rate: float = dataclasses.field(default=3e-4, metadata={"help": "AdamW learning rate (offline)"})
+    online_learning_rate: float = dataclasses.field(default=1e-4, metadata={"help": "AdamW learning rate (online)"})
+    batch_size: int = dataclasses.field(
+        default=64, metadata={"help": "sequences per gradient step and per sampling batch"}
+    )
+    temperature: float = dataclasses.field(default=1.0, metadata={"help": "sampling temperature for data generation"})
+
+    def __post_init__(self) -> None:
+        for name in ("offline_samples", "levels", "offline_epochs", "online_samples", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"RewardsInContextConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.levels < 2:
+            raise ConfigError("RewardsInContextConfig.levels must be >= 2")
+        if self.online_iterations < 0 or self.online_epochs < 0:
+            raise ConfigError("online_iterations and online_epochs must be >= 0")
+        if not 0 < self.quantile < 1:
+            raise ConfigError(f"RewardsInContextConfig.quantile must be in (0, 1), got {self.quantile}")
+
+
+def preference_to_levels(preference: np.ndarray, levels: int) -> np.ndarray:
+    """RiC's ``linf`` mapping from a preference to target levels (see the module docstring)."""
+    k = len(preference)
+    top = levels - 1
+    targets = np.round(np.minimum(k * np.asarray(preference), 1.0) * top).astype(int)
+    targets[np.asarray(preference) >= 1.0 / k - 1e-9] = top
+    return targets
+
+
+class _Quantizer:
+    """Linear bins between the offline data's minimum and maximum of each objective (RiC's z-scores are
+    linear too); values outside the range fall into the end bins."""
+
+    def __init__(self, edges: np.ndarray) -> None:
+        self.edges = edges  # (K, levels - 1) inner bin edges
+
+    @classmethod
+    def fit(cls, rewards: np.ndarray, levels: int) -> _Quantizer:
+        low, high = rewards.min(axis=0), rewards.max(axis=0)
+        fractions = np.linspace(0, 1, levels + 1)[1:-1]
+        return cls(low[:, None] + (high - low)[:, None] * fractions[None, :])
+
+    def __call__(self, rewards: np.ndarray) -> np.ndarray:
+        return np.stack(
+            [np.searchsorted(self.edges[k], rewards[:, k], side="right") for k in range(rewards.shape[1])], axis=1
+        )
+
+
+class RiCPolicy(LMPolicy):
+    """Samples conditioned on the reward tokens of the preference's target levels."""
+
+    def __init__(self, model, task, base_vocab: int, levels: int) -> None:
+        super().__init__(model, task)
+        self.base_vocab, self.levels = base_vocab, levels
+
+    def prefix(self, levels_per_objective: np.ndarray) -> list[int]:
+        return [self.base_vocab + k * self.levels + int(q) for k, q in enumerate(levels_per_objective)]
+
+    def forbidden(self) -> list[int]:
+        extra = range(self.base_vocab, self.base_vocab + self.task.reward_dim * self.levels)
+        return [*self.task.forbidden_token_ids.tolist(), *extra]
+
+    def sample(self, preference, contexts, seed) -> PolicySamples:
+        prefix = self.prefix(preference_to_levels(preference, self.levels))
+        return sample_sequences(
+            self.model,
+            self.task,
+            contexts,
+            seed,
+            self.temperature,
+            self.top_p,
+            prefix_ids=prefix,
+            forbid_token_ids=self.forbidden(),
+        )
+
+
+def _generate(
+    run: RunContext,
+    model,
+    level_targets: np.ndarray | None,
+    count: int,
+    seed: int,
+    config,
+    policy: RiCPolicy | None = None,
+) -> tuple[list, list, np.ndarray, int]:
+    """Sample ``count`` sequences (conditioned on ``level_targets`` rows when given) and score them.
+
+    Returns the generated token rows, their context indices (-1 for unconditional tasks), the reward vectors and
+    the number of sampled tokens.
+    """
+    task = run.task
+    generator = torch.Generator().manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    forbid = policy.forbidden() if policy is not None else task.forbidden_token_ids.tolist()
+    rows, context_ids, rewards, tokens = [], [], [], 0
+    for start in range(0, count, config.batch_size):
+        n = min(config.batch_size, count - start)
+        picks = rng.integers(0, len(task.contexts), size=n) if task.contexts is not None else np.full(n, -1)
+        contexts = [task.contexts[i] if i >= 0 else None for i in picks]
+        prompt_ids, prompt_mask = _prompt_tensors(task, contexts)
+        if level_targets is not None:
+            prefixes = torch.tensor([policy.prefix(t) for t in level_targets[start : start + n]], dtype=torch.long)
+            prompt_ids = torch.cat([prompt_ids, prefixes], dim=1)
+            prompt_mask = torch.cat([prompt_mask, torch.ones_like(prefixes, dtype=torch.bool)], dim=1)
+        generation = sample(
+            model,
+            prompt_ids,
+            prompt_mask,
+            task.max_length,
+            eos_token_id=task.eos_token_id,
+            pad_token_id=task.pad_token_id,
+            temperature=config.temperature,
+            generator=generator,
+            forbid_token_ids=forbid,
+        )
+        generated = generation.rows()
+        rows.extend(generated)
+        context_ids.extend(int(i) for i in picks)
+        rewards.append(task.score_token_ids(generated, contexts).rewards)
+        tokens += generation.num_tokens
+    return rows, context_ids, np.concatenate(rewards), tokens
+
+
+def _sft(run, model, optimizer, rows, context_ids, labels, prefix_fn, epochs, batch_size, generator):
+    """Next-token NLL on ``prompt reward-tokens sequence`` with the loss on the sequence tokens only (the
+    prompt length is explicit: no template search)."""
+    task = run.task
+    model.train()
+    losses, steps = [], 0
+    for _ in range(epochs):
+        order = torch.randperm(len(rows), generator=generator).tolist()
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            prompts = [
+                [*task.contexts[context_ids[i]].prompt_ids] if context_ids[i] >= 0 else [task.bos_token_id] for i in idx
+            ]
+            prompts = [[*p, *prefix_fn(labels[i])] for p, i in zip(prompts, idx, strict=True)]
+            bodies = [[*p, *rows[i]] for p, i in zip(prompts, idx, strict=True)]
+            width = max(len(b) for b in bodies)
+            ids = torch.full((len(idx), width), task.pad_token_id, dtype=torch.long)
+            mask = torch.zeros((len(idx), width), dtype=torch.long)
+            target_mask = torch.zeros((len(idx), width - 1), dtype=torch.long)
+            for j, (p, b) in enumerate(zip(prompts, bodies, strict=True)):
+                ids[j, : len(b)] = torch.tensor(b)
+                mask[j, : len(b)] = 1
+                target_mask[j, len(p) - 1 : len(b) - 1] = 1  # predict the sequence tokens only
+            logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1]
+            nll = torch.nn.functional.cross_entropy(
+                logits.reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1), reduction="none"
+            ).view_as(target_mask)
+            loss = (nll * target_mask).sum() / target_mask.sum().clamp(min=1)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            losses.append(loss.item())
+            steps += 1
+    model.eval()
+    return float(np.mean(losses)) if losses else float("nan"), steps
+
+
+def _mors_filter(rewards: np.ndarray, quantile: float) -> np.ndarray:
+    thresholds = np.quantile(rewards, quantile, axis=0)
+    return np.any(rewards >= thresholds[None, :], axis=1)
+
+
+def train(run: RunContext, config: RewardsInContextConfig):
+    task = run.task
+    k_objectives = task.reward_dim
+    offline, online = _budgeted_samples(run, config)
+    base_vocab = task.vocab_size
+    needed = task.max_prompt_length + 1 + k_objectives + task.max_length
+    positions = getattr(run.prior.config, "n_positions", None) or run.prior.config.max_position_embeddings
+    if needed > positions:
+        raise ConfigError(
+            f"Rewards-in-Context needs {needed} positions (prompt + {k_objectives} reward tokens + "
+            f"max_length) but the prior has {positions}; rebuild the prior with a longer context"
+        )
+    model = copy.deepcopy(run.prior)
+    model.requires_grad_(True)
+    model.resize_token_embeddings(base_vocab + k_objectives * config.levels, mean_resizing=False)
+    with torch.no_grad():  # new reward-token embeddings start at the mean embedding
+        embeddings = model.get_input_embeddings().weight
+        embeddings[base_vocab:] = embeddings[:base_vocab].mean(dim=0)
+    policy = RiCPolicy(model, task, base_vocab, config.levels)
+    generator = torch.Generator().manual_seed(run.seed)
+    state = run.state
+    if "model" in state:  # resuming
+        model.load_state_dict(state["model"])
+        generator.set_state(state["generator"])
+    run.start_progress(2 + config.online_iterations, "train")
+
+    # -- offline stage: score prior samples, quantize, conditional SFT ------------------------------------------
+    if "rows" not in state:
+        rows, context_ids, rewards, tokens = _generate(run, run.prior, None, offline, run.seed * 104729 + 1, config)
+        state.update(rows=rows, context_ids=context_ids, rewards=rewards.tolist(), stage=0)
+        run.log({"tokens": tokens, "stage": "offline-data", "reward_mean": rewards.mean(axis=0).tolist()})
+        run.checkpoint()
+    rows, context_ids = state["rows"], state["context_ids"]
+    rewards = np.asarray(state["rewards"], dtype=np.float32)
+    quantizer = _Quantizer.fit(rewards, config.levels)
+    if state["stage"] == 0:
+        optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=0.01)
+        loss, steps = _sft(
+            run,
+            model,
+            optimizer,
+            rows,
+            context_ids,
+            quantizer(rewards),
+            policy.prefix,
+            config.offline_epochs,
+            config.batch_size,
+            generator,
+        )
+        keep = _mors_filter(rewards, config.quantile)
+        state.update(
+            stage=1,
+            data_rows=[r for r, k in zip(rows, keep, strict=True) if k],
+            data_context_ids=[c for c, k in zip(context_ids, keep, strict=True) if k],
+            data_rewards=rewards[keep].tolist(),
+        )
+        _checkpoint(run, model, generator, {"loss": loss, "gradient_steps": steps, "stage": "offline-sft"})
+
+    # -- online stage: targeted generation, hindsight relabelling, MORS filter, continued SFT ------------------
+    rng = np.random.default_rng([run.seed, 7])
+    for iteration in range(1, config.online_iterations + 1):
+        goals = _sample_goals(rng, online, k_objectives, config.levels)  # drawn every round, also when resuming
+        if state["stage"] > iteration:
+            continue
+        new_rows, new_contexts, new_rewards, tokens = _generate(
+            run, model, goals, online, run.seed * 7919 + iteration, config, policy
+        )
+        keep = _mors_filter(new_rewards, config.quantile)
+        state["data_rows"] += [r for r, k in zip(new_rows, keep, strict=True) if k]
+        state["data_context_ids"] += [c for c, k in zip(new_contexts, keep, strict=True) if k]
+        state["data_rewards"] += new_rewards[keep].tolist()
+        data_rewards = np.asarray(state["data_rewards"], dtype=np.float32)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=config.online_learning_rate, weight_decay=0.01)
+        loss, steps = _sft(
+            run,
+            model,
+            optimizer,
+            state["data_rows"],
+            state["data_context_ids"],
+            quantizer(data_rewards),
+            policy.prefix,
+            config.online_epochs,
+            config.batch_size,
+            generator,
+        )
+        state["stage"] = iteration + 1
+        _checkpoint(
+            run,
+            model,
+            generator,
+            {
+                "loss": loss,
+                "tokens": tokens,
+                "gradient_steps": steps,
+                "stage": f"online-{iteration}",
+                "kept": int(keep.sum()),
+                "reward_mean": new_rewards.mean(axis=0).tolist(),
+            },
+        )
+
+    model.save_pretrained(run.out / "model", safe_serialization=True)
+    outputs = {
+        "model": "model",
+        "base_vocab_size": base_vocab,
+        "levels": config.levels,
+        "level_edges": quantizer.edges.tolist(),
+        "mapping": "linf",
+        "reward_token_id": "base_vocab_size + objective_index * levels + level",
+        "offline_samples": offline,
+        "online_samples_per_iteration": online,
+    }
+    return policy, outputs
+
+
+def _sample_goals(rng: np.random.Generator, count: int, k_objectives: int, levels: int) -> np.ndarray:
+    """RiC's goal sampling: one random objective at a uniform random level, every other one at the top level."""
+    goals = np.full((count, k_objectives), levels - 1, dtype=int)
+    which = rng.integers(0, k_objectives, size=count)
+    goals[np.arange(count), which] = rng.integers(0, levels, size=count)
+    return goals
+
+
+def _budgeted_samples(run: RunContext, config) -> tuple[int, int]:
+    wanted = config.offline_samples + config.online_iterations * config.online_samples
+    allowed = []
+    if run.budget.sampled_tokens is not None:
+        allowed.append(run.budget.sampled_tokens // run.task.max_length)
+    if run.budget.oracle_calls is not None:
+        allowed.append(run.budget.oracle_calls)
+    if not allowed or min(allowed) >= wanted:
+        return config.offline_samples, config.online_samples
+    scale = min(allowed) / wanted
+    offline = math.floor(config.offline_samples * scale)
+    online = math.floor(config.online_samples * scale)
+    if offline < config.batch_size:
+        raise ConfigError(
+            f"the budget {run.budget.to_dict()} allows only {offline} offline samples; RiC needs at "
+            f"least batch_size={config.batch_size}"
+        )
+    return offline, online
+
+
+def _checkpoint(run: RunContext, model, generator, stats) -> None:
+    run.state.update(
+        model={k: v.detach().clone() for k, v in model.state_dict().items()}, generator=generator.get_state()
+    )
+    run.log(stats)
+    run.checkpoint()

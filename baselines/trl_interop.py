@@ -1,0 +1,54 @@
+"""TRL interop: a morbench task's oracle as TRL reward functions (one named callable per objective).
+
+``GRPOTrainer(model, reward_funcs=reward_functions(env), args=GRPOConfig(reward_weights=w, ...))`` trains on a
+morbench task with TRL: TRL logs ``rewards/<objective>/mean`` per objective and combines them with
+``reward_weights`` (MORLHF-style scalarization). The K functions share one oracle call per batch of completions.
+For prompt-conditioned tasks, give the dataset a ``context`` column holding each row's context key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+__all__ = ["reward_functions"]
+
+
+def _text(completion: Any) -> str:
+    if isinstance(completion, str):
+        return completion
+    if isinstance(completion, list) and completion and isinstance(completion[-1], dict):  # conversational format
+        return str(completion[-1].get("content", ""))
+    return str(completion)
+
+
+def reward_functions(env: Any) -> list[Callable[..., list[float]]]:
+    """One TRL reward function per objective of ``env`` (named after the objective)."""
+    task = env.unwrapped
+    contexts = {c.key: c for c in task.contexts} if task.contexts is not None else None
+    memo: dict[str, Any] = {"key": None, "rewards": None}
+
+    def rewards_for(completions: list[Any], context_keys: list[str] | None) -> np.ndarray:
+        texts = [_text(c) for c in completions]
+        key = (tuple(texts), tuple(context_keys) if context_keys else None)
+        if memo["key"] != key:
+            ctx = None
+            if contexts is not None:
+                if context_keys is None:
+                    raise ValueError("this task is prompt-conditioned: add a 'context' column with context keys")
+                ctx = [contexts[k] for k in context_keys]
+            memo["key"], memo["rewards"] = key, task.score(texts, ctx).rewards
+        return memo["rewards"]
+
+    functions = []
+    for k, name in enumerate(task.objective_names):
+
+        def reward(prompts=None, completions=None, k=k, **kwargs) -> list[float]:
+            return rewards_for(completions, kwargs.get("context"))[:, k].astype(float).tolist()
+
+        reward.__name__ = reward.__qualname__ = name
+        reward.__doc__ = f"morbench objective {name!r} of {task.spec.id if task.spec else type(task).__name__}"
+        functions.append(reward)
+    return functions

@@ -1,0 +1,310 @@
+"""Evaluate any policy with a task's standard protocol and write the same evaluation file the baselines write.
+
+A *policy* maps a preference vector to samples. Three kinds are supported:
+
+* :class:`LMPolicy`: one transformers causal LM for every preference (the prior, a MORLHF model);
+* :class:`PreferenceLMPolicy`: a function ``preference -> causal LM`` (Rewarded Soups merges weights per
+  preference);
+* any callable ``fn(preference, num_samples, seed)`` (or ``fn(preference, num_samples, seed, contexts=...)``
+  for prompt-conditioned tasks) returning a list of sequences, or ``(sequences, logprobs)``.
+
+``morbench.evaluate(policy, "morbench/QM9-v0", seeds=[0, 1, 2], out="runs/mine")`` samples
+``protocol.samples_per_preference`` sequences at every preference of the task's grid for each seed, scores them
+with the training oracle and the held-out judge, computes the prior's log-probabilities for the KL estimate,
+and writes one run directory per seed that ``morbench score`` and the leaderboard read.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from morbench.core import Context, TokenEnv
+from morbench.errors import ConfigError
+from morbench.preferences import validate_preference
+from morbench.runs import write_evaluation, write_run
+
+__all__ = [
+    "CallablePolicy",
+    "LMPolicy",
+    "Policy",
+    "PolicySamples",
+    "PreferenceLMPolicy",
+    "evaluate",
+    "evaluate_on_env",
+    "prior_logprobs",
+]
+
+
+@dataclasses.dataclass
+class PolicySamples:
+    sequences: list[str]
+    logprobs: np.ndarray | None = None  # sequence log-probability under the sampling distribution
+
+
+class Policy(Protocol):
+    def sample(self, preference: np.ndarray, contexts: list[Context | None], seed: int) -> PolicySamples: ...
+
+
+def _prompt_tensors(task: TokenEnv, contexts: list[Context | None]) -> tuple[torch.Tensor, torch.Tensor]:
+    if contexts[0] is None:
+        n = len(contexts)
+        return torch.full((n, 1), task.bos_token_id, dtype=torch.long), torch.ones(n, 1, dtype=torch.bool)
+    ids = torch.as_tensor(task.prompt_array(contexts))
+    lengths = torch.tensor([min(len(c.prompt_ids), task.max_prompt_length) for c in contexts])
+    return ids, torch.arange(ids.shape[1])[None, :] >= (ids.shape[1] - lengths)[:, None]
+
+
+def sample_sequences(
+    model: torch.nn.Module,
+    task: TokenEnv,
+    contexts: list[Context | None],
+    seed: int,
+    temperature: float,
+    top_p: float,
+    batch_size: int = 256,
+    prefix_ids: Sequence[int] = (),
+    forbid_token_ids: Sequence[int] | None = None,
+) -> PolicySamples:
+    """Sample one sequence per context from a causal LM (optionally after extra ``prefix_ids``).
+
+    Special tokens other than EOS are masked out (the evaluation protocol), so every sample decodes to text.
+    """
+    from morbench.sampling import sample
+
+    generator = torch.Generator().manual_seed(seed)
+    sequences: list[str] = []
+    logprobs: list[float] = []
+    for start in range(0, len(contexts), batch_size):
+        chunk = contexts[start : start + batch_size]
+        prompt_ids, prompt_mask = _prompt_tensors(task, chunk)
+        if prefix_ids:
+            extra = torch.tensor(list(prefix_ids), dtype=torch.long).expand(len(chunk), -1)
+            prompt_ids = torch.cat([prompt_ids, extra], dim=1)
+            prompt_mask = torch.cat([prompt_mask, torch.ones_like(extra, dtype=torch.bool)], dim=1)
+        generation = sample(
+            model,
+            prompt_ids,
+            prompt_mask,
+            task.max_length,
+            eos_token_id=task.eos_token_id,
+            pad_token_id=task.pad_token_id,
+            temperature=temperature,
+            top_p=top_p,
+            generator=generator,
+            forbid_token_ids=list(task.forbidden_token_ids if forbid_token_ids is None else forbid_token_ids),
+        )
+        decoded, _ = task.decode_token_ids(generation.rows())
+        sequences.extend(decoded)
+        logprobs.extend((generation.logprobs * generation.mask).sum(dim=1).tolist())
+    return PolicySamples(sequences, np.asarray(logprobs))
+
+
+class LMPolicy:
+    """The same causal LM for every preference."""
+
+    def __init__(
+        self, model: torch.nn.Module, task: TokenEnv, temperature: float | None = None, top_p: float | None = None
+    ) -> None:
+        self.model = model.eval()
+        self.task = task
+        self.temperature = temperature if temperature is not None else task.protocol.temperature
+        self.top_p = top_p if top_p is not None else task.protocol.top_p
+
+    def model_for(self, preference: np.ndarray) -> torch.nn.Module:
+        return self.model
+
+    def sample(self, preference: np.ndarray, contexts: list[Context | None], seed: int) -> PolicySamples:
+        return sample_sequences(self.model_for(preference), self.task, contexts, seed, self.temperature, self.top_p)
+
+
+class PreferenceLMPolicy(LMPolicy):
+    """A causal LM built per preference by ``model_for(preference)`` (e.g. an interpolation of experts)."""
+
+    def __init__(self, model_for: Callable[[np.ndarray], torch.nn.Module], task: TokenEnv, **kwargs: Any) -> None:
+        self._model_for = model_for
+        self.task = task
+        self.temperature = kwargs.get("temperature") or task.protocol.temperature
+        self.top_p = kwargs.get("top_p") or task.protocol.top_p
+
+    def model_for(self, preference: np.ndarray) -> torch.nn.Module:
+        return self._model_for(preference).eval()
+
+
+class CallablePolicy:
+    """Wraps ``fn(preference, num_samples, seed[, contexts])`` -> sequences or (sequences, logprobs)."""
+
+    def __init__(self, fn: Callable[..., Any]) -> None:
+        self.fn = fn
+        self.takes_contexts = "contexts" in inspect.signature(fn).parameters
+
+    def sample(self, preference: np.ndarray, contexts: list[Context | None], seed: int) -> PolicySamples:
+        kwargs = {"contexts": contexts} if self.takes_contexts else {}
+        out = self.fn(preference.copy(), len(contexts), seed, **kwargs)
+        sequences, logprobs = out if isinstance(out, tuple) else (out, None)
+        sequences = list(sequences)
+        if len(sequences) != len(contexts) or not all(isinstance(s, str) for s in sequences):
+            raise ConfigError(
+                f"the policy returned {len(sequences)} items for {len(contexts)} requested samples; "
+                "it must return exactly that many strings"
+            )
+        if logprobs is not None:
+            logprobs = np.asarray(logprobs, dtype=np.float64)
+            if logprobs.shape != (len(sequences),):
+                raise ConfigError(f"the policy's logprobs have shape {logprobs.shape}; expected ({len(sequences)},)")
+        return PolicySamples(sequences, logprobs)
+
+
+def as_policy(policy: Any, task: TokenEnv) -> Policy:
+    if hasattr(policy, "sample") and callable(policy.sample) and not isinstance(policy, torch.nn.Module):
+        return policy
+    if isinstance(policy, torch.nn.Module):
+        return LMPolicy(policy, task)
+    if callable(policy):
+        return CallablePolicy(policy)
+    raise ConfigError(f"cannot evaluate {type(policy).__name__}: pass a causal LM, a Policy or a callable")
+
+
+@torch.no_grad()
+def prior_logprobs(
+    prior: torch.nn.Module, task: TokenEnv, sequences: list[str], contexts: list[Context | None], batch_size: int = 256
+) -> np.ndarray:
+    """Log-probability (temperature 1) of each sequence + EOS under the prior, from re-tokenized text."""
+    out = np.full(len(sequences), np.nan)
+    max_positions = getattr(prior.config, "n_positions", None) or getattr(prior.config, "max_position_embeddings", None)
+    ids = task.tokenizer(sequences, add_special_tokens=False)["input_ids"]
+    for start in range(0, len(sequences), batch_size):
+        rows = list(range(start, min(start + batch_size, len(sequences))))
+        prompt_ids, prompt_mask = _prompt_tensors(task, [contexts[i] for i in rows])
+        bodies = [[*ids[i], task.eos_token_id] for i in rows]
+        width = max(len(b) for b in bodies)
+        body = torch.full((len(rows), width), task.pad_token_id, dtype=torch.long)
+        body_mask = torch.zeros((len(rows), width), dtype=torch.bool)
+        for j, b in enumerate(bodies):
+            body[j, : len(b)] = torch.tensor(b)
+            body_mask[j, : len(b)] = True
+        input_ids = torch.cat([prompt_ids, body], dim=1)
+        mask = torch.cat([prompt_mask, body_mask], dim=1).long()
+        if max_positions is not None and input_ids.shape[1] > max_positions:
+            continue  # longer than the prior's context: no estimate (NaN)
+        logits = prior(input_ids=input_ids, attention_mask=mask, position_ids=(mask.cumsum(1) - 1).clamp(min=0)).logits
+        p = prompt_ids.shape[1]
+        logp = torch.log_softmax(logits[:, p - 1 : p - 1 + width].float(), dim=-1)
+        token_logp = logp.gather(2, body[..., None]).squeeze(-1) * body_mask
+        out[rows] = token_logp.sum(dim=1).numpy()
+    return out
+
+
+def evaluation_contexts(task: TokenEnv, num_samples: int, seed: int) -> list[Context | None]:
+    """The contexts of one preference's samples: None for unconditional tasks, else the eval split in order."""
+    if task.contexts is None:
+        return [None] * num_samples
+    return [task.contexts[i % len(task.contexts)] for i in range(num_samples)]
+
+
+def evaluate_on_env(
+    policy: Any,
+    task: TokenEnv,
+    seed: int,
+    preferences: Sequence[Sequence[float]] | None = None,
+    samples_per_preference: int | None = None,
+    prior: torch.nn.Module | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Sample and score ``policy`` at every preference; returns the evaluation record (not yet written)."""
+    from morbench.models import load_prior
+    from morbench.registry import spec_to_dict
+
+    policy = as_policy(policy, task)
+    grid = task.preference_grid if preferences is None else np.asarray(preferences, dtype=np.float64)
+    grid = np.asarray([validate_preference(w, task.reward_dim) for w in grid])
+    n = samples_per_preference or task.protocol.samples_per_preference
+    if n < 1:
+        raise ConfigError(f"samples_per_preference must be >= 1, got {n}")
+    prior = prior if prior is not None else load_prior(task)
+    calls_before = task.oracle.calls
+    entries = []
+    start = time.perf_counter()
+    for p, weights in enumerate(tqdm(grid, desc="evaluate", unit="pref", disable=not progress)):
+        contexts = evaluation_contexts(task, n, seed)
+        samples = policy.sample(weights, contexts, seed=seed * 1_000_003 + p)
+        result = task.score(samples.sequences, contexts)
+        judge = task.judge_score(samples.sequences, contexts) if task.judge is not None else None
+        entries.append(
+            {
+                "weights": weights.tolist(),
+                "sequences": samples.sequences,
+                "rewards": result.rewards.tolist(),
+                "valid": result.valid.tolist(),
+                "reasons": result.reasons,
+                "judge_rewards": judge.rewards.tolist() if judge is not None else None,
+                "logprobs": samples.logprobs.tolist() if samples.logprobs is not None else None,
+                "prior_logprobs": prior_logprobs(prior, task, samples.sequences, contexts).tolist(),
+                "contexts": [c.key for c in contexts] if task.contexts is not None else None,
+            }
+        )
+    return {
+        "env": spec_to_dict(task) if task.spec is not None else {"id": type(task).__name__, "version": 0},
+        "objective_names": list(task.objective_names),
+        "reference_point": task.reference_point.tolist(),
+        "protocol": {**task.protocol.to_dict(), "samples_per_preference": n},
+        "seed": seed,
+        "preferences": entries,
+        "evaluation_compute": {
+            "oracle_calls": task.oracle.calls - calls_before,
+            "wall_seconds": time.perf_counter() - start,
+        },
+    }
+
+
+def evaluate(
+    policy: Any,
+    env_id: str,
+    seeds: Sequence[int] | None = None,
+    out: str | Path | None = None,
+    method: str = "custom",
+    config: dict[str, Any] | None = None,
+    compute: dict[str, Any] | None = None,
+    samples_per_preference: int | None = None,
+    env_kwargs: dict[str, Any] | None = None,
+    progress: bool = True,
+) -> list[dict[str, Any]]:
+    """Run the task's standard evaluation protocol on ``policy`` for each seed.
+
+    With ``out``, writes ``out/seed_<s>/`` run directories (``run.json`` + ``evaluation.json.gz``) that
+    ``morbench score`` and ``morbench submit`` accept exactly like a baseline's. ``compute`` should describe
+    what training used (``oracle_calls``, ``sampled_tokens``, ``wall_seconds``, ``gradient_steps``).
+    """
+    from morbench.registry import make
+
+    env = make(env_id, **(env_kwargs or {}))
+    task = env.unwrapped
+    seeds = list(task.protocol.seeds if seeds is None else seeds)
+    records = []
+    for seed in seeds:
+        record = evaluate_on_env(policy, task, seed, samples_per_preference=samples_per_preference, progress=progress)
+        record["method"] = method
+        records.append(record)
+        if out is not None:
+            run_dir = Path(out) / f"seed_{seed}"
+            write_evaluation(run_dir, record)
+            write_run(
+                run_dir,
+                {
+                    "status": "complete",
+                    "method": method,
+                    "env": record["env"],
+                    "seed": seed,
+                    "config": config or {},
+                    "compute": compute or {},
+                },
+            )
+    return records
