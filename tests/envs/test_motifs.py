@@ -9,10 +9,7 @@ from morbench.envs.motifs.env import MotifsEnv
 
 
 def _non_dominated(points: np.ndarray) -> np.ndarray:
-    keep = [
-        p for p in points
-        if not any(np.all(q >= p) and np.any(q > p) for q in points)
-    ]
+    keep = [p for p in points if not any(np.all(q >= p) and np.any(q > p) for q in points)]
     return np.unique(np.asarray(keep), axis=0)
 
 
