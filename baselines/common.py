@@ -56,6 +56,10 @@ class PPOConfig:
     max_grad_norm: float = dataclasses.field(default=1.0, metadata={"help": "gradient clipping norm"})
     temperature: float = dataclasses.field(default=1.0, metadata={"help": "sampling temperature during training"})
     whiten_advantages: bool = dataclasses.field(default=True, metadata={"help": "normalise advantages per batch"})
+    group_by_length: bool = dataclasses.field(
+        default=True,
+        metadata={"help": "minibatches of similar-length sequences, trimmed to their longest (less padding)"},
+    )
     mask_special_tokens: bool = dataclasses.field(
         default=True, metadata={"help": "never sample special tokens other than EOS (as the evaluation protocol)"}
     )
@@ -269,29 +273,36 @@ def ppo_update(
     model.train()
     batch = rollout.input_ids.shape[0]
     prompt_length = rollout.generation.prompt_ids.shape[1]
-    steps = rollout.generation.tokens.shape[1]
+    lengths = rollout.generation.lengths
     stats: dict[str, list[float]] = {"policy_loss": [], "value_loss": [], "approx_kl": [], "clip_fraction": []}
     for _ in range(config.ppo_epochs):
         order = torch.randperm(batch, generator=generator)
-        for start in range(0, batch, config.minibatch_size):
-            idx = order[start : start + config.minibatch_size]
-            mask = rollout.mask[idx].float()
+        if config.group_by_length:  # sort the shuffled batch by length, then shuffle the minibatches' order
+            order = order[torch.argsort(lengths[order], stable=True)]
+        minibatches = list(order.split(config.minibatch_size))
+        if config.group_by_length:
+            minibatches = [minibatches[i] for i in torch.randperm(len(minibatches), generator=generator)]
+        for idx in minibatches:
+            steps = int(lengths[idx].max())  # trim the padding every sequence of this minibatch shares
+            mask = rollout.mask[idx, :steps].float()
             n = mask.sum().clamp(min=1)
-            logits, values = model(rollout.input_ids[idx], rollout.attention_mask[idx])
+            logits, values = model(
+                rollout.input_ids[idx, : prompt_length + steps], rollout.attention_mask[idx, : prompt_length + steps]
+            )
             new_logprobs = token_logprobs(
-                logits, rollout.generation.tokens[idx], prompt_length, config.temperature, rollout.forbidden
+                logits, rollout.generation.tokens[idx, :steps], prompt_length, config.temperature, rollout.forbidden
             )
             values = values[:, prompt_length - 1 : prompt_length - 1 + steps]
 
-            log_ratio = (new_logprobs - rollout.logprobs[idx]) * mask
+            log_ratio = (new_logprobs - rollout.logprobs[idx, :steps]) * mask
             ratio = torch.exp(log_ratio)
-            advantages = rollout.advantages[idx]
+            advantages = rollout.advantages[idx, :steps]
             policy_loss = torch.max(
                 -advantages * ratio, -advantages * ratio.clamp(1 - config.clip_range, 1 + config.clip_range)
             )
-            old_values = rollout.values[idx]
+            old_values = rollout.values[idx, :steps]
             clipped_values = old_values + (values - old_values).clamp(-config.value_clip_range, config.value_clip_range)
-            returns = rollout.returns[idx]
+            returns = rollout.returns[idx, :steps]
             value_loss = 0.5 * torch.max((values - returns) ** 2, (clipped_values - returns) ** 2)
             loss = ((policy_loss + config.vf_coef * value_loss) * mask).sum() / n
 

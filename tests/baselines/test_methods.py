@@ -42,7 +42,7 @@ def prior_rewards(tmp_path_factory):
         ("morlhf", {**PPO, "iterations": 12}, [0.5, 0.5], [0, 1]),
         ("rewarded_soups", {**PPO, "iterations": 12}, [1.0, 0.0], [0]),
         ("rewarded_soups", {**PPO, "iterations": 12}, [0.0, 1.0], [1]),
-        ("iterative_rs", {**PPO, "iterations": 12, "merge_every": 3}, [0.5, 0.5], [0, 1]),
+        ("iterative_rs", {**PPO, "iterations": 16, "merge_every": 2}, [0.5, 0.5], [0, 1]),
         (
             "rewards_in_context",
             {
