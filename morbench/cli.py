@@ -7,6 +7,7 @@ import importlib
 import json
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from morbench.errors import ConfigError, MorbenchError
 
@@ -76,7 +77,40 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_score(args: argparse.Namespace) -> int:
+    from morbench.scoring import score_directory
+
+    payload = score_directory(args.run_dir, out=args.out, plots=not args.no_plots)
+    out = args.out or args.run_dir
+    print(f"scored {len(payload['runs'])} run(s): {out}/metrics.json, {out}/report.md")
+    return 0
+
+
+def _cmd_benchmark(args: argparse.Namespace) -> int:
+    from morbench.benchmark import run_benchmark
+
+    payload = run_benchmark(
+        args.suite,
+        args.out,
+        envs=args.envs,
+        methods=args.methods,
+        seeds=args.seeds,
+        executor=args.executor,
+        workers=args.workers,
+        ray_address=args.ray_address,
+        progress=not args.quiet,
+        plots=not args.no_plots,
+    )
+    print((Path(args.out) / "results.md").read_text())
+    for failure in payload["failed"]:
+        print(f"FAILED {failure['job']}: {failure['error']}", file=sys.stderr)
+    print(f"results: {args.out}/results.md, {args.out}/results.csv, {args.out}/report.md, {args.out}/plots/")
+    return 1 if payload["failed"] else 0
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "benchmark": _cmd_benchmark,
+    "score": _cmd_score,
     "list": _cmd_list,
     "check": _cmd_check,
     "build-assets": _cmd_build_assets,
@@ -110,6 +144,23 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--eval-samples", type=int, default=None, help="samples per preference at evaluation")
     train.add_argument("--resume", action="store_true", help="continue from the run directory's last checkpoint")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    bench = sub.add_parser("benchmark", help="run a suite: train, evaluate and score every (env, method, seed)")
+    bench.add_argument("--suite", default="quick", help="smoke | quick | standard")
+    bench.add_argument("--out", default="results/quick", help="output directory (re-running resumes it)")
+    bench.add_argument("--envs", nargs="+", default=None, help="restrict to these env ids")
+    bench.add_argument("--methods", nargs="+", default=None, help="restrict to these methods")
+    bench.add_argument("--seeds", nargs="+", type=int, default=None, help="override the suite's seeds")
+    bench.add_argument("--executor", choices=("local", "ray"), default="local")
+    bench.add_argument("--workers", type=int, default=None, help="local processes (default: min(2, cores))")
+    bench.add_argument("--ray-address", default=None, help="address of a running Ray cluster (default: local)")
+    bench.add_argument("--no-plots", action="store_true")
+    bench.add_argument("--quiet", action="store_true")
+
+    score = sub.add_parser("score", help="score a run directory (or every run under a directory)")
+    score.add_argument("run_dir", help="a run directory or a directory of runs (e.g. a benchmark output)")
+    score.add_argument("--out", default=None, help="where to write metrics.json, report.md and plots")
+    score.add_argument("--no-plots", action="store_true")
 
     build = sub.add_parser("build-assets", help="rebuild a task's shipped assets from the data packages")
     build.add_argument("family", choices=ASSET_FAMILIES)

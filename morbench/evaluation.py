@@ -177,14 +177,15 @@ def as_policy(policy: Any, task: TokenEnv) -> Policy:
 def prior_logprobs(
     prior: torch.nn.Module, task: TokenEnv, sequences: list[str], contexts: list[Context | None], batch_size: int = 256
 ) -> np.ndarray:
-    """Log-probability (temperature 1) of each sequence + EOS under the prior, from re-tokenized text."""
+    """Log-probability of each sequence under the prior as the protocol samples it (temperature 1, special tokens
+    other than EOS masked out), from re-tokenized text; EOS is included unless the sequence filled max_length."""
     out = np.full(len(sequences), np.nan)
     max_positions = getattr(prior.config, "n_positions", None) or getattr(prior.config, "max_position_embeddings", None)
     ids = task.tokenizer(sequences, add_special_tokens=False)["input_ids"]
     for start in range(0, len(sequences), batch_size):
         rows = list(range(start, min(start + batch_size, len(sequences))))
         prompt_ids, prompt_mask = _prompt_tensors(task, [contexts[i] for i in rows])
-        bodies = [[*ids[i], task.eos_token_id] for i in rows]
+        bodies = [[*ids[i], task.eos_token_id] if len(ids[i]) < task.max_length else list(ids[i]) for i in rows]
         width = max(len(b) for b in bodies)
         body = torch.full((len(rows), width), task.pad_token_id, dtype=torch.long)
         body_mask = torch.zeros((len(rows), width), dtype=torch.bool)
@@ -197,8 +198,10 @@ def prior_logprobs(
             continue  # longer than the prior's context: no estimate (NaN)
         logits = prior(input_ids=input_ids, attention_mask=mask, position_ids=(mask.cumsum(1) - 1).clamp(min=0)).logits
         p = prompt_ids.shape[1]
-        logp = torch.log_softmax(logits[:, p - 1 : p - 1 + width].float(), dim=-1)
-        token_logp = logp.gather(2, body[..., None]).squeeze(-1) * body_mask
+        scaled = logits[:, p - 1 : p - 1 + width].float()
+        scaled[..., torch.as_tensor(task.forbidden_token_ids, dtype=torch.long)] = float("-inf")
+        logp = torch.log_softmax(scaled, dim=-1)
+        token_logp = logp.gather(2, body[..., None]).squeeze(-1).masked_fill(~body_mask, 0.0)
         out[rows] = token_logp.sum(dim=1).numpy()
     return out
 

@@ -1,0 +1,271 @@
+"""The standardized sweep: train -> evaluate -> score for every (env, method, seed) of a suite.
+
+``morbench benchmark --suite quick`` is the README's main job. Runs are independent, so they go to a local
+process pool by default, or to a Ray cluster with ``--executor ray``. A sweep can be interrupted and started
+again with the same command: finished runs are skipped and interrupted ones resume from their checkpoint.
+Every method of a suite gets the same compute budget (sampled tokens) on a given env.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as futures
+import dataclasses
+import multiprocessing
+import os
+import time
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from morbench.errors import ConfigError
+from morbench.runs import RUN_FILE, atomic_write_json
+
+__all__ = ["SUITES", "Job", "SuiteEntry", "run_benchmark", "suite_jobs"]
+
+ALL_METHODS = ("iterative_rs", "rewarded_soups", "morlhf", "rewards_in_context", "prior", "best_of_n")
+
+
+@dataclasses.dataclass(frozen=True)
+class SuiteEntry:
+    """One env of a suite: which methods and seeds run, with what budget and method settings."""
+
+    env_id: str
+    seeds: tuple[int, ...]
+    sampled_tokens: int  # the budget of every method's run
+    eval_samples: int
+    methods: tuple[str, ...] = ALL_METHODS
+    overrides: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)  # method -> config overrides
+    env_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+def _ppo(batch: int, minibatch: int, lr: float, kl: float) -> dict[str, Any]:
+    return {"ppo.batch_size": batch, "ppo.minibatch_size": minibatch, "ppo.learning_rate": lr, "ppo.kl_coef": kl}
+
+
+_MOTIFS_PPO = _ppo(32, 16, 3e-3, 0.005)
+_MOTIFS = {
+    "iterative_rs": {**_MOTIFS_PPO, "iterations": 1000, "merge_every": 2},
+    "rewarded_soups": {**_MOTIFS_PPO, "iterations": 1000},
+    "morlhf": {**_MOTIFS_PPO, "iterations": 1000},
+    "rewards_in_context": {
+        "offline_samples": 1024,
+        "online_samples": 256,
+        "offline_epochs": 8,
+        "levels": 5,
+        "online_iterations": 2,
+        "online_epochs": 3,
+        "learning_rate": 3e-3,
+    },
+}
+
+SUITES: dict[str, list[SuiteEntry]] = {
+    "smoke": [  # seconds: used by the tests
+        SuiteEntry(
+            "morbench/Motifs-2obj-v0",
+            seeds=(0,),
+            sampled_tokens=32 * 6 * 8,
+            eval_samples=16,
+            methods=("iterative_rs", "morlhf", "prior"),
+            overrides=_MOTIFS,
+        ),
+    ],
+    "quick": [
+        SuiteEntry(
+            "morbench/Motifs-v0", seeds=(0, 1, 2), sampled_tokens=32 * 8 * 48, eval_samples=128, overrides=_MOTIFS
+        ),
+    ],
+    "standard": [
+        SuiteEntry(
+            "morbench/Motifs-v0", seeds=(0, 1, 2), sampled_tokens=32 * 8 * 150, eval_samples=512, overrides=_MOTIFS
+        ),
+    ],
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+    env_id: str
+    method: str
+    seed: int
+    out: str
+    overrides: dict[str, Any]
+    sampled_tokens: int
+    eval_samples: int
+    env_kwargs: dict[str, Any]
+    threads: int = 1
+
+    @property
+    def name(self) -> str:
+        return f"{self.env_id} {self.method} seed={self.seed}"
+
+
+def suite_jobs(
+    suite: str,
+    out: Path,
+    envs: Sequence[str] | None = None,
+    methods: Sequence[str] | None = None,
+    seeds: Sequence[int] | None = None,
+    threads: int = 1,
+) -> list[Job]:
+    if suite not in SUITES:
+        raise ConfigError(f"unknown suite {suite!r}; choose one of {sorted(SUITES)}")
+    entries = SUITES[suite]
+    if envs:
+        known = {e.env_id for e in entries}
+        unknown = sorted(set(envs) - known)
+        if unknown:
+            raise ConfigError(f"envs {unknown} are not in the {suite!r} suite ({sorted(known)})")
+        entries = [e for e in entries if e.env_id in envs]
+    if methods:
+        unknown = sorted(set(methods) - set(ALL_METHODS))
+        if unknown:
+            raise ConfigError(f"unknown methods {unknown}; choose from {list(ALL_METHODS)}")
+    jobs = []
+    for entry in entries:
+        for method in entry.methods:
+            if methods and method not in methods:
+                continue
+            for seed in seeds if seeds is not None else entry.seeds:
+                run_dir = out / "runs" / entry.env_id.replace("/", "_") / method / f"seed_{seed}"
+                jobs.append(
+                    Job(
+                        entry.env_id,
+                        method,
+                        int(seed),
+                        str(run_dir),
+                        dict(entry.overrides.get(method, {})),
+                        entry.sampled_tokens,
+                        entry.eval_samples,
+                        dict(entry.env_kwargs),
+                        threads,
+                    )
+                )
+    if not jobs:
+        raise ConfigError("the selection (--envs/--methods/--seeds) leaves no runs")
+    return jobs
+
+
+def run_job(job: Job) -> dict[str, Any]:
+    """Train, evaluate and write one run (resuming it if it was interrupted); never raises."""
+    import torch
+
+    torch.set_num_threads(job.threads)
+    start = time.perf_counter()
+    try:
+        from morbench.baselines import build_config, run_method
+        from morbench.baselines.training import Budget
+
+        out = Path(job.out)
+        if (out / RUN_FILE).exists():
+            return {"job": job.name, "status": "skipped (already complete)", "seconds": 0.0}
+        run_method(
+            job.method,
+            job.env_id,
+            out,
+            seed=job.seed,
+            config=build_config(job.method, job.overrides),
+            budget=Budget(sampled_tokens=job.sampled_tokens),
+            resume=(out / "checkpoint").exists(),
+            env_kwargs=job.env_kwargs,
+            eval_samples=job.eval_samples,
+            progress=False,
+        )
+        return {"job": job.name, "status": "ok", "seconds": time.perf_counter() - start}
+    except Exception as exc:
+        return {
+            "job": job.name,
+            "status": "failed",
+            "error": f"{type(exc).__name__}: {exc}",
+            "traceback": traceback.format_exc(),
+            "seconds": time.perf_counter() - start,
+        }
+
+
+def _run_local(jobs: list[Job], workers: int, progress: bool) -> list[dict[str, Any]]:
+    results = []
+    bar = tqdm(total=len(jobs), desc="benchmark", unit="run", disable=not progress)
+    if workers <= 1:
+        for job in jobs:
+            results.append(run_job(job))
+            bar.update(1)
+            bar.set_postfix_str(f"{results[-1]['job']}: {results[-1]['status']}")
+    else:
+        context = multiprocessing.get_context("spawn")
+        with futures.ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+            pending = {pool.submit(run_job, job): job for job in jobs}
+            for future in futures.as_completed(pending):
+                results.append(future.result())
+                bar.update(1)
+                bar.set_postfix_str(f"{results[-1]['job']}: {results[-1]['status']}")
+    bar.close()
+    return results
+
+
+def _run_ray(jobs: list[Job], address: str | None, progress: bool) -> list[dict[str, Any]]:
+    try:
+        import ray
+    except ImportError as exc:
+        raise ConfigError("--executor ray needs Ray: pip install 'morbench[ray]'") from exc
+    started_here = not ray.is_initialized()
+    if started_here:
+        ray.init(address=address, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+    try:
+        remote = ray.remote(num_cpus=1)(run_job)
+        refs = [remote.remote(job) for job in jobs]
+        results = []
+        bar = tqdm(total=len(refs), desc="benchmark (ray)", unit="run", disable=not progress)
+        while refs:
+            done, refs = ray.wait(refs, num_returns=1)
+            results.append(ray.get(done[0]))
+            bar.update(1)
+        bar.close()
+        return results
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+def run_benchmark(
+    suite: str,
+    out: str | Path,
+    envs: Sequence[str] | None = None,
+    methods: Sequence[str] | None = None,
+    seeds: Sequence[int] | None = None,
+    executor: str = "local",
+    workers: int | None = None,
+    ray_address: str | None = None,
+    progress: bool = True,
+    plots: bool = True,
+    threads: int | None = None,
+) -> dict[str, Any]:
+    """Run a suite and score it; writes ``out/results.{csv,md}``, ``metrics.json``, ``report.md``, ``plots/``."""
+    out = Path(out)
+    workers = workers or max(1, min(2, os.cpu_count() or 1))
+    threads = threads or max(1, (os.cpu_count() or 1) // workers)  # torch threads per run
+    jobs = suite_jobs(suite, out, envs, methods, seeds, threads=threads)
+    start = time.perf_counter()
+    if executor == "local":
+        outcomes = _run_local(jobs, workers, progress)
+    elif executor == "ray":
+        outcomes = _run_ray(jobs, ray_address, progress)
+    else:
+        raise ConfigError(f"unknown executor {executor!r}; use 'local' or 'ray'")
+    failed = [o for o in outcomes if o["status"] == "failed"]
+    log = {
+        "suite": suite,
+        "executor": executor,
+        "workers": workers,
+        "jobs": outcomes,
+        "wall_seconds": time.perf_counter() - start,
+    }
+    atomic_write_json(out / "benchmark.json", log)
+
+    from morbench.scoring import report_markdown, score_directory
+
+    payload = score_directory(out / "runs", out=out, plots=plots)
+    (out / "results.md").write_text(report_markdown(payload["summary"], payload["runs"], [], out))
+    payload["failed"] = failed
+    return payload

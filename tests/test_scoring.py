@@ -1,0 +1,160 @@
+"""The scorer on real (tiny) runs, the benchmark sweep, and rejection of broken run directories."""
+
+import gzip
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+import morbench
+from morbench.baselines import run_method
+from morbench.benchmark import run_benchmark, suite_jobs
+from morbench.errors import ConfigError, InvalidRunError
+from morbench.evaluation import evaluate
+from morbench.runs import read_evaluation
+from morbench.scoring import score_directory, score_evaluation, score_run
+
+ENV = "morbench/Motifs-2obj-v0"
+
+
+@pytest.fixture(scope="module")
+def prior_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "prior"
+    run_method("prior", ENV, out, eval_samples=32, progress=False)
+    return out
+
+
+def test_score_run_metrics_are_consistent_with_the_raw_samples(prior_run):
+    result = score_run(prior_run)
+    evaluation = read_evaluation(prior_run)
+    uniform = next(e for e in evaluation["preferences"] if e["weights"] == [0.5, 0.5])
+    rewards = np.asarray(uniform["rewards"])
+    assert result["average_reward"] == pytest.approx(rewards.mean())
+    assert result["per_objective_mean"]["motif_1"] == pytest.approx(rewards[:, 0].mean())
+    assert result["validity"] == pytest.approx(np.mean(uniform["valid"]))
+    assert result["kl_to_prior"] == pytest.approx(0.0, abs=1e-4)  # the prior against itself
+    assert 0 <= result["hypervolume"] <= result["true_front_hypervolume"]
+    assert result["igd"] > 0 and result["maximum_utility_loss"] > 0
+    assert result["cardinality"] == len(result["front"])
+    assert {"compute", "hardware"} <= set(result)
+
+
+def test_score_directory_writes_reports_and_plots(prior_run, tmp_path):
+    shutil.copytree(prior_run, tmp_path / "runs" / "prior")
+    payload = score_directory(tmp_path / "runs", out=tmp_path / "out")
+    assert len(payload["runs"]) == 1
+    summary = payload["summary"][f"{ENV}::prior"]
+    assert summary["seeds"] == [0] and summary["hypervolume"]["n"] == 1
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "| prior | 1 |" in report and "plots/" in report
+    assert (tmp_path / "out" / "results.csv").read_text().startswith("env,method,seeds")
+    pngs = sorted(p.name for p in (tmp_path / "out" / "plots").glob("*.png"))
+    assert len(pngs) == 2 and all((tmp_path / "out" / "plots" / p).stat().st_size > 5000 for p in pngs)
+
+
+def _corrupt(prior_run, tmp_path, edit):
+    target = tmp_path / "run"
+    shutil.copytree(prior_run, target)
+    path = target / "evaluation.json.gz"
+    evaluation = json.loads(gzip.decompress(path.read_bytes()))
+    edit(evaluation)
+    path.write_bytes(gzip.compress(json.dumps(evaluation).encode()))
+    return target
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda e: e["preferences"][0]["rewards"][0].__setitem__(0, float("nan")), "NaN"),
+        (lambda e: e["preferences"][0]["rewards"][1].pop(), "must have 2 values"),
+        (lambda e: e.__setitem__("objective_names", ["a", "b", "c"]), "must list 3 numbers"),
+        (lambda e: e["env"].__setitem__("version", 7), "version 7"),
+        (lambda e: e["env"].__setitem__("id", "morbench/Nope-v0"), "name different envs"),
+        (lambda e: e.__setitem__("format", "other/9"), "format"),
+        (lambda e: e["preferences"][0].__setitem__("valid", [True]), "booleans"),
+    ],
+)
+def test_malformed_evaluations_are_rejected_naming_file_and_problem(prior_run, tmp_path, edit, message):
+    run_dir = _corrupt(prior_run, tmp_path, edit)
+    with pytest.raises(InvalidRunError, match=message) as info:
+        score_run(run_dir)
+    assert "evaluation.json.gz" in str(info.value) or "version" in str(info.value) or "registered" in str(info.value)
+
+
+def test_missing_and_incomplete_runs_are_rejected(prior_run, tmp_path):
+    target = tmp_path / "run"
+    shutil.copytree(prior_run, target)
+    (target / "evaluation.json.gz").unlink()
+    with pytest.raises(InvalidRunError, match="evaluation.json.gz: missing"):
+        score_run(target)
+    record = json.loads((prior_run / "run.json").read_text())
+    record["status"] = "running"
+    (target / "run.json").write_text(json.dumps(record))
+    with pytest.raises(InvalidRunError, match="did not complete"):
+        score_run(target)
+    (target / "run.json").write_text("{not json")
+    with pytest.raises(InvalidRunError, match="not valid JSON"):
+        score_run(target)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(InvalidRunError, match="no run directories"):
+        score_directory(empty)
+
+
+def test_evaluate_a_custom_policy_end_to_end(tmp_path):
+    task = morbench.make(ENV).unwrapped
+    motifs = task.motifs
+
+    def my_policy(preference, num_samples, seed):
+        rng = np.random.default_rng(seed)
+        # write more of the motif the preference favours
+        first = int(round(preference[0] * 4))
+        sequence = motifs[0][:first] + motifs[1][: 6 - first]
+        return [sequence if rng.random() < 0.9 else "" for _ in range(num_samples)]
+
+    records = evaluate(
+        my_policy, ENV, seeds=[0, 1], out=tmp_path, method="my-method", samples_per_preference=16, progress=False
+    )
+    assert len(records) == 2
+    payload = score_directory(tmp_path, plots=False)
+    summary = payload["summary"][f"{ENV}::my-method"]
+    assert summary["seeds"] == [0, 1]
+    assert summary["hypervolume"]["mean"] > 0.3  # it walks along the true front
+    assert "kl_to_prior" not in summary  # a callable without log-probabilities: no KL claimed
+    with pytest.raises(ConfigError, match="exactly that many"):
+        evaluate(lambda w, n, s: ["A"], ENV, seeds=[0], samples_per_preference=4, progress=False)
+
+
+def test_benchmark_smoke_suite_runs_and_resumes(tmp_path):
+    payload = run_benchmark("smoke", tmp_path, workers=1, threads=1, progress=False, plots=False)
+    assert not payload["failed"]
+    assert {f"{ENV}::{m}" for m in ("iterative_rs", "morlhf", "prior")} == set(payload["summary"])
+    assert "| iterative_rs |" in (tmp_path / "results.md").read_text()
+    again = run_benchmark("smoke", tmp_path, workers=1, threads=1, progress=False, plots=False)
+    log = json.loads((tmp_path / "benchmark.json").read_text())
+    assert all(job["status"].startswith("skipped") for job in log["jobs"])
+    assert again["summary"].keys() == payload["summary"].keys()
+
+
+def test_benchmark_selection_errors(tmp_path):
+    with pytest.raises(ConfigError, match="unknown suite"):
+        suite_jobs("huge", tmp_path)
+    with pytest.raises(ConfigError, match="not in the 'smoke' suite"):
+        suite_jobs("smoke", tmp_path, envs=["morbench/QM9-v9"])
+    with pytest.raises(ConfigError, match="unknown methods"):
+        suite_jobs("smoke", tmp_path, methods=["dpo"])
+
+
+def test_benchmark_on_a_local_ray_instance(tmp_path):
+    ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'morbench[ray]')")
+    payload = run_benchmark("smoke", tmp_path, methods=["prior", "morlhf"], executor="ray", progress=False, plots=False)
+    assert not payload["failed"] and len(payload["runs"]) == 2
+    assert not ray.is_initialized()
+
+
+def test_score_evaluation_needs_the_uniform_preference(prior_run):
+    evaluation = read_evaluation(prior_run)
+    evaluation["preferences"] = [e for e in evaluation["preferences"] if e["weights"] != [0.5, 0.5]]
+    with pytest.raises(InvalidRunError, match="uniform preference"):
+        score_evaluation(evaluation)
