@@ -86,7 +86,7 @@ def test_missing_and_incomplete_runs_are_rejected(prior_run, tmp_path):
     target = tmp_path / "run"
     shutil.copytree(prior_run, target)
     (target / "evaluation.json.gz").unlink()
-    with pytest.raises(InvalidRunError, match="evaluation.json.gz: missing"):
+    with pytest.raises(InvalidRunError, match=r"evaluation\.json\.gz: missing"):
         score_run(target)
     record = json.loads((prior_run / "run.json").read_text())
     record["status"] = "running"
@@ -109,7 +109,7 @@ def test_evaluate_a_custom_policy_end_to_end(tmp_path):
     def my_policy(preference, num_samples, seed):
         rng = np.random.default_rng(seed)
         # write more of the motif the preference favours
-        first = int(round(preference[0] * 4))
+        first = round(float(preference[0]) * 4)
         sequence = motifs[0][:first] + motifs[1][: 6 - first]
         return [sequence if rng.random() < 0.9 else "" for _ in range(num_samples)]
 
