@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from morbench.baselines.checkpoint import load_checkpoint, save_checkpoint
 from morbench.baselines.common import PPOConfig, PPOLearner
 from morbench.errors import ConfigError, InvalidRunError
-from morbench.evaluation import evaluate_on_env
+from morbench.evaluation import evaluate_on_env, evaluation_env_kwargs
 from morbench.models import load_prior
 from morbench.registry import make, spec_to_dict
 from morbench.runs import CURVE_FILE, atomic_write_bytes, remove_tree, write_evaluation, write_run
@@ -214,7 +214,8 @@ class RunContext:
             self._bar.close()
         self._sync_wall()
         self._write_curve()
-        eval_task = make(self.env_id, **self.env_kwargs).unwrapped  # its own oracle: evaluation is not training
+        # a fresh env: its own oracle (evaluation is not training) and the protocol's evaluation contexts
+        eval_task = make(self.env_id, **evaluation_env_kwargs(self.task, self.env_kwargs)).unwrapped
         record = evaluate_on_env(
             policy,
             eval_task,

@@ -17,6 +17,14 @@ from morbench.registry import list_envs, make, make_vec, spec, spec_to_dict
 
 __version__ = "0.1.0"
 
+
+def evaluate(policy, env_id, seeds=None, out=None, **kwargs):
+    """Evaluate any policy with the task's standard protocol (see :func:`morbench.evaluation.evaluate`)."""
+    from morbench.evaluation import evaluate as _evaluate
+
+    return _evaluate(policy, env_id, seeds=seeds, out=out, **kwargs)
+
+
 __all__ = [
     "AssetError",
     "ConfigError",
@@ -34,6 +42,7 @@ __all__ = [
     "TokenEnv",
     "UnknownEnvError",
     "__version__",
+    "evaluate",
     "list_envs",
     "make",
     "make_vec",

@@ -206,6 +206,14 @@ def prior_logprobs(
     return out
 
 
+def evaluation_env_kwargs(task: TokenEnv, env_kwargs: dict[str, Any] | None) -> dict[str, Any]:
+    """The env kwargs of evaluation: the training kwargs, with the protocol's context split (e.g. test documents)."""
+    kwargs = dict(env_kwargs or {})
+    if task.protocol.context_split is not None:
+        kwargs["split"] = task.protocol.context_split
+    return kwargs
+
+
 def evaluation_contexts(task: TokenEnv, num_samples: int, seed: int) -> list[Context | None]:
     """The contexts of one preference's samples: None for unconditional tasks, else the eval split in order."""
     if task.contexts is None:
@@ -288,8 +296,8 @@ def evaluate(
     """
     from morbench.registry import make
 
-    env = make(env_id, **(env_kwargs or {}))
-    task = env.unwrapped
+    task = make(env_id, **(env_kwargs or {})).unwrapped
+    task = make(env_id, **evaluation_env_kwargs(task, env_kwargs)).unwrapped
     seeds = list(task.protocol.seeds if seeds is None else seeds)
     records = []
     for seed in seeds:
