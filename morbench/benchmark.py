@@ -61,6 +61,23 @@ _MOTIFS = {
     },
 }
 
+_QM9_PPO = _ppo(64, 32, 1e-4, 0.05)
+_QM9 = {
+    "iterative_rs": {**_QM9_PPO, "iterations": 1000, "merge_every": 4},
+    "rewarded_soups": {**_QM9_PPO, "iterations": 1000},
+    "morlhf": {**_QM9_PPO, "iterations": 1000},
+    "rewards_in_context": {
+        "offline_samples": 2048,
+        "online_samples": 512,
+        "offline_epochs": 4,
+        "online_iterations": 2,
+        "online_epochs": 2,
+        "learning_rate": 3e-4,
+        "batch_size": 64,
+    },
+}
+_QM9_TOKENS_PER_ITERATION = 64 * 31  # batch x max_length: the worst-case cost of one PPO iteration
+
 SUITES: dict[str, list[SuiteEntry]] = {
     "smoke": [  # seconds: used by the tests
         SuiteEntry(
@@ -72,9 +89,13 @@ SUITES: dict[str, list[SuiteEntry]] = {
             overrides=_MOTIFS,
         ),
     ],
-    "quick": [
+    "quick": [  # make demo: about 15 minutes on 2 CPU cores
         SuiteEntry(
-            "morbench/Motifs-v0", seeds=(0, 1, 2), sampled_tokens=32 * 8 * 48, eval_samples=128, overrides=_MOTIFS
+            "morbench/QM9-v0",
+            seeds=(0, 1, 2),
+            sampled_tokens=_QM9_TOKENS_PER_ITERATION * 48,
+            eval_samples=128,
+            overrides=_QM9,
         ),
     ],
     "standard": [

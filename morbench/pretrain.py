@@ -143,11 +143,11 @@ def pretrain_gpt2(
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
             scheduler.step()
-            epoch_loss += float(loss) * count
+            epoch_loss += loss.item() * count
             epoch_tokens += count
             step += 1
             bar.update(1)
-            bar.set_postfix(loss=f"{float(loss):.3f}")
+            bar.set_postfix(loss=f"{loss.item():.3f}")
             if step >= total_steps:
                 break
     bar.close()
