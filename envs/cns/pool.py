@@ -1,0 +1,226 @@
+"""A lazy process pool for the CNS oracle's RDKit work, with timeouts that cut off molecules that hang.
+
+Workers are started from a ``forkserver`` (never forked from a process that has torch loaded); each imports
+RDKit and loads the SA fragment table once. Strings are scored in chunks; a chunk that misses its deadline gets
+the pool killed, and its strings are re-scored one at a time with a per-molecule timeout, so that only the
+molecule that hangs is lost (it becomes a :class:`~morbench.envs.cns.featurize.MoleculeRecord` with an error).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import multiprocessing
+import os
+import sys
+import time
+import weakref
+from collections.abc import Callable, Sequence
+
+from morbench.envs.cns.featurize import FeatureSpec, MoleculeRecord, _load_sascorer, process_smiles
+
+__all__ = ["MoleculeFunction", "RDKitPool", "default_workers"]
+
+MoleculeFunction = Callable[[str, FeatureSpec], MoleculeRecord]
+
+# state of a worker process, set once by the initializer
+_worker_function: MoleculeFunction | None = None
+_worker_spec: FeatureSpec | None = None
+
+
+def _init_worker(function: MoleculeFunction, spec: FeatureSpec) -> None:
+    global _worker_function, _worker_spec
+    _worker_function, _worker_spec = function, spec
+    _load_sascorer()
+
+
+def _ready() -> bool:
+    return _worker_spec is not None
+
+
+def _score_chunk(smiles: list[str]) -> list[MoleculeRecord]:
+    assert _worker_function is not None and _worker_spec is not None, "worker was not initialized"
+    return [_worker_function(s, _worker_spec) for s in smiles]
+
+
+@contextlib.contextmanager
+def _main_module_hidden():
+    """Start workers without re-importing the caller's ``__main__`` script in each of them.
+
+    ``spawn``/``forkserver`` children normally re-run the main script's imports (slow when it imports torch, and
+    fatal for a script without an ``if __name__ == "__main__":`` guard). The workers need only this module.
+    """
+    main = sys.modules.get("__main__")
+    if main is None:
+        yield
+        return
+    saved = {name: main.__dict__[name] for name in ("__file__", "__spec__") if name in main.__dict__}
+    main.__dict__.pop("__file__", None)
+    main.__dict__["__spec__"] = None
+    try:
+        yield
+    finally:
+        main.__dict__.pop("__spec__", None)
+        main.__dict__.update(saved)
+
+
+def default_workers() -> int:
+    """One worker per core available to this process."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _timeout_record(smiles: str, seconds: float) -> MoleculeRecord:
+    return MoleculeRecord(None, f"scoring SMILES {smiles!r} did not finish within {seconds:g} s (RDKit hang or crash)")
+
+
+class RDKitPool:
+    """Score strings with ``function(smiles, spec)`` in ``workers`` processes (``workers=0``: in this process).
+
+    The pool starts on first use and is reused; :meth:`close` stops it (it is also stopped when the object is
+    garbage collected). ``startup_timeout`` bounds the seconds a new pool may take to start, ``chunk_timeout``
+    the seconds one chunk may take, ``molecule_timeout`` the seconds one molecule may take when a timed-out chunk is
+    re-scored one molecule at a time. In-process scoring (``workers=0``) has no timeout.
+    """
+
+    def __init__(
+        self,
+        spec: FeatureSpec,
+        workers: int | None = None,
+        *,
+        function: MoleculeFunction = process_smiles,
+        chunk_size: int = 64,
+        chunk_timeout: float = 60.0,
+        molecule_timeout: float = 10.0,
+        startup_timeout: float = 60.0,
+        start_method: str = "forkserver",
+    ) -> None:
+        if workers is not None and workers < 0:
+            raise ValueError(f"workers must be >= 0 (0 scores in this process), got {workers}")
+        if chunk_size < 1 or chunk_timeout <= 0 or molecule_timeout <= 0 or startup_timeout < 0:
+            raise ValueError(
+                "chunk_size must be >= 1 and the timeouts > 0; got "
+                f"chunk_size={chunk_size}, chunk_timeout={chunk_timeout}, molecule_timeout={molecule_timeout}"
+            )
+        self.spec = spec
+        self.workers = default_workers() if workers is None else int(workers)
+        self.function = function
+        self.chunk_size = int(chunk_size)
+        self.chunk_timeout = float(chunk_timeout)
+        self.molecule_timeout = float(molecule_timeout)
+        self.startup_timeout = float(startup_timeout)
+        self.start_method = start_method
+        self.restarts = 0  # pools killed because something timed out
+        self._processes = None  # the multiprocessing.Pool, started lazily
+        self._finalizer = None
+        self._grace = 0.0
+
+    # -- lifecycle ----------------------------------------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        return self._processes is not None
+
+    def _start(self):
+        """Start the worker processes if needed; wait until one is ready (its start-up time is the grace)."""
+        if self._processes is None:
+            context = multiprocessing.get_context(self.start_method)
+            started = time.monotonic()
+            with _main_module_hidden():
+                self._processes = context.Pool(
+                    self.workers, initializer=_init_worker, initargs=(self.function, self.spec)
+                )
+            self._finalizer = weakref.finalize(self, self._processes.terminate)
+            try:
+                self._processes.apply_async(_ready).get(timeout=self.startup_timeout)
+            except multiprocessing.TimeoutError:
+                self._kill()
+                raise RuntimeError(
+                    f"the oracle's worker processes did not start within {self.startup_timeout:g} s; "
+                    "raise startup_timeout or use workers=0"
+                ) from None
+            # the other workers started at the same time; give them as long again before deadlines bite
+            self._grace = time.monotonic() - started
+        return self._processes
+
+    def _kill(self) -> None:
+        if self._processes is not None:
+            self._finalizer.detach()
+            self._processes.terminate()
+            self._processes.join()
+            self._processes = None
+            self.restarts += 1
+
+    def close(self) -> None:
+        """Stop the worker processes (a later call starts new ones). No work is outstanding between calls."""
+        if self._processes is not None:
+            self._finalizer.detach()
+            self._processes.terminate()
+            self._processes.join()
+            self._processes = None
+
+    def __getstate__(self):
+        raise TypeError("RDKitPool holds processes and cannot be pickled; the oracle recreates it after unpickling")
+
+    # -- scoring ------------------------------------------------------------------------------------------
+    def map(self, smiles: Sequence[str]) -> list[MoleculeRecord]:
+        """One record per string, in order; never raises for a bad molecule."""
+        smiles = list(smiles)
+        if not smiles:
+            return []
+        if self.workers == 0:
+            _load_sascorer()
+            return [self.function(s, self.spec) for s in smiles]
+        size = max(1, min(self.chunk_size, math.ceil(len(smiles) / (4 * self.workers))))
+        queue = [list(range(i, min(i + size, len(smiles)))) for i in range(0, len(smiles), size)]
+        records: list[MoleculeRecord | None] = [None] * len(smiles)
+        while queue:
+            late = self._run(smiles, queue, records, self.chunk_timeout)
+            if not late:
+                break
+            # the first late chunk holds the suspect; the ones after it were merely unfinished when the pool died
+            self._isolate(smiles, late[0], records)
+            queue = late[1:]
+        return records  # type: ignore[return-value]
+
+    def _isolate(self, smiles: list[str], indices: list[int], records: list[MoleculeRecord | None]) -> None:
+        """Re-score ``indices`` one molecule at a time; a molecule that misses its deadline is recorded as lost."""
+        queue = [[i] for i in indices]
+        while queue:
+            late = self._run(smiles, queue, records, self.molecule_timeout)
+            if not late:
+                break
+            culprit = late[0][0]
+            records[culprit] = _timeout_record(smiles[culprit], self.molecule_timeout)
+            queue = late[1:]
+
+    def _run(
+        self, smiles: list[str], chunks: list[list[int]], records: list[MoleculeRecord | None], timeout: float
+    ) -> list[list[int]]:
+        """Score ``chunks`` (index lists) into ``records``; return the chunks that missed their deadline.
+
+        Tasks are taken in order by ``workers`` processes, so if each takes at most ``timeout`` seconds the
+        i-th finishes by ``start + timeout * (i // workers + 1)``; missing that deadline means a hang.
+        """
+        pool = self._start()
+        start = time.monotonic() + self._grace
+        self._grace = 0.0
+        handles = [pool.apply_async(_score_chunk, ([smiles[i] for i in chunk],)) for chunk in chunks]
+        late: list[list[int]] = []
+        for number, (chunk, handle) in enumerate(zip(chunks, handles, strict=True)):
+            deadline = start + timeout * (number // self.workers + 1)
+            if not late:
+                handle.wait(max(0.0, deadline - time.monotonic()))
+            if not handle.ready():
+                late.append(chunk)
+                continue
+            try:
+                results = handle.get()
+            except Exception as exc:  # the worker raised (e.g. an injected function failed): mark the chunk
+                results = [MoleculeRecord(None, f"oracle worker failed: {type(exc).__name__}: {exc}")] * len(chunk)
+            for i, record in zip(chunk, results, strict=True):
+                records[i] = record
+        if late:
+            self._kill()
+        return late
