@@ -115,6 +115,8 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "check": _cmd_check,
     "build-assets": _cmd_build_assets,
     "train": _cmd_train,
+    "submit": lambda args: importlib.import_module("morbench.leaderboard.commands").submit_command(args),
+    "leaderboard": lambda args: importlib.import_module("morbench.leaderboard.commands").leaderboard_command(args),
 }
 
 
@@ -165,6 +167,11 @@ def build_parser() -> argparse.ArgumentParser:
     build = sub.add_parser("build-assets", help="rebuild a task's shipped assets from the data packages")
     build.add_argument("family", choices=ASSET_FAMILIES)
     build.add_argument("extra", nargs=argparse.REMAINDER, help="options passed to the family's builder")
+
+    from morbench.leaderboard.commands import add_leaderboard_parser, add_submit_parser
+
+    add_submit_parser(sub)
+    add_leaderboard_parser(sub)
     return parser
 
 

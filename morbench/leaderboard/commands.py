@@ -1,0 +1,86 @@
+"""The leaderboard's command-line handlers: ``morbench submit``, ``leaderboard validate``, ``leaderboard build``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+__all__ = ["add_leaderboard_parser", "add_submit_parser", "leaderboard_command", "submit_command"]
+
+
+def add_submit_parser(sub: argparse._SubParsersAction) -> None:
+    submit = sub.add_parser(
+        "submit", help="write a leaderboard submission from the run directories of one (env, method)"
+    )
+    submit.add_argument("path", help="a run directory, a folder of seed runs, or a benchmark output directory")
+    submit.add_argument("--name", required=True, help="the name shown on the board (unique per env)")
+    submit.add_argument("--description", default="", help="short plain-text description of the method")
+    submit.add_argument("--code-url", default=None, help="http(s) link to the code that produced the runs")
+    submit.add_argument("--env", default=None, help="env id, when the directory holds runs of several envs")
+    submit.add_argument("--method", default=None, help="method id, when the directory holds several methods")
+    submit.add_argument(
+        "--out-dir", default=None, help="submissions folder (default: the repository's leaderboard/submissions)"
+    )
+    submit.add_argument("--force", action="store_true", help="replace an existing submission of the same name")
+
+
+def add_leaderboard_parser(sub: argparse._SubParsersAction) -> None:
+    board = sub.add_parser("leaderboard", help="validate submissions and build the leaderboard")
+    actions = board.add_subparsers(dest="leaderboard_command", required=True)
+    validate = actions.add_parser("validate", help="schema check and re-scoring of submission files")
+    validate.add_argument("files", nargs="*", help="submission files (default: every file in --submissions)")
+    validate.add_argument("--submissions", default=None, help="submissions folder (default: leaderboard/submissions)")
+    build = actions.add_parser("build", help="validate everything and render leaderboard/README.md and site/")
+    build.add_argument("--submissions", default=None, help="submissions folder (default: leaderboard/submissions)")
+    build.add_argument("--out", default=None, help="leaderboard folder to write (default: leaderboard/)")
+
+
+def submit_command(args: argparse.Namespace) -> int:
+    from morbench.leaderboard.build import default_root
+    from morbench.leaderboard.submit import submit
+
+    out_dir = Path(args.out_dir) if args.out_dir else default_root() / "submissions"
+    path = submit(
+        args.path,
+        args.name,
+        out_dir,
+        description=args.description,
+        code_url=args.code_url,
+        env_id=args.env,
+        method=args.method,
+        force=args.force,
+    )
+    print(f"submission written: {path} ({path.stat().st_size} bytes); validated by re-scoring every sample")
+    return 0
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from morbench.leaderboard.build import default_root
+    from morbench.leaderboard.validate import find_submissions, validate_files
+
+    root = Path(args.submissions) if args.submissions else default_root() / "submissions"
+    paths = [Path(f) for f in args.files] if args.files else find_submissions(root)
+    report = validate_files(paths, root=root)
+    for item in report.valid:
+        status = "ranked" if item.ranked else "unranked"
+        print(f"ok  {item.source}: {item.env_id}, {item.name!r}, seeds {item.seeds} ({status}), {item.seconds:.1f} s")
+    for error in report.errors:
+        print(f"REJECTED {error}", file=sys.stderr)
+    print(f"{len(report.valid)} valid, {len(report.errors)} rejected")
+    return 0 if report.ok else 1
+
+
+def _build(args: argparse.Namespace) -> int:
+    from morbench.leaderboard.build import build_leaderboard, default_root
+
+    out = Path(args.out) if args.out else default_root()
+    result = build_leaderboard(args.submissions, out)
+    for relative, size in result.files.items():
+        print(f"  {out / relative} ({size} bytes)")
+    print(f"built the leaderboard from {result.submissions} submission(s) in {result.seconds:.1f} s")
+    return 0
+
+
+def leaderboard_command(args: argparse.Namespace) -> int:
+    return {"validate": _validate, "build": _build}[args.leaderboard_command](args)

@@ -1,0 +1,449 @@
+"""Submission validation: schema, the task's protocol (env, objectives, preference grid, sample counts), re-scoring.
+
+Every submitted sequence is re-scored with the env's training oracle (and with the held-out judge where the
+task has one); a claimed reward that differs from the recomputed one by more than ``REWARD_TOLERANCE``
+(absolute, per objective), or a claimed validity flag that differs, rejects the submission with the offending
+rows. The recomputed rewards (not the claimed ones) are what the board scores.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from morbench.errors import MorbenchError, SubmissionError
+from morbench.leaderboard.schema import (
+    SUBMISSION_SUFFIXES,
+    check_schema,
+    env_stem,
+    read_submission,
+    submission_slug,
+)
+from morbench.runs import EVALUATION_FORMAT
+
+__all__ = [
+    "MIN_RANKED_SEEDS",
+    "MIN_SAMPLES_PER_PREFERENCE",
+    "REWARD_TOLERANCE",
+    "TaskCache",
+    "ValidatedSubmission",
+    "ValidationReport",
+    "find_submissions",
+    "validate_files",
+    "validate_submission",
+]
+
+REWARD_TOLERANCE = 1e-4  # absolute, per objective, claimed vs recomputed (oracle and judge rewards)
+WEIGHT_TOLERANCE = 1e-6  # a submitted preference must equal a grid point to this precision
+MIN_RANKED_SEEDS = 3  # fewer distinct seeds: listed as unranked
+MIN_SAMPLES_PER_PREFERENCE = 128  # the documented minimum (the quick suite's count); at most the protocol's count
+MAX_ROWS_SHOWN = 20
+
+
+@dataclasses.dataclass
+class ValidatedSubmission:
+    """A submission that passed every check, with its per-seed evaluations built from the recomputed rewards."""
+
+    source: str
+    submission: dict[str, Any]
+    task: Any
+    evaluations: list[dict[str, Any]]
+    samples_per_preference: int
+    seconds: float = 0.0
+
+    @property
+    def name(self) -> str:
+        return self.submission["name"]
+
+    @property
+    def env_id(self) -> str:
+        return self.submission["env"]["id"]
+
+    @property
+    def seeds(self) -> list[int]:
+        return sorted(entry["seed"] for entry in self.submission["seeds"])
+
+    @property
+    def ranked(self) -> bool:
+        return len(self.seeds) >= MIN_RANKED_SEEDS
+
+
+@dataclasses.dataclass
+class ValidationReport:
+    valid: list[ValidatedSubmission]
+    errors: list[str]
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+class TaskCache:
+    """One evaluation-protocol instance of each env id (oracle caches are shared across submissions)."""
+
+    def __init__(self) -> None:
+        self._tasks: dict[str, Any] = {}
+
+    def get(self, env_id: str, source: str) -> Any:
+        if env_id not in self._tasks:
+            self._tasks[env_id] = _make_evaluation_task(env_id, source)
+        return self._tasks[env_id]
+
+
+def _make_evaluation_task(env_id: str, source: str) -> Any:
+    from morbench.evaluation import evaluation_env_kwargs
+    from morbench.registry import make
+
+    try:
+        task = make(env_id).unwrapped
+        kwargs = evaluation_env_kwargs(task, {})
+        return make(env_id, **kwargs).unwrapped if kwargs else task
+    except MorbenchError as exc:
+        raise SubmissionError(f"{source}: env {env_id!r} is not available here: {exc}") from None
+
+
+def _fail(source: str, problem: str) -> SubmissionError:
+    return SubmissionError(f"{source}: {problem}")
+
+
+# -- protocol checks ----------------------------------------------------------------------------------------
+def check_env(submission: dict[str, Any], tasks: TaskCache, source: str) -> Any:
+    """The env id is registered, at the submitted version, with the registered (evaluation) kwargs."""
+    from morbench.registry import spec
+
+    env = submission["env"]
+    task = tasks.get(env["id"], source)
+    version = task.spec.version if task.spec is not None else None
+    if env["version"] != version:
+        raise _fail(
+            source,
+            f"env {env['id']} version {env['version']} does not match the registered version {version}; "
+            "re-run and re-submit on the current version",
+        )
+    allowed = [dict(spec(env["id"]).kwargs), dict(task.spec.kwargs)]
+    if _canonical(env["kwargs"]) not in [_canonical(k) for k in allowed]:
+        raise _fail(
+            source,
+            f"env kwargs {_clip(json.dumps(env['kwargs'], sort_keys=True))} differ from the registered task's "
+            f"{json.dumps(allowed[-1], sort_keys=True)}; the board ranks the registered task only",
+        )
+    return task
+
+
+def check_objectives(submission: dict[str, Any], task: Any, source: str) -> None:
+    names = list(submission["objective_names"])
+    if names != list(task.objective_names):
+        raise _fail(
+            source,
+            f"objective_names {names} do not match {submission['env']['id']}'s {list(task.objective_names)} "
+            f"({len(names)} objectives submitted, the task has {task.reward_dim})",
+        )
+
+
+def check_seeds(submission: dict[str, Any], source: str) -> None:
+    seeds = [entry["seed"] for entry in submission["seeds"]]
+    duplicates = sorted({s for s in seeds if seeds.count(s) > 1})
+    if duplicates:
+        raise _fail(source, f"seeds {duplicates} appear more than once; every seed entry needs a distinct seed")
+
+
+def check_preference_grid(seed_entry: dict[str, Any], task: Any, source: str) -> list[int]:
+    """Each submitted preference is a distinct point of the task's grid and every grid point is covered.
+
+    Returns, for each submitted preference, the index of its grid point.
+    """
+    grid = np.asarray(task.preference_grid, dtype=np.float64)
+    where = f"seed {seed_entry['seed']}"
+    matched: list[int] = []
+    for p, entry in enumerate(seed_entry["preferences"]):
+        weights = np.asarray(entry["weights"], dtype=np.float64)
+        if weights.shape != (grid.shape[1],):
+            raise _fail(
+                source,
+                f"{where}, preferences[{p}]: weights {entry['weights']} have {weights.size} entries; "
+                f"the task has {grid.shape[1]} objectives",
+            )
+        hits = np.flatnonzero(np.all(np.abs(grid - weights) <= WEIGHT_TOLERANCE, axis=1))
+        if hits.size == 0:
+            raise _fail(
+                source,
+                f"{where}, preferences[{p}]: weights {entry['weights']} are not on the task's preference grid "
+                f"({_grid_text(grid)})",
+            )
+        if int(hits[0]) in matched:
+            raise _fail(source, f"{where}: preference {entry['weights']} is submitted twice")
+        matched.append(int(hits[0]))
+    missing = sorted(set(range(len(grid))) - set(matched))
+    if missing:
+        raise _fail(
+            source,
+            f"{where}: preferences {[grid[i].tolist() for i in missing]} of the task's grid are missing; "
+            f"submit every grid point ({len(grid)} in all)",
+        )
+    return matched
+
+
+def check_shapes(entry: dict[str, Any], k: int, where: str, source: str) -> int:
+    """Every per-sample field has one item per sequence; every reward row has one value per objective."""
+    n = len(entry["sequences"])
+    for field in ("rewards", "valid", "judge_rewards", "logprobs", "prior_logprobs", "contexts"):
+        values = entry.get(field)
+        if values is not None and len(values) != n:
+            raise _fail(source, f"{where}: {field} has {len(values)} items for {n} sequences")
+    for field in ("rewards", "judge_rewards"):
+        for i, row in enumerate(entry.get(field) or []):
+            if len(row) != k:
+                raise _fail(
+                    source,
+                    f"{where}: {field}[{i}] has {len(row)} values; the task has {k} objectives (wrong number of "
+                    "objectives)",
+                )
+    return n
+
+
+def check_sample_counts(submission: dict[str, Any], task: Any, source: str) -> int:
+    """One sample count for every (seed, preference), between the documented minimum and the protocol's count."""
+    protocol_n = int(task.protocol.samples_per_preference)
+    minimum = min(MIN_SAMPLES_PER_PREFERENCE, protocol_n)
+    counts = {len(entry["sequences"]) for seed in submission["seeds"] for entry in seed["preferences"]}
+    if len(counts) != 1:
+        raise _fail(source, f"sample counts differ across seeds and preferences ({sorted(counts)}); use one count")
+    n = counts.pop()
+    if not minimum <= n <= protocol_n:
+        raise _fail(
+            source,
+            f"{n} samples per preference; {submission['env']['id']}'s protocol asks for {protocol_n} "
+            f"(at least {minimum} are accepted)",
+        )
+    return n
+
+
+def resolve_contexts(entry: dict[str, Any], task: Any, where: str, source: str) -> list[Any]:
+    """The task's Context objects for the submitted context keys (None for unconditional tasks)."""
+    keys = entry.get("contexts")
+    n = len(entry["sequences"])
+    if task.contexts is None:
+        if keys is not None:
+            raise _fail(source, f"{where}: contexts given, but {task.spec.id} is not prompt-conditioned")
+        return [None] * n
+    if keys is None:
+        raise _fail(source, f"{where}: {task.spec.id} is prompt-conditioned; every sample needs its context key")
+    by_key = {context.key: context for context in task.contexts}
+    unknown = sorted({key for key in keys if key not in by_key})
+    if unknown:
+        raise _fail(
+            source, f"{where}: context keys {[_clip(k, 40) for k in unknown[:5]]} are not in the evaluation split"
+        )
+    return [by_key[key] for key in keys]
+
+
+# -- re-scoring -----------------------------------------------------------------------------------------------
+def _compare(
+    claimed: list[list[float]], recomputed: np.ndarray, claimed_valid: list[bool] | None, valid: np.ndarray | None
+) -> np.ndarray:
+    """Indices of rows whose claimed rewards (or validity) do not match the recomputed ones."""
+    difference = np.abs(np.asarray(claimed, dtype=np.float64) - recomputed.astype(np.float64))
+    bad = np.any(difference > REWARD_TOLERANCE, axis=1)
+    if claimed_valid is not None and valid is not None:
+        bad |= np.asarray(claimed_valid, dtype=bool) != valid
+    return np.flatnonzero(bad)
+
+
+def _offending_row(
+    seed: int, weights: list[float], index: int, sequence: str, kind: str, claimed: Any, recomputed: Any
+) -> str:
+    return (
+        f"seed={seed} preference={weights} index={index} sequence={_clip(sequence, 60)!r}: {kind} claimed "
+        f"{claimed} vs recomputed {recomputed}"
+    )
+
+
+def rescore_seed(
+    seed_entry: dict[str, Any], task: Any, order: list[int], source: str, offending: list[str]
+) -> list[dict[str, Any]]:
+    """Re-score one seed's samples; append mismatches to ``offending``; return the evaluation's preference entries."""
+    k = task.reward_dim
+    grid = np.asarray(task.preference_grid, dtype=np.float64)
+    entries = []
+    for p, entry in sorted(enumerate(seed_entry["preferences"]), key=lambda item: order[item[0]]):
+        where = f"seed {seed_entry['seed']}, preferences[{p}]"
+        check_shapes(entry, k, where, source)
+        contexts = resolve_contexts(entry, task, where, source)
+        sequences = entry["sequences"]
+        result = task.score(sequences, contexts)
+        rewards = np.asarray(result.rewards, dtype=np.float64)
+        for i in _compare(entry["rewards"], rewards, entry["valid"], result.valid):
+            offending.append(
+                _offending_row(
+                    seed_entry["seed"],
+                    entry["weights"],
+                    int(i),
+                    sequences[i],
+                    "rewards/valid",
+                    f"{_row(entry['rewards'][i])}/{entry['valid'][i]}",
+                    f"{_row(rewards[i])}/{bool(result.valid[i])}",
+                )
+            )
+        judge = None
+        if entry.get("judge_rewards") is not None and task.judge is None:
+            raise _fail(source, f"{where}: judge_rewards given, but {task.spec.id} has no held-out judge")
+        if task.judge is not None:
+            judge = np.asarray(task.judge_score(sequences, contexts).rewards, dtype=np.float64)
+            if entry.get("judge_rewards") is not None:
+                for i in _compare(entry["judge_rewards"], judge, None, None):
+                    offending.append(
+                        _offending_row(
+                            seed_entry["seed"],
+                            entry["weights"],
+                            int(i),
+                            sequences[i],
+                            "judge rewards",
+                            _row(entry["judge_rewards"][i]),
+                            _row(judge[i]),
+                        )
+                    )
+        entries.append(
+            {
+                "weights": grid[order[p]].tolist(),
+                "sequences": list(sequences),
+                "rewards": rewards.tolist(),
+                "valid": result.valid.tolist(),
+                "judge_rewards": judge.tolist() if judge is not None else None,
+                "logprobs": entry.get("logprobs"),
+                "prior_logprobs": entry.get("prior_logprobs"),
+                "contexts": entry.get("contexts"),
+            }
+        )
+    return entries
+
+
+def validate_submission(
+    submission: Any, source: str, tasks: TaskCache | None = None, started: float | None = None
+) -> ValidatedSubmission:
+    """Every check of one parsed submission; raises :class:`SubmissionError` naming ``source`` and the problem."""
+    started = time.perf_counter() if started is None else started
+    tasks = tasks or TaskCache()
+    check_schema(submission, source)
+    task = check_env(submission, tasks, source)
+    check_objectives(submission, task, source)
+    check_seeds(submission, source)
+    samples = check_sample_counts(submission, task, source)
+    offending: list[str] = []
+    evaluations = []
+    for seed_entry in sorted(submission["seeds"], key=lambda s: s["seed"]):
+        order = check_preference_grid(seed_entry, task, source)
+        preferences = rescore_seed(seed_entry, task, order, source, offending)
+        evaluations.append(_evaluation(submission, seed_entry, preferences))
+    if offending:
+        shown = "\n  ".join(offending[:MAX_ROWS_SHOWN])
+        more = f"\n  ... and {len(offending) - MAX_ROWS_SHOWN} more" if len(offending) > MAX_ROWS_SHOWN else ""
+        raise _fail(
+            source,
+            f"{len(offending)} sample(s) do not match re-scoring with {submission['env']['id']}'s oracle "
+            f"(tolerance {REWARD_TOLERANCE:g} absolute per objective):\n  {shown}{more}",
+        )
+    return ValidatedSubmission(source, submission, task, evaluations, samples, time.perf_counter() - started)
+
+
+def _evaluation(submission: dict[str, Any], seed_entry: dict[str, Any], preferences: list[dict[str, Any]]) -> dict:
+    """A ``morbench-evaluation/1`` record of one seed, as :func:`morbench.scoring.score_evaluation` reads it."""
+    return {
+        "format": EVALUATION_FORMAT,
+        "env": {"id": submission["env"]["id"], "version": submission["env"]["version"]},
+        "method": submission["name"],
+        "seed": seed_entry["seed"],
+        "objective_names": list(submission["objective_names"]),
+        "preferences": preferences,
+    }
+
+
+# -- files ----------------------------------------------------------------------------------------------------
+def find_submissions(root: str | Path) -> list[Path]:
+    """Every submission file under ``root`` (sorted)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise SubmissionError(f"{root}: no such submissions directory")
+    return sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith("."))
+
+
+def check_location(path: Path, submission: dict[str, Any], root: Path | None) -> None:
+    """Files under the submissions root live at ``<env-stem>/<name slug>.json[.gz]``."""
+    if root is None:
+        return
+    try:
+        relative = path.resolve().relative_to(root.resolve())
+    except ValueError:
+        return
+    expected_dir = env_stem(submission["env"]["id"])
+    slug = submission_slug(submission["name"])
+    expected = [f"{expected_dir}/{slug}{suffix}" for suffix in SUBMISSION_SUFFIXES]
+    if relative.as_posix() not in expected:
+        raise _fail(
+            str(path),
+            f"a submission for {submission['env']['id']} named {_clip(submission['name'], 80)!r} must be at "
+            f"{root}/{expected[0]} (or .json)",
+        )
+
+
+def validate_files(paths: Iterable[str | Path], root: str | Path | None = None) -> ValidationReport:
+    """Validate files one by one (collecting every error), then reject duplicate names within an env."""
+    tasks = TaskCache()
+    valid: list[ValidatedSubmission] = []
+    errors: list[str] = []
+    root_path = Path(root) if root is not None else None
+    for path in sorted(Path(p) for p in paths):
+        started = time.perf_counter()
+        try:
+            submission = read_submission(path)
+            result = validate_submission(submission, str(path), tasks, started)
+            check_location(path, submission, root_path)
+            valid.append(result)
+        except SubmissionError as exc:
+            errors.append(str(exc))
+    valid, duplicate_errors = reject_duplicates(valid)
+    return ValidationReport(valid, errors + duplicate_errors)
+
+
+def reject_duplicates(results: Sequence[ValidatedSubmission]) -> tuple[list[ValidatedSubmission], list[str]]:
+    """Names are unique per env (compared case-insensitively, and by file slug): every clashing file is rejected."""
+    groups: dict[tuple[str, str], list[ValidatedSubmission]] = defaultdict(list)
+    for result in results:
+        groups[(result.env_id, submission_slug(result.name))].append(result)
+    keep, errors = [], []
+    for result in results:
+        clash = groups[(result.env_id, submission_slug(result.name))]
+        if len(clash) == 1:
+            keep.append(result)
+            continue
+        others = ", ".join(r.source for r in clash if r is not result)
+        errors.append(
+            f"{result.source}: duplicate submission name {_clip(result.name, 80)!r} for {result.env_id} "
+            f"(also in {others}); names must be unique per env"
+        )
+    return keep, errors
+
+
+# -- helpers --------------------------------------------------------------------------------------------------
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True)
+
+
+def _clip(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _row(values: Any) -> str:
+    return "[" + ", ".join(f"{float(v):.6g}" for v in values) + "]"
+
+
+def _grid_text(grid: np.ndarray) -> str:
+    points = [[round(float(x), 6) for x in row] for row in grid]
+    text = ", ".join(str(p) for p in points[:12])
+    return f"{len(points)} points: {text}" + (", ..." if len(points) > 12 else "")
