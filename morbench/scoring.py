@@ -253,6 +253,7 @@ def results_table(summary: dict[str, Any]) -> list[dict[str, Any]]:
         for key in (*HEADLINE_METRICS, "igd", "compute.oracle_calls", "compute.sampled_tokens", "compute.wall_seconds"):
             if key in entry:
                 row[key] = entry[key]
+        row.update({key: value for key, value in entry.items() if key.startswith("domain.")})
         rows.append(row)
     return rows
 
@@ -315,6 +316,7 @@ def report_markdown(summary: dict[str, Any], results: list[dict[str, Any]], figu
             "method",
             "seeds",
             *[c for c in (*HEADLINE_METRICS, "igd") if any(c in r for r in env_rows)],
+            *sorted({c for r in env_rows for c in r if c.startswith("domain.")}),
             "compute.oracle_calls",
             "compute.sampled_tokens",
             "compute.wall_seconds",
