@@ -14,7 +14,8 @@ function compareKeys(a, b, type, direction) {
   if (a === null && b === null) return 0;
   if (a === null) return 1; // n/a last in both directions
   if (b === null) return -1;
-  const order = type === "number" ? a - b : a.localeCompare(b);
+  // text keys are the builder's case-folded names, compared by code point (the same order everywhere)
+  const order = type === "number" ? a - b : a < b ? -1 : a > b ? 1 : 0;
   return direction === "ascending" ? order : -order;
 }
 

@@ -1,0 +1,138 @@
+"""``morbench leaderboard build``: ranking, escaping of hostile strings, determinism, all-or-nothing writes."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from morbench.cli import main
+from morbench.errors import SubmissionError
+from morbench.leaderboard.build import build_leaderboard, default_root
+from morbench.leaderboard.render import md, safe_url
+
+from .conftest import write_submission
+
+
+def read_tree(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_build_writes_the_board(board_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "board"
+    result = build_leaderboard(board_dir, out)
+    assert result.submissions == 3
+    assert set(read_tree(out)) == {
+        "README.md",
+        "site/index.html",
+        "site/leaderboard.css",
+        "site/leaderboard.js",
+        "site/plots/morbench_Motifs-2obj-v0.svg",
+    }
+    readme = (out / "README.md").read_text()
+    assert "## morbench/Motifs\\-2obj\\-v0" in readme or "## morbench/Motifs-2obj-v0" in readme
+    assert "### Unranked (fewer than 3 seeds)" in readme
+    ranked, unranked = readme.split("### Unranked")[0], readme.split("### Unranked")[1].split("### Submissions")[0]
+    assert "**Random letters**" in ranked and "**Two seeds**" in unranked
+    page = (out / "site" / "index.html").read_text()
+    assert 'id="t-morbench_Motifs-2obj-v0"' in page and 'id="u-morbench_Motifs-2obj-v0"' in page
+    assert '<img src="plots/morbench_Motifs-2obj-v0.svg"' in page
+
+
+def test_build_is_deterministic(board_dir: Path, tmp_path: Path) -> None:
+    build_leaderboard(board_dir, tmp_path / "one")
+    build_leaderboard(board_dir, tmp_path / "two")
+    build_leaderboard(board_dir, tmp_path / "two")  # rebuilding in place changes nothing either
+    assert read_tree(tmp_path / "one") == read_tree(tmp_path / "two")
+
+
+def test_hostile_strings_are_inert_in_html(board_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "board"
+    build_leaderboard(board_dir, out)
+    page = (out / "site" / "index.html").read_text()
+    svg = (out / "site" / "plots" / "morbench_Motifs-2obj-v0.svg").read_text()
+    for text in (page, svg):
+        assert "<script>window" not in text and "<script>alert" not in text
+        assert re.search(r"<[^<>]*\bon\w+\s*=", text) is None  # no event-handler attribute in any real tag
+        assert all(tag.startswith('<img src="plots/') for tag in re.findall(r"<img\b[^>]*>", text))
+        assert "&lt;script&gt;window.__pwned = 1&lt;/script&gt;" in text
+    assert "</pre>" not in page.replace("</pre>\n<h4>All metrics", "")  # the config's "</pre>" key is escaped
+    links = set(re.findall(r'href="([^"]*)"', page)) - {"leaderboard.css", "../SUBMITTING.md"}
+    assert all(href.startswith(("#", "https://", "http://")) for href in links), links
+    assert page.count("<script") == 1  # only <script src="leaderboard.js">
+    assert 'href="https://example.org/x?a=1&amp;b=%3Cscript%3E" rel="nofollow noopener noreferrer"' in page
+    assert "Content-Security-Policy" in page
+
+
+def test_hostile_strings_are_inert_in_markdown(board_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "board"
+    build_leaderboard(board_dir, out)
+    readme = (out / "README.md").read_text()
+    assert "<script" not in readme and "<img" not in readme and "](javascript" not in readme
+    header = next(line for line in readme.splitlines() if line.startswith("| # |"))
+    columns = header.count(" | ") + 1
+    for line in readme.splitlines():
+        if line.startswith("| ") and not line.startswith("| # |"):
+            unescaped = len(re.findall(r"(?<!\\)\|", line))
+            assert unescaped == columns + 1, line  # a submitted "|" never adds a cell
+    assert "\n# heading" not in readme  # newlines in a description never start a markdown block
+
+
+def test_md_and_safe_url() -> None:
+    assert md("a|b\nc") == "a\\|b c"
+    assert md("<b>") == "&lt;b&gt;"
+    assert md("[x](y)") == "\\[x\\]\\(y\\)"
+    assert safe_url("https://example.org/a_b?c=1") == "https://example.org/a_b?c=1"
+    for url in ("javascript:alert(1)", "https://a.org/<x>", 'https://a.org/"', "ftp://a.org", None, 3):
+        assert safe_url(url) is None
+
+
+def test_ranking_by_hypervolume(board_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "board"
+    build_leaderboard(board_dir, out)
+    readme = (out / "README.md").read_text()
+    rows = [line for line in readme.split("### Unranked")[0].splitlines() if re.match(r"\| \d+ \|", line)]
+    assert [row.split(" | ")[0] for row in rows] == ["| 1", "| 2"]
+    hypervolumes = [float(row.split(" | ")[4].split(" ")[0]) for row in rows]
+    assert hypervolumes == sorted(hypervolumes, reverse=True)
+
+
+def test_a_bad_submission_leaves_the_board_untouched(board_dir: Path, base: dict[str, Any], tmp_path: Path) -> None:
+    out = tmp_path / "board"
+    build_leaderboard(board_dir, out)
+    before = read_tree(out)
+    base["name"] = "Cheater"
+    base["seeds"][0]["preferences"][0]["rewards"][0] = [1.0, 1.0]
+    write_submission(board_dir, base)
+    with pytest.raises(SubmissionError, match="failed validation; the board was not changed") as info:
+        build_leaderboard(board_dir, out)
+    assert "cheater.json.gz" in str(info.value) and "index=0" in str(info.value)
+    assert read_tree(out) == before
+    assert sorted(p.name for p in out.iterdir()) == ["README.md", "site"]  # no staging folder left behind
+
+
+def test_empty_board(tmp_path: Path) -> None:
+    (tmp_path / "submissions").mkdir()
+    build_leaderboard(tmp_path / "submissions", tmp_path / "board")
+    assert "No submissions yet." in (tmp_path / "board" / "README.md").read_text()
+
+
+def test_cli_build(board_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "board"
+    assert main(["leaderboard", "build", "--submissions", str(board_dir), "--out", str(out)]) == 0
+    assert "built the leaderboard from 3 submission(s)" in capsys.readouterr().out
+
+
+def test_committed_board_is_regenerated_exactly(tmp_path: Path) -> None:
+    """`morbench leaderboard build` on a fresh clone reproduces the committed leaderboard byte for byte."""
+    root = default_root()
+    if not (root / "submissions").is_dir():
+        pytest.skip("no leaderboard/ folder beside the package (not a source checkout)")
+    build_leaderboard(root / "submissions", tmp_path)
+    committed = {k: v for k, v in read_tree(root).items() if k == "README.md" or k.startswith("site/")}
+    built = read_tree(tmp_path)
+    assert sorted(built) == sorted(committed), "files differ: run `morbench leaderboard build` and commit"
+    for name, data in built.items():
+        assert data == committed[name], f"leaderboard/{name} is stale: run `morbench leaderboard build` and commit"
