@@ -201,7 +201,7 @@ def _markdown_details(entry: LeaderboardEntry) -> str:
     submission = entry.submission
     url = safe_url(submission.get("code_url"))
     code = f"[code](<{url}>)" if url else "no code link"
-    description = md(submission.get("description") or "")
+    description = md(submission.get("description") or "(no description)")
     seeds = ", ".join(str(r["seed"]) for r in entry.results)
     return (
         f"- **{md(entry.name)}** (method {md(submission['method'])}, seeds {seeds}, morbench "
