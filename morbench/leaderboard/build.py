@@ -55,7 +55,9 @@ def score_submission(validated: ValidatedSubmission) -> LeaderboardEntry:
     for evaluation in validated.evaluations:
         result = score_evaluation(evaluation, validated.task, source=validated.source)
         compute = seeds[evaluation["seed"]]["compute"]
-        result["compute"] = {k: v for k, v in compute.items() if isinstance(v, (int, float)) and v is not True}
+        result["compute"] = {
+            k: v for k, v in compute.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
+        }
         results.append(result)
     summary = aggregate(results)[f"{validated.env_id}::{validated.name}"]
     return LeaderboardEntry(

@@ -129,8 +129,12 @@ def fmt_ci(metric: dict[str, Any] | None, digits: int = 3) -> str:
 
 
 def sort_key(value: float | None) -> str:
-    """The ``data-sort`` attribute of a numeric cell: empty for n/a (the page sorts those last)."""
-    return "" if value is None or not math.isfinite(value) else repr(float(value))
+    """The ``data-sort`` attribute of a numeric cell: empty for n/a (the page sorts those last).
+
+    Six significant digits: enough to order the rows, and immune to last-bit float differences between machines
+    (the committed page must be reproduced byte for byte).
+    """
+    return "" if value is None or not math.isfinite(value) else f"{float(value):.6g}"
 
 
 # -- the table ------------------------------------------------------------------------------------------------

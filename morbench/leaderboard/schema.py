@@ -32,6 +32,7 @@ SCHEMA_VERSION = 1
 MAX_FILE_BYTES = 2 * 1024 * 1024  # a submission file as committed (gzipped JSON: about 100-500 KB for the baselines)
 MAX_JSON_BYTES = 64 * 1024 * 1024  # the decompressed JSON (guards against gzip bombs)
 SUBMISSION_SUFFIXES = (".json.gz", ".json")
+MAX_SEQUENCE_CHARS = 20_000  # one generated sequence (the schema's maxLength)
 
 
 @functools.lru_cache(maxsize=1)
@@ -193,7 +194,7 @@ def _is_reward_row(row: Any) -> bool:
 
 
 _ITEM_CHECKS = {
-    "sequences": (lambda x: type(x) is str, "a string"),
+    "sequences": (lambda x: type(x) is str and len(x) <= MAX_SEQUENCE_CHARS, "a string of at most 20,000 characters"),
     "rewards": (_is_reward_row, "a list of 1 to 16 numbers"),
     "judge_rewards": (_is_reward_row, "a list of 1 to 16 numbers"),
     "valid": (lambda x: type(x) is bool, "a boolean"),

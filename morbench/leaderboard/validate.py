@@ -407,6 +407,8 @@ def validate_files(paths: Iterable[str | Path], root: str | Path | None = None) 
             valid.append(result)
         except SubmissionError as exc:
             errors.append(str(exc))
+        except Exception as exc:  # a hostile file must be rejected, never crash the whole run
+            errors.append(f"{path}: could not be checked ({type(exc).__name__}: {_clip(str(exc))})")
     valid, duplicate_errors = reject_duplicates(valid)
     return ValidationReport(valid, errors + duplicate_errors)
 

@@ -295,3 +295,30 @@ def test_cli_validate(base: dict[str, Any], tmp_path: Path, capsys: pytest.Captu
 
 def test_read_submission_round_trip(base_file: Path) -> None:
     assert read_submission(base_file)["schema_version"] == 1
+
+
+def test_schema_file_is_a_valid_json_schema() -> None:
+    import jsonschema
+
+    jsonschema.Draft202012Validator.check_schema(schema.load_schema())
+    assert schema.load_schema()["properties"]["schema_version"] == {
+        "const": 1,
+        "description": schema.load_schema()["properties"]["schema_version"]["description"],
+    }
+
+
+def test_overlong_sequence(base: dict[str, Any], tmp_path: Path) -> None:
+    base["seeds"][0]["preferences"][0]["sequences"][50] = "A" * (schema.MAX_SEQUENCE_CHARS + 1)
+    assert "$.seeds[0].preferences[0].sequences[50]" in rejected(base, tmp_path)
+
+
+def test_an_unexpected_failure_rejects_the_file_without_crashing(
+    base: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import morbench.leaderboard.validate as validate_module
+
+    def broken(*args, **kwargs):
+        raise KeyError("boom")
+
+    monkeypatch.setattr(validate_module, "validate_submission", broken)
+    assert "could not be checked (KeyError: 'boom')" in rejected(base, tmp_path)
