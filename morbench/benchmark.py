@@ -98,9 +98,16 @@ SUITES: dict[str, list[SuiteEntry]] = {
             overrides=_QM9,
         ),
     ],
-    "standard": [
+    "standard": [  # hours on 2 CPU cores; every method of an env gets the same sampled-token budget
         SuiteEntry(
-            "morbench/Motifs-v0", seeds=(0, 1, 2), sampled_tokens=32 * 8 * 150, eval_samples=512, overrides=_MOTIFS
+            "morbench/Motifs-v0", seeds=(0, 1, 2), sampled_tokens=32 * 8 * 400, eval_samples=512, overrides=_MOTIFS
+        ),
+        SuiteEntry(
+            "morbench/QM9-v0",
+            seeds=(0, 1, 2),
+            sampled_tokens=_QM9_TOKENS_PER_ITERATION * 300,
+            eval_samples=1024,
+            overrides=_QM9,
         ),
     ],
 }
