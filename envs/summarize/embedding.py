@@ -91,17 +91,16 @@ def text_sha256(text: str) -> str:
 
 
 def save_reference_embeddings(path: Path, tables: dict[str, dict[str, tuple[str, np.ndarray]]]) -> None:
-    """Write ``{name: {key: (text sha256, vector)}}`` as one safetensors file (a ``(n, 384)`` tensor per name;
-    keys and text hashes in the metadata)."""
+    """Write ``{name: {key: (text sha256, vector)}}`` as one safetensors file: a ``(n, 384)`` tensor per name, and
+    the keys and text hashes as one JSON metadata entry (one entry keeps the header byte-identical on rebuild)."""
     from safetensors.numpy import save_file
 
-    tensors, metadata = {}, {}
+    tensors, index = {}, {}
     for name, table in tables.items():
         keys = sorted(table)
         tensors[name] = np.stack([table[k][1] for k in keys]).astype(np.float32)
-        metadata[f"{name}.keys"] = json.dumps(keys)
-        metadata[f"{name}.sha256"] = json.dumps([table[k][0] for k in keys])
-    save_file(tensors, str(path), metadata=metadata)
+        index[name] = {"keys": keys, "sha256": [table[k][0] for k in keys]}
+    save_file(tensors, str(path), metadata={"index": json.dumps(index, sort_keys=True)})
 
 
 def load_reference_embeddings(path: Path) -> dict[str, dict[str, tuple[str, np.ndarray]]]:
@@ -109,10 +108,8 @@ def load_reference_embeddings(path: Path) -> dict[str, dict[str, tuple[str, np.n
 
     tables: dict[str, dict[str, tuple[str, np.ndarray]]] = {}
     with safe_open(str(path), framework="numpy") as handle:
-        metadata = handle.metadata() or {}
-        for name in handle.keys():  # noqa: SIM118 (safe_open is not a mapping)
+        index = json.loads((handle.metadata() or {})["index"])
+        for name, entry in index.items():
             vectors = handle.get_tensor(name)
-            keys = json.loads(metadata[f"{name}.keys"])
-            hashes = json.loads(metadata[f"{name}.sha256"])
-            tables[name] = {k: (h, v) for k, h, v in zip(keys, hashes, vectors, strict=True)}
+            tables[name] = {k: (h, v) for k, h, v in zip(entry["keys"], entry["sha256"], vectors, strict=True)}
     return tables

@@ -269,7 +269,13 @@ class SummarizeEnv(TokenEnv):
     The shipped assets (documents, tokenizer) are built by ``morbench build-assets summarize``.
 
     ## Measured figures
-    See ``envs/summarize/README.md`` (from ``assets/build_report.json``).
+    From ``assets/build_report.json`` (``morbench build-assets summarize``; 1 thread of a shared 2-core AMD EPYC):
+    SmolLM2 sampling 27.6 / 30.3 generated tokens/s at batch 8 / 16 (320-token prompts, 64 new tokens; the
+    prompt prefill takes 55-65% of it). 200 prior samples on the test papers: 56.5% valid (the rest overlong);
+    mean rewards of valid ones (oracle / judge) faithfulness 0.50 / 0.46, conciseness 0.48 / 0.51,
+    readability 0.36 / 0.33. Objective correlations (Pearson): faithfulness-conciseness -0.25,
+    faithfulness-readability -0.15, conciseness-readability -0.04. Oracle-judge agreement (Pearson) 0.95,
+    0.77, 0.84. Oracle throughput 99 summaries/s (cold cache). Details: ``envs/summarize/README.md``.
 
     ## Version History
     * v0: initial version.
