@@ -78,6 +78,25 @@ _QM9 = {
 }
 _QM9_TOKENS_PER_ITERATION = 64 * 31  # batch x max_length: the worst-case cost of one PPO iteration
 
+# CNS and Enhancer use QM9's PPO settings (checked to raise the scalarized reward within 16 iterations)
+_CNS_TOKENS_PER_ITERATION = 64 * 40  # batch x the prior's mean sample length (about 39 tokens with EOS)
+_ENHANCER_TOKENS_PER_ITERATION = 64 * 51  # every sequence is exactly 50 4-mers + EOS
+_SUMMARIZE_PPO = _ppo(16, 8, 1e-5, 0.05)
+_SUMMARIZE = {
+    "iterative_rs": {**_SUMMARIZE_PPO, "iterations": 1000, "merge_every": 4},
+    "rewarded_soups": {**_SUMMARIZE_PPO, "iterations": 1000},
+    "morlhf": {**_SUMMARIZE_PPO, "iterations": 1000},
+    "rewards_in_context": {
+        "offline_samples": 512,
+        "online_samples": 128,
+        "offline_epochs": 2,
+        "online_iterations": 1,
+        "online_epochs": 1,
+        "learning_rate": 1e-5,
+        "batch_size": 8,
+    },
+}
+
 SUITES: dict[str, list[SuiteEntry]] = {
     "smoke": [  # seconds: used by the tests
         SuiteEntry(
@@ -108,6 +127,29 @@ SUITES: dict[str, list[SuiteEntry]] = {
             sampled_tokens=_QM9_TOKENS_PER_ITERATION * 300,
             eval_samples=1024,
             overrides=_QM9,
+        ),
+        SuiteEntry(
+            "morbench/CNS-v0",
+            seeds=(0, 1, 2),
+            sampled_tokens=_CNS_TOKENS_PER_ITERATION * 200,
+            eval_samples=1024,
+            overrides=_QM9,
+        ),
+        SuiteEntry(
+            "morbench/Enhancer-v0",
+            seeds=(0, 1, 2),
+            sampled_tokens=_ENHANCER_TOKENS_PER_ITERATION * 200,
+            eval_samples=1024,
+            overrides=_QM9,
+        ),
+    ],
+    "text": [  # SmolLM2-135M: a GPU machine (about 30 sampled tokens/s on one CPU core)
+        SuiteEntry(
+            "morbench/Summarize-v0",
+            seeds=(0, 1, 2),
+            sampled_tokens=16 * 64 * 200,  # 200 PPO iterations of 16 summaries of at most 64 tokens
+            eval_samples=100,  # one summary per test paper and preference
+            overrides=_SUMMARIZE,
         ),
     ],
 }

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 import morbench
-from morbench.baselines import run_method
-from morbench.benchmark import run_benchmark, suite_jobs
+from morbench.baselines import build_config, run_method
+from morbench.benchmark import SUITES, run_benchmark, suite_jobs
 from morbench.errors import ConfigError, InvalidRunError
 from morbench.evaluation import evaluate
 from morbench.runs import read_evaluation
@@ -158,3 +158,12 @@ def test_score_evaluation_needs_the_uniform_preference(prior_run):
     evaluation["preferences"] = [e for e in evaluation["preferences"] if e["weights"] != [0.5, 0.5]]
     with pytest.raises(InvalidRunError, match="uniform preference"):
         score_evaluation(evaluation)
+
+
+@pytest.mark.parametrize("suite", sorted(SUITES))
+def test_every_suite_job_has_a_registered_env_and_a_valid_config(suite, tmp_path):
+    jobs = suite_jobs(suite, tmp_path)
+    assert jobs and len({job.out for job in jobs}) == len(jobs)
+    for job in jobs:
+        assert job.env_id in morbench.list_envs()
+        build_config(job.method, job.overrides)  # raises ConfigError on an unknown or invalid field
