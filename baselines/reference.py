@@ -9,6 +9,7 @@ cost fits: ``n = budget // (samples_per_preference * len(preference_grid))`` (to
 from __future__ import annotations
 
 import dataclasses
+import time
 
 import numpy as np
 
@@ -45,6 +46,7 @@ class BestOfNPolicy(LMPolicy):
         self.run, self.n = run, n
 
     def sample(self, preference, contexts, seed) -> PolicySamples:
+        started = time.perf_counter()
         expanded = [c for c in contexts for _ in range(self.n)]
         candidates = sample_sequences(self.model, self.task, expanded, seed, self.temperature, self.top_p)
         rewards = self.task.score(candidates.sequences, expanded).rewards  # the run's (training) oracle
@@ -53,6 +55,8 @@ class BestOfNPolicy(LMPolicy):
         )
         utility = (rewards @ preference).reshape(len(contexts), self.n)
         best = utility.argmax(axis=1) + np.arange(len(contexts)) * self.n
+        # best-of-N's compute is spent here, at evaluation time: count it as the method's wall time
+        self.run.ledger["wall_seconds"] += time.perf_counter() - started
         # the selected samples' probability under best-of-n is not the prior's: no log-probability (no KL)
         return PolicySamples([candidates.sequences[i] for i in best], None)
 

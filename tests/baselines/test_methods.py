@@ -72,6 +72,9 @@ def test_method_beats_the_prior_on_its_targeted_objectives(
     record = json.loads((run_dir / "run.json").read_text())
     assert record["status"] == "complete" and record["env"]["id"] == ENV
     assert record["compute"]["oracle_calls"] > 0 and record["hardware"]["cpu_count"] >= 1
+    assert record["compute"]["wall_seconds"] > 0
+    if method == "best_of_n":  # its candidates are sampled and scored at evaluation time: that is its compute
+        assert record["compute"]["wall_seconds"] > 0.5 * record["compute"]["evaluation_seconds"]
     assert not (run_dir / "checkpoint").exists()
 
 
