@@ -148,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--quiet", action="store_true", help="no progress bars")
 
     bench = sub.add_parser("benchmark", help="run a suite: train, evaluate and score every (env, method, seed)")
-    bench.add_argument("--suite", default="quick", help="smoke | quick | standard | text")
+    bench.add_argument("--suite", default="quick", help="smoke | quick | small | standard | text")
     bench.add_argument("--out", default="results/quick", help="output directory (re-running resumes it)")
     bench.add_argument("--envs", nargs="+", default=None, help="restrict to these env ids")
     bench.add_argument("--methods", nargs="+", default=None, help="restrict to these methods")
