@@ -460,7 +460,7 @@ def stage_tokenizer_study(corpus, assets: Path, config: BuildConfig) -> dict[str
             n_layer=4,
             n_embd=128,
             n_head=4,
-            epochs=1,
+            epochs=math.ceil(steps * 128 / len(train)),
             batch_size=128,
             warmup_steps=max(1, steps // 10),
             seed=config.seed,
@@ -473,7 +473,7 @@ def stage_tokenizer_study(corpus, assets: Path, config: BuildConfig) -> dict[str
         quality, _ = _prior_quality(
             result.model, tokenizer, kind, corpus, config.study_samples, config.sample_batch, config.seed
         )
-        runs[f"{kind}_{steps}_steps"] = {
+        runs[f"{kind}_{result.steps}_steps"] = {
             "tokenizer": kind,
             "vocabulary": len(tokenizer),
             "tokens_per_sequence_with_eos": len(train[0]) - 1,
@@ -500,7 +500,7 @@ def stage_tokenizer_study(corpus, assets: Path, config: BuildConfig) -> dict[str
 
 
 def stage_prior(corpus, assets: Path, config: BuildConfig) -> dict[str, Any]:
-    from morbench.models import save_causal_lm
+    from morbench.models import CONDITIONING_SLACK, save_causal_lm
     from morbench.pretrain import PretrainConfig, pretrain_gpt2
 
     tokenizer = build_dna_tokenizer("kmer4")
@@ -509,7 +509,9 @@ def stage_prior(corpus, assets: Path, config: BuildConfig) -> dict[str, Any]:
     test = _encode_for_prior(tokenizer, corpus.test.sequences)
     pretrain = PretrainConfig(n_layer=4, n_embd=192, n_head=4, epochs=4, batch_size=128, seed=config.seed)
     cpu_start = time.process_time()
-    result = pretrain_gpt2(tokenizer, train, valid, n_positions=len(train[0]), config=pretrain)
+    # [BOS] + 51 tokens, plus the positions Rewards-in-Context's reward tokens take
+    n_positions = len(train[0]) + CONDITIONING_SLACK
+    result = pretrain_gpt2(tokenizer, train, valid, n_positions=n_positions, config=pretrain)
     train_cpu = time.process_time() - cpu_start
     save_causal_lm(result.model, assets / "prior", tokenizer)
     from morbench.pretrain import sequence_nll
@@ -519,7 +521,7 @@ def stage_prior(corpus, assets: Path, config: BuildConfig) -> dict[str, Any]:
     return {
         "architecture": "GPT-2 (transformers GPT2LMHeadModel), tied embeddings",
         "config": dataclasses.asdict(pretrain),
-        "n_positions": len(train[0]),
+        "n_positions": n_positions,
         "vocabulary": len(tokenizer),
         "parameters": result.num_parameters,
         "format": "[BOS] 50 x 4-mer [EOS]",
