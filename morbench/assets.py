@@ -4,12 +4,22 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import Any
 
 from morbench.errors import AssetError
 
 MANIFEST_NAME = "MANIFEST.sha256"
 
-__all__ = ["MANIFEST_NAME", "read_manifest", "require_file", "sha256_file", "verify_manifest", "write_manifest"]
+__all__ = [
+    "MANIFEST_NAME",
+    "cpu_model",
+    "read_manifest",
+    "reproduction_check",
+    "require_file",
+    "sha256_file",
+    "verify_manifest",
+    "write_manifest",
+]
 
 _verified: dict[tuple[str, int, int], str] = {}
 
@@ -78,3 +88,38 @@ def require_file(path: str | Path, rebuild_command: str) -> Path:
     if not path.is_file():
         raise AssetError(f"asset file {path} is missing; rebuild the assets with `{rebuild_command}`")
     return path
+
+
+def cpu_model() -> str | None:
+    """The CPU's model name from ``/proc/cpuinfo`` (None where that file does not exist), for build reports."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return None
+
+
+def reproduction_check(
+    previous: dict[str, Any], current: dict[str, Any], tolerances: dict[tuple[str, ...], float]
+) -> dict[str, Any]:
+    """Compare the figures at ``tolerances``' key paths in two build reports (figures missing in either are
+    skipped): one row per figure with both values, its tolerance and whether it is within it."""
+    rows = []
+    for path, tolerance in tolerances.items():
+        old, new = _figure(previous, path), _figure(current, path)
+        if old is None or new is None:
+            continue
+        row = {"figure": ".".join(path), "previous": old, "current": new, "tolerance": tolerance}
+        rows.append({**row, "ok": abs(old - new) <= tolerance})
+    return {"compared": len(rows), "all_within_tolerance": all(r["ok"] for r in rows), "figures": rows}
+
+
+def _figure(report: dict[str, Any], path: tuple[str, ...]) -> float | None:
+    node: Any = report
+    for key in path:
+        if not isinstance(node, dict) or key not in node:
+            return None
+        node = node[key]
+    return float(node) if isinstance(node, (int, float)) else None

@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from morbench.assets import cpu_model, reproduction_check
 from morbench.core import InvalidSequence
 from morbench.envs.qm9.molecules import MAX_HEAVY_ATOMS, canonical_qm9_smiles, split_of
 from morbench.envs.qm9.predictors import HARTREE_TO_EV, PROPERTY_NAMES, TrainingConfig
@@ -494,51 +495,13 @@ def environment_record(config: BuildConfig) -> dict[str, Any]:
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "command": " ".join([REBUILD_COMMAND, *sys.argv[3:]]) if sys.argv[1:3] == ["build-assets", "qm9"] else None,
         "processor": platform.processor() or None,
-        "cpu_model": _cpu_model(),
+        "cpu_model": cpu_model(),
         "machine": platform.machine(),
         "cpu_count": os.cpu_count(),
         "torch_threads": config.threads,
         "python": platform.python_version(),
         "packages": versions,
     }
-
-
-def _cpu_model() -> str | None:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return None
-
-
-def reproduction_check(previous: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:
-    """Compare the figures in :data:`REPRODUCTION_TOLERANCES` with the previous report's."""
-    rows = []
-    for path, tolerance in REPRODUCTION_TOLERANCES.items():
-        old, new = _lookup(previous, path), _lookup(current, path)
-        if old is None or new is None:
-            continue
-        rows.append(
-            {
-                "figure": ".".join(path),
-                "previous": old,
-                "current": new,
-                "tolerance": tolerance,
-                "ok": abs(old - new) <= tolerance,
-            }
-        )
-    return {"compared": len(rows), "all_within_tolerance": all(r["ok"] for r in rows), "figures": rows}
-
-
-def _lookup(report: dict[str, Any], path: tuple[str, ...]) -> float | None:
-    node: Any = report
-    for key in path:
-        if not isinstance(node, dict) or key not in node:
-            return None
-        node = node[key]
-    return float(node) if isinstance(node, (int, float)) else None
 
 
 def parse_args(argv: Sequence[str] | None) -> BuildConfig:
@@ -644,7 +607,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("evaluation skipped: the prior or the oracles are missing (build them, then rerun)", file=sys.stderr)
     report["stage_seconds_this_run"] = stage_seconds
     if previous:
-        report["reproduction_check"] = reproduction_check(previous, report)
+        report["reproduction_check"] = reproduction_check(previous, report, REPRODUCTION_TOLERANCES)
         check = report["reproduction_check"]
         print(
             f"reproduction check: {check['compared']} figures compared, all within tolerance: {check['all_within_tolerance']}"

@@ -40,6 +40,7 @@ from typing import Any
 
 import numpy as np
 
+from morbench.assets import cpu_model, reproduction_check
 from morbench.envs.summarize.documents import ASPECTS, DEFAULT_MAX_PROMPT_LENGTH, INSTRUCTION, SPLITS, PromptBuilder
 from morbench.envs.summarize.text import normalize_whitespace, split_sentences, words
 
@@ -471,7 +472,7 @@ def environment_record(config: BuildConfig) -> dict[str, Any]:
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "command": command,
         "processor": platform.processor() or None,
-        "cpu_model": _cpu_model(),
+        "cpu_model": cpu_model(),
         "machine": platform.machine(),
         "cpu_count": os.cpu_count(),
         "torch_threads": config.threads,
@@ -479,43 +480,6 @@ def environment_record(config: BuildConfig) -> dict[str, Any]:
         "packages": versions,
         "seed": config.seed,
     }
-
-
-def _cpu_model() -> str | None:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return None
-
-
-def reproduction_check(previous: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:
-    rows = []
-    for path, tolerance in REPRODUCTION_TOLERANCES.items():
-        old, new = _lookup(previous, path), _lookup(current, path)
-        if old is None or new is None:
-            continue
-        rows.append(
-            {
-                "figure": ".".join(path),
-                "previous": old,
-                "current": new,
-                "tolerance": tolerance,
-                "ok": abs(old - new) <= tolerance,
-            }
-        )
-    return {"compared": len(rows), "all_within_tolerance": all(r["ok"] for r in rows), "figures": rows}
-
-
-def _lookup(report: dict[str, Any], path: tuple[str, ...]) -> float | None:
-    node: Any = report
-    for key in path:
-        if not isinstance(node, dict) or key not in node:
-            return None
-        node = node[key]
-    return float(node) if isinstance(node, (int, float)) else None
 
 
 def parse_args(argv: Sequence[str] | None) -> BuildConfig:
@@ -583,7 +547,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"prior: valid {prior['valid_fraction']:.3f}, mean rewards (valid) {prior.get('mean_rewards_valid')}")
     report["wall_seconds"] = seconds
     if previous and not config.skip_evaluation:
-        report["reproduction_check"] = reproduction_check(previous, report)
+        report["reproduction_check"] = reproduction_check(previous, report, REPRODUCTION_TOLERANCES)
         if not report["reproduction_check"]["all_within_tolerance"]:
             print("warning: some figures moved beyond tolerance:", report["reproduction_check"]["figures"])
     report_path.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
