@@ -13,9 +13,14 @@ from morbench.errors import (
     SubmissionError,
     UnknownEnvError,
 )
-from morbench.registry import list_envs, make, make_vec, spec, spec_to_dict
+from morbench.registry import list_envs, make, make_vec, register_envs, spec, spec_to_dict
 
 __version__ = "0.1.0"
+
+# ``import morbench`` registers every ``morbench/<Task>-v<N>`` id with Gymnasium, so that ``gymnasium.make`` and
+# ``mo_gymnasium.make`` find them. Registration is cheap: entry points are strings, nothing heavy is imported and
+# no asset is read until an env is made.
+register_envs()
 
 
 def evaluate(policy, env_id, seeds=None, out=None, **kwargs):

@@ -14,7 +14,7 @@ from morbench.errors import UnknownEnvError
 
 NAMESPACE = "morbench"
 
-__all__ = ["NAMESPACE", "list_envs", "make", "make_vec", "register_task", "spec", "spec_to_dict"]
+__all__ = ["NAMESPACE", "list_envs", "make", "make_vec", "register_envs", "register_task", "spec", "spec_to_dict"]
 
 
 def register_task(name: str, version: int, entry_point: str, vector_entry_point: str, **kwargs: Any) -> str:
@@ -33,13 +33,13 @@ def register_task(name: str, version: int, entry_point: str, vector_entry_point:
 
 def list_envs() -> list[str]:
     """All registered morbench env ids, sorted."""
-    _load_tasks()
+    register_envs()
     return sorted(env_id for env_id in gym.registry if env_id.startswith(f"{NAMESPACE}/"))
 
 
 def spec(env_id: str) -> EnvSpec:
     """The Gymnasium ``EnvSpec`` of a morbench id (raises :class:`UnknownEnvError` with suggestions)."""
-    _load_tasks()
+    register_envs()
     if env_id not in gym.registry or not env_id.startswith(f"{NAMESPACE}/"):
         raise UnknownEnvError(_unknown_message(env_id))
     return gym.registry[env_id]
@@ -87,5 +87,7 @@ def _unknown_message(env_id: str) -> str:
     return f"unknown environment id {env_id!r}{hint} Registered ids: {', '.join(known)}"
 
 
-def _load_tasks() -> None:
+def register_envs() -> None:
+    """Register every task id with Gymnasium (``import morbench`` does it): imports only the light ``morbench.envs``
+    package, whose string entry points load nothing until an env is made."""
     import morbench.envs  # noqa: F401  (importing registers every task)

@@ -48,3 +48,25 @@ def test_check_env_passes_on_every_registered_id(env_id):
     env = morbench.make(env_id)
     check_env(env)
     env.close()
+
+
+def _fresh_python(code: str) -> str:
+    """Run ``code`` in a fresh interpreter (nothing of morbench imported yet) and return its stdout."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_bare_import_registers_ids_with_gymnasium_without_loading_anything_heavy():
+    out = _fresh_python(
+        "import sys, gymnasium, morbench\n"
+        "ids = sorted(i for i in gymnasium.registry if i.startswith('morbench/'))\n"
+        "print(ids == morbench.list_envs(), 'morbench/QM9-v0' in ids)\n"
+        "print(sorted(m for m in ('torch', 'transformers', 'rdkit', 'morbench.envs.qm9.env') if m in sys.modules))\n"
+        "env = gymnasium.make('morbench/Motifs-2obj-v0')\n"
+        "print(env.unwrapped.spec.id, env.unwrapped.reward_dim)\n"
+    )
+    assert out.splitlines() == ["True True", "[]", "morbench/Motifs-2obj-v0 2"]
