@@ -21,8 +21,6 @@ __all__ = [
     "write_manifest",
 ]
 
-_verified: dict[tuple[str, int, int], str] = {}
-
 
 def sha256_file(path: str | Path) -> str:
     digest = hashlib.sha256()
@@ -62,7 +60,13 @@ def read_manifest(directory: str | Path) -> dict[str, str]:
 
 
 def verify_manifest(directory: str | Path, rebuild_command: str) -> None:
-    """Check every file listed in the directory's manifest; raise :class:`AssetError` naming the first bad one."""
+    """Check that the directory holds exactly the files its manifest lists, each with the listed sha256.
+
+    Every call re-hashes the files (a few MB take milliseconds), so an edit is caught whatever its size and
+    modification time. A file the manifest does not list is rejected too (an extra tokenizer file, for example,
+    would silently change how the assets load), unless it sits in a subdirectory with its own manifest, which
+    is then verified the same way. Raises :class:`AssetError` naming the first bad file and ``rebuild_command``.
+    """
     directory = Path(directory)
     try:
         entries = read_manifest(directory)
@@ -72,15 +76,34 @@ def verify_manifest(directory: str | Path, rebuild_command: str) -> None:
         path = directory / name
         if not path.is_file():
             raise AssetError(f"asset file {path} is missing; rebuild the assets with `{rebuild_command}`")
-        stat = path.stat()
-        key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
-        actual = _verified.get(key) or sha256_file(path)
+        actual = sha256_file(path)
         if actual != expected:
             raise AssetError(
                 f"asset file {path} is corrupt: sha256 {actual[:12]}... does not match the manifest's "
                 f"{expected[:12]}...; rebuild the assets with `{rebuild_command}` (or restore the file from git)"
             )
-        _verified[key] = actual
+    _check_no_unlisted_files(directory, set(entries), rebuild_command)
+
+
+def _check_no_unlisted_files(directory: Path, listed: set[str], rebuild_command: str) -> None:
+    nested: set[Path] = set()
+    for path in sorted(directory.rglob("*")):
+        if path.is_dir() or path.name == MANIFEST_NAME:
+            continue
+        name = path.relative_to(directory).as_posix()
+        if name in listed:
+            continue
+        owner = next((p for p in path.parents if p != directory and (p / MANIFEST_NAME).is_file()), None)
+        if owner is not None and directory in owner.parents:
+            nested.add(owner)
+            continue
+        raise AssetError(
+            f"asset directory {directory} holds {name}, which its manifest {directory / MANIFEST_NAME} does not "
+            f"list; an unlisted file can change how the assets load, so remove it (or restore the directory "
+            f"from git) or rebuild the assets with `{rebuild_command}`"
+        )
+    for subdirectory in sorted(nested):
+        verify_manifest(subdirectory, rebuild_command)
 
 
 def require_file(path: str | Path, rebuild_command: str) -> Path:

@@ -537,11 +537,22 @@ def stage_prior(corpus, assets: Path, config: BuildConfig) -> dict[str, Any]:
     }
 
 
+def _write_manifest(assets: Path) -> None:
+    """The assets' manifest: every file except the prior's (``prior/`` has its own manifest). Manifests are
+    exact (``verify_manifest`` rejects unlisted files), so the build report is listed too."""
+    files = [
+        path.relative_to(assets).as_posix()
+        for path in assets.rglob("*")
+        if path.is_file() and path.name != "MANIFEST.sha256" and path.relative_to(assets).parts[0] != "prior"
+    ]
+    write_manifest(assets, files)
+
+
 def stage_evaluate(corpus, assets: Path, config: BuildConfig) -> dict[str, Any]:
     from morbench.envs.enhancer.env import EnhancerEnv
     from morbench.envs.enhancer.networks import auroc
 
-    write_manifest(assets, list(RUNTIME_FILES))
+    _write_manifest(assets)
     env = EnhancerEnv(assets_dir=assets, top_fraction=config.top_fraction)
     model = env.prior()
     quality, valid = _prior_quality(
@@ -689,7 +700,7 @@ def main(argv: list[str] | None = None) -> int:
         },
     )
     if all((assets / name).is_file() for name in RUNTIME_FILES):
-        write_manifest(assets, list(RUNTIME_FILES))
+        _write_manifest(assets)
     if committed is not None:
         problems = check_report(report.data, committed)
         for problem in problems:
