@@ -52,7 +52,7 @@ def test_subdirectory_with_its_own_manifest_is_verified_exactly_too(tmp_path):
     write_manifest(directory, ["task.json"])  # the prior is covered by its own manifest
     verify_manifest(directory, "rebuild")
     (directory / "prior" / "model.bin").write_text("WEIGHTS")
-    with pytest.raises(AssetError, match="model.bin is corrupt"):
+    with pytest.raises(AssetError, match=r"model\.bin is corrupt"):
         verify_manifest(directory, "rebuild")
     (directory / "prior" / "model.bin").write_text("weights")
     (directory / "prior" / "extra.json").write_text("{}")
@@ -68,7 +68,7 @@ def test_same_size_edit_with_restored_mtime_is_caught(tmp_path):
     path.write_text('{"max_length": 99}')  # same size
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     assert path.stat().st_size == stat.st_size and path.stat().st_mtime_ns == stat.st_mtime_ns
-    with pytest.raises(AssetError, match="task.json is corrupt"):
+    with pytest.raises(AssetError, match=r"task\.json is corrupt"):
         verify_manifest(directory, "rebuild")
 
 
