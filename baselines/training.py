@@ -23,11 +23,19 @@ from tqdm.auto import tqdm
 
 from morbench.baselines.checkpoint import load_checkpoint, save_checkpoint
 from morbench.baselines.common import PPOConfig, PPOLearner
-from morbench.errors import ConfigError, InvalidRunError
+from morbench.errors import CheckpointError, ConfigError, InvalidRunError
 from morbench.evaluation import evaluate_on_env, evaluation_env_kwargs
 from morbench.models import load_prior
 from morbench.registry import make, spec_to_dict
-from morbench.runs import CURVE_FILE, atomic_write_bytes, remove_tree, write_evaluation, write_run
+from morbench.runs import (
+    CURVE_FILE,
+    atomic_write_bytes,
+    identity_difference,
+    remove_tree,
+    run_identity,
+    write_evaluation,
+    write_run,
+)
 from morbench.vector import TokenVectorEnv
 
 __all__ = ["Budget", "RunContext"]
@@ -35,34 +43,39 @@ __all__ = ["Budget", "RunContext"]
 transformers.utils.logging.disable_progress_bar()  # save_pretrained's shard bars; ours are the tqdm bars below
 
 
+RESOURCES = ("sampled_tokens", "oracle_calls")
+CONVENTIONS = ("total", "per_expert")
+
+
 @dataclasses.dataclass
 class Budget:
-    """A compute budget for a whole run (all experts of a method share it).
+    """A compute budget for a whole run, in sampled policy tokens and/or oracle calls.
 
-    A run never exceeds it: each PPO iteration is charged its worst case up front (``batch_size`` oracle calls,
-    ``batch_size * max_length`` sampled tokens), and the number of iterations is fixed from that before training
-    starts. Methods with N experts give each expert ``1/N`` of the iterations.
+    A run is charged what it actually spends (the tokens it samples, the oracle calls its samples cost) and keeps
+    going while the worst case of its next step (a PPO iteration: ``batch_size * max_length`` tokens and
+    ``batch_size`` calls) still fits: it never exceeds the budget and ends within one worst-case step of it.
+    ``convention`` says how methods that train several policies (experts) share it: ``"total"`` (every method
+    spends the same total), or ``"per_expert"`` (every trained policy gets the whole budget: the paper's
+    equal-iterations-per-expert convention, under which a method with K experts spends K times the budget).
     """
 
     sampled_tokens: int | None = None
     oracle_calls: int | None = None
+    convention: str = "total"
 
     def __post_init__(self) -> None:
-        for name in ("sampled_tokens", "oracle_calls"):
+        for name in RESOURCES:
             value = getattr(self, name)
-            if value is not None and (not isinstance(value, int) or value <= 0):
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value <= 0):
                 raise ConfigError(f"budget {name}={value!r} must be a positive integer or None")
+        if self.convention not in CONVENTIONS:
+            raise ConfigError(f"budget convention {self.convention!r} must be one of {list(CONVENTIONS)}")
 
-    def iterations(self, batch_size: int, max_length: int, shares: int = 1) -> int | None:
-        """PPO iterations per share that fit in the budget (None: unlimited)."""
-        limits = []
-        if self.sampled_tokens is not None:
-            limits.append(self.sampled_tokens // (shares * batch_size * max_length))
-        if self.oracle_calls is not None:
-            limits.append(self.oracle_calls // (shares * batch_size))
-        return min(limits) if limits else None
+    @property
+    def limited(self) -> bool:
+        return self.sampled_tokens is not None or self.oracle_calls is not None
 
-    def to_dict(self) -> dict[str, int | None]:
+    def to_dict(self) -> dict[str, int | str | None]:
         return dataclasses.asdict(self)
 
 
@@ -79,8 +92,10 @@ class RunContext:
         env_kwargs: dict[str, Any] | None = None,
         eval_samples: int | None = None,
         progress: bool = True,
+        config: Any = None,
     ) -> None:
         self.method = method
+        self.config = config
         self.env_id = env_id
         self.out = Path(out)
         self.seed = int(seed)
@@ -124,19 +139,47 @@ class RunContext:
         lm.load_state_dict(lm_state, strict=True)
         return lm.eval()
 
-    def iterations(self, requested: int, config: PPOConfig, shares: int = 1) -> int:
-        """``requested`` PPO iterations per share, capped by the budget (shared by ``shares`` learners)."""
-        cap = self.budget.iterations(config.batch_size, self.task.max_length, shares)
-        iterations = requested if cap is None else min(requested, cap)
-        if iterations < 1:
+    # -- budgets ---------------------------------------------------------------------------------------------
+    def spent(self) -> dict[str, int]:
+        """What the run has spent so far: sampled tokens (the ledger) and oracle calls (the run's oracle)."""
+        return {"sampled_tokens": int(self.ledger["sampled_tokens"]), "oracle_calls": int(self.oracle.calls)}
+
+    def ppo_cost(self, config: PPOConfig) -> dict[str, int]:
+        """The worst case of one PPO iteration: every sequence runs to ``max_length`` and costs an oracle call."""
+        return {"sampled_tokens": config.batch_size * self.task.max_length, "oracle_calls": config.batch_size}
+
+    def limit(self, parts: int = 1, policies: int = 1) -> dict[str, int | None]:
+        """The spending limit (absolute ledger values) of the next of ``parts`` consumers that share what is left
+        of the budget equally; ``policies`` is how many policies the method trains in all (the ``per_expert``
+        convention gives each of them the whole budget). None: that resource is unlimited."""
+        spent = self.spent()
+        scale = policies if self.budget.convention == "per_expert" else 1
+        limits: dict[str, int | None] = {}
+        for name in RESOURCES:
+            total = getattr(self.budget, name)
+            limits[name] = None if total is None else spent[name] + max(0, total * scale - spent[name]) // parts
+        return limits
+
+    def fits(self, cost: dict[str, int], limit: dict[str, int | None], pending: dict[str, int] | None = None) -> bool:
+        """Whether spending ``cost`` more (after ``pending``, spent but not logged yet) stays within ``limit``."""
+        spent = self.spent()
+        pending = pending or {}
+        return all(
+            limit.get(name) is None or spent[name] + pending.get(name, 0) + cost[name] <= limit[name]
+            for name in RESOURCES
+        )
+
+    def require(self, cost: dict[str, int], limit: dict[str, int | None], what: str) -> None:
+        """Raise :class:`ConfigError` when not even one ``what`` (of worst case ``cost``) fits in ``limit``."""
+        if not self.fits(cost, limit):
             raise ConfigError(
-                f"the budget {self.budget.to_dict()} does not cover one PPO iteration per share "
-                f"({shares} shares of batch {config.batch_size} x max_length {self.task.max_length}); raise it"
+                f"the budget {self.budget.to_dict()} does not cover one {what} (worst case {cost}, "
+                f"limit {limit}, already spent {self.spent()}); raise it"
             )
-        return iterations
 
     # -- progress, logging, checkpoints ---------------------------------------------------------------------
-    def start_progress(self, total: int, desc: str) -> None:
+    def start_progress(self, total: int | None, desc: str) -> None:
+        """A progress bar over PPO iterations (``total``: an estimate when the budget decides, or None)."""
         done = int(self.ledger["ppo_iterations"])
         self._bar = tqdm(total=total, initial=done, desc=f"{self.method} {desc}", unit="it", disable=not self.progress)
 
@@ -172,29 +215,59 @@ class RunContext:
         self._write_curve()
 
     def resume(self) -> bool:
-        """Restore the last checkpoint (if any); returns whether one was found."""
-        saved = load_checkpoint(self.out / "checkpoint")
+        """Restore the last checkpoint (if any); returns whether one was found.
+
+        The checkpoint is verified (checksums, structure, run identity) completely before anything is restored:
+        on any error the run's state is untouched and :class:`CheckpointError` / :class:`InvalidRunError` says
+        which file is wrong and what to do.
+        """
+        where = self.out / "checkpoint"
+        saved = load_checkpoint(where)
         if saved is None:
             return False
-        if saved["identity"] != self._identity():
+        identity = self._identity()
+        if saved.get("identity") != identity:
             raise InvalidRunError(
-                f"the checkpoint in {self.out} belongs to {saved['identity']}, not {self._identity()}; "
-                "use another --out or delete the checkpoint"
+                f"the checkpoint in {self.out} belongs to another run ({identity_difference(saved.get('identity'), identity)}); "
+                f"resume with the original settings, use another --out, or delete {where} to start over"
             )
-        self.state = saved["state"]
-        self.oracle.load_state_dict(json.loads(saved["oracle"]))
-        self.curve = json.loads(saved["curve"])
-        self.ledger = dict(saved["ledger"])
+        try:
+            state, ledger = saved["state"], dict(saved["ledger"])
+            oracle_state = json.loads(saved["oracle"])
+            curve = json.loads(saved["curve"])
+            if not isinstance(state, dict) or not isinstance(curve, list) or not isinstance(oracle_state, dict):
+                raise TypeError("state, curve and oracle state must be an object, a list and an object")
+            if set(ledger) != set(self.ledger) or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in ledger.values()
+            ):
+                raise ValueError(f"the compute ledger {ledger!r} is malformed")
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CheckpointError(
+                f"{where / 'state.json'}: not a checkpoint of this morbench ({type(exc).__name__}: {exc}); "
+                f"delete {where} to start the run over"
+            ) from None
+        try:
+            self.oracle.load_state_dict(oracle_state)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CheckpointError(
+                f"{where / 'state.json'}: the oracle state does not load ({type(exc).__name__}: {exc}); "
+                f"delete {where} to start the run over"
+            ) from None
+        self.state, self.curve, self.ledger = state, curve, ledger
         return True
 
     def _identity(self) -> dict[str, Any]:
-        return {
-            "method": self.method,
-            "env_id": self.env_id,
-            "seed": self.seed,
-            "env_kwargs": self.env_kwargs,
-            "budget": self.budget.to_dict(),
-        }
+        """What must match for a checkpoint or a finished run directory to be this run (see ``run_identity``)."""
+        return run_identity(
+            self.method,
+            self.env_id,
+            self.task.spec.version if self.task.spec is not None else None,
+            self.env_kwargs,
+            _config_dict(self.config),
+            self.budget.to_dict(),
+            self.seed,
+            self.eval_samples,
+        )
 
     def _sync_wall(self) -> None:
         now = time.perf_counter()
@@ -237,6 +310,7 @@ class RunContext:
             self.out,
             {
                 "status": "complete",
+                "identity": self._identity(),
                 "method": self.method,
                 "env": spec_to_dict(self.task),
                 "seed": self.seed,

@@ -41,3 +41,35 @@ class InvalidRunError(MorbenchError, ValueError):
 
 class SubmissionError(MorbenchError, ValueError):
     """A leaderboard submission is malformed or does not verify."""
+
+
+class CheckpointError(InvalidRunError):
+    """A training checkpoint is damaged, edited or not a checkpoint; nothing was restored from it."""
+
+
+class RunLockedError(InvalidRunError):
+    """Another morbench process is writing to the same run or benchmark directory."""
+
+
+class VerificationError(SubmissionError):
+    """``morbench leaderboard verify`` could not reproduce a submission's samples (or its artifacts' digests)."""
+
+
+class OracleStateError(InvalidRunError):
+    """Saved oracle state (call counters, budget, cache) is malformed or does not fit the oracle it is loaded into."""
+
+
+class OracleTimeoutError(MorbenchError, TimeoutError):
+    """An oracle computation did not finish even alone in its own process; no verdict about the sequence is kept."""
+
+
+class MissingDependencyError(MorbenchError, ImportError):
+    """An optional package that a morbench feature needs is not installed (the message names the install command)."""
+
+
+class SubmissionNameError(SubmissionError):
+    """A submission name holds invisible, bidi-control or non-printable characters, or impersonates another entry."""
+
+
+class BoardNotFoundError(SubmissionError):
+    """No leaderboard folder was found from the current directory, and none was given with ``--board``."""

@@ -16,7 +16,9 @@ log-probabilities. Every metric the scorer reports is recomputed from these raw 
 from __future__ import annotations
 
 import datetime as _dt
+import errno
 import gzip
+import hashlib
 import json
 import math
 import os
@@ -28,26 +30,33 @@ from typing import Any
 
 import numpy as np
 
-from morbench.errors import InvalidRunError
+from morbench.errors import InvalidRunError, RunLockedError
 
 RUN_FORMAT = "morbench-run/1"
 EVALUATION_FORMAT = "morbench-evaluation/1"
 RUN_FILE = "run.json"
 EVALUATION_FILE = "evaluation.json.gz"
 CURVE_FILE = "curve.jsonl"
+LOCK_FILE = ".morbench.lock"
+FILE_MODE = 0o644  # results, runs and submissions are meant to be read by others (tempfile would give 0600)
+COMPUTE_COUNTERS = ("oracle_calls", "sampled_tokens", "gradient_steps", "ppo_iterations")
 
 __all__ = [
     "EVALUATION_FILE",
     "EVALUATION_FORMAT",
+    "LOCK_FILE",
     "RUN_FILE",
     "RUN_FORMAT",
+    "RunLock",
     "atomic_write_bytes",
     "atomic_write_json",
     "find_runs",
     "hardware_info",
     "read_evaluation",
     "read_run",
+    "run_identity",
     "validate_evaluation",
+    "validate_run_record",
     "write_evaluation",
     "write_run",
 ]
@@ -102,6 +111,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
+        os.fchmod(fd, FILE_MODE)
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
@@ -165,7 +175,7 @@ def read_run(run_dir: str | Path) -> dict[str, Any]:
         raise InvalidRunError(f"{path}: missing; this is not a morbench run directory (or the run never finished)")
     try:
         record = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise InvalidRunError(f"{path}: not valid JSON ({exc})") from None
     if not isinstance(record, dict) or record.get("format") != RUN_FORMAT:
         raise InvalidRunError(
@@ -176,18 +186,78 @@ def read_run(run_dir: str | Path) -> dict[str, Any]:
             f"{path}: status is {record.get('status')!r}; the run did not complete "
             f"(resume it with `morbench train ... --resume`)"
         )
+    validate_run_record(record, str(path))
     return record
 
 
-def read_evaluation(run_dir: str | Path) -> dict[str, Any]:
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def validate_run_record(record: dict[str, Any], source: str) -> None:
+    """The fields of ``run.json`` that the scorer reads: env, method, seed and the compute ledger."""
+
+    def fail(problem: str) -> None:
+        raise InvalidRunError(f"{source}: {problem}; the file was edited or is damaged (re-run the run)")
+
+    env = record.get("env")
+    if not isinstance(env, dict) or not isinstance(env.get("id"), str) or not _is_int(env.get("version")):
+        fail("'env' must be an object with the env's 'id' (string) and 'version' (integer)")
+    if not isinstance(env.get("kwargs", {}), dict):
+        fail("env.kwargs must be an object")
+    if not isinstance(record.get("method"), str) or not record["method"]:
+        fail(f"'method' must be a non-empty string, got {record.get('method')!r}")
+    if not _is_int(record.get("seed")):
+        fail(f"'seed' must be an integer, got {record.get('seed')!r}")
+    compute = record.get("compute", {})
+    if not isinstance(compute, dict):
+        fail("'compute' must be an object")
+    for key, value in compute.items():
+        if key in COMPUTE_COUNTERS:
+            if not _is_int(value) or value < 0:
+                fail(f"compute.{key} = {value!r} must be a non-negative integer")
+        elif key == "budget":
+            limits = [value.get(k) for k in ("sampled_tokens", "oracle_calls")] if isinstance(value, dict) else [0]
+            if not all(v is None or (_is_int(v) and v > 0) for v in limits):
+                fail(f"compute.budget = {value!r} must give positive integer (or null) limits")
+        elif value is not None and (not _is_number(value) or value < 0):
+            fail(f"compute.{key} = {value!r} must be a non-negative number")
+
+
+def read_evaluation(run_dir: str | Path, verify: bool = True) -> dict[str, Any]:
+    """The run's evaluation record, checked against its task and re-scored (``verify=False``: structure only).
+
+    With ``verify`` (the default) every reward must lie in the task's reward space, every preference of the
+    task's grid must be present, and every sequence is re-scored; the recomputed rewards are returned.
+    """
     path = Path(run_dir) / EVALUATION_FILE
     if not path.is_file():
         raise InvalidRunError(f"{path}: missing; evaluate the run first")
     try:
         evaluation = json.loads(gzip.decompress(path.read_bytes()))
-    except (OSError, EOFError, json.JSONDecodeError, gzip.BadGzipFile) as exc:
+    except (OSError, EOFError, json.JSONDecodeError, gzip.BadGzipFile, UnicodeDecodeError, RecursionError) as exc:
         raise InvalidRunError(f"{path}: not a gzipped JSON file ({exc})") from None
     validate_evaluation(evaluation, source=str(path))
+    run_file = Path(run_dir) / RUN_FILE
+    if run_file.is_file():  # the two files of a run directory must describe the same run
+        try:
+            record = json.loads(run_file.read_text())
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError, RecursionError):
+            record = None
+        env = record.get("env") if isinstance(record, dict) else None
+        if isinstance(env, dict) and env.get("id") != evaluation["env"].get("id"):
+            raise InvalidRunError(
+                f"{Path(run_dir)}: run.json and evaluation.json.gz name different envs "
+                f"({env.get('id')!r} vs {evaluation['env'].get('id')!r}); the run directory was edited"
+            )
+    if verify:
+        from morbench.verification import verify_evaluation
+
+        evaluation = verify_evaluation(evaluation, source=str(path))
     return evaluation
 
 
@@ -204,6 +274,10 @@ def validate_evaluation(evaluation: Any, source: str) -> None:
     for key in ("env", "method", "seed", "objective_names", "preferences"):
         if key not in evaluation:
             fail(f"missing key {key!r}")
+    if not isinstance(evaluation["method"], str) or not evaluation["method"]:
+        fail(f"method must be a non-empty string, got {evaluation['method']!r}")
+    if not _is_int(evaluation["seed"]):
+        fail(f"seed must be an integer, got {evaluation['seed']!r}")
     names = evaluation["objective_names"]
     if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
         fail("objective_names must be a non-empty list of strings")
@@ -219,8 +293,8 @@ def validate_evaluation(evaluation: Any, source: str) -> None:
         if not isinstance(entry, dict):
             fail(f"{where} is not an object")
         weights = entry.get("weights")
-        if not isinstance(weights, list) or len(weights) != k:
-            fail(f"{where}.weights must list {k} numbers (one per objective), got {weights!r}")
+        if not isinstance(weights, list) or len(weights) != k or not all(_is_number(w) for w in weights):
+            fail(f"{where}.weights must list {k} finite numbers (one per objective), got {weights!r}")
         sequences = entry.get("sequences")
         if not isinstance(sequences, list) or not sequences or not all(isinstance(s, str) for s in sequences):
             fail(f"{where}.sequences must be a non-empty list of strings")
@@ -247,9 +321,99 @@ def validate_evaluation(evaluation: Any, source: str) -> None:
                 continue
             if not isinstance(values, list) or len(values) != n:
                 fail(f"{where}.{field} must have one value per sequence ({n})")
+            if not all(v is None or _is_number(v) for v in values):
+                bad = next(v for v in values if not (v is None or _is_number(v)))
+                fail(f"{where}.{field} must hold numbers (or null for -inf), found {str(bad)[:40]!r}")
         contexts = entry.get("contexts")
-        if contexts is not None and (not isinstance(contexts, list) or len(contexts) != n):
-            fail(f"{where}.contexts must have one context key per sequence ({n})")
+        if contexts is not None and (
+            not isinstance(contexts, list) or len(contexts) != n or not all(isinstance(c, str) for c in contexts)
+        ):
+            fail(f"{where}.contexts must have one context key (string) per sequence ({n})")
+
+
+def run_identity(
+    method: str,
+    env_id: str,
+    env_version: int | None,
+    env_kwargs: dict[str, Any],
+    config: Any,
+    budget: dict[str, Any],
+    seed: int,
+    eval_samples: int | None,
+) -> dict[str, Any]:
+    """What makes two runs the same run: ``{"hash": <16 hex digits>, "fields": {...}}``.
+
+    A run directory (its checkpoint and its ``run.json``) records it; resuming or re-using the directory with
+    anything else (another config, budget, seed, env version or evaluation sample count) is refused.
+    """
+    fields = _clean(
+        {
+            "method": method,
+            "env_id": env_id,
+            "env_version": env_version,
+            "env_kwargs": env_kwargs,
+            "config": config,
+            "budget": budget,
+            "seed": seed,
+            "eval_samples": eval_samples,  # None: the task's protocol count
+        }
+    )
+    digest = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
+    return {"hash": digest, "fields": fields}
+
+
+def identity_difference(recorded: Any, expected: dict[str, Any]) -> str:
+    """A readable list of the fields in which a recorded identity differs from the expected one."""
+    if not isinstance(recorded, dict) or not isinstance(recorded.get("fields"), dict):
+        return "it records no run identity (written by an older morbench or edited)"
+    old, new = recorded["fields"], expected["fields"]
+    changed = [
+        f"{key}: {json.dumps(old.get(key), sort_keys=True)[:120]} -> {json.dumps(new.get(key), sort_keys=True)[:120]}"
+        for key in sorted(set(old) | set(new))
+        if old.get(key) != new.get(key)
+    ]
+    return "; ".join(changed) if changed else f"identity hash {recorded.get('hash')} != {expected['hash']}"
+
+
+class RunLock:
+    """An exclusive, non-blocking lock on a run (or benchmark) directory, held while a process writes to it.
+
+    ``fcntl.flock`` on ``<directory>/.morbench.lock``: released when the process exits, even by ``kill -9``,
+    so a crashed run never leaves a stale lock. A second process gets :class:`RunLockedError` at once.
+    """
+
+    def __init__(self, directory: str | Path, what: str = "run") -> None:
+        self.directory = Path(directory)
+        self.what = what
+        self._handle: Any = None
+
+    def __enter__(self) -> RunLock:
+        import fcntl
+
+        if self.directory.exists() and not self.directory.is_dir():
+            raise InvalidRunError(f"--out {self.directory} is an existing file, not a directory; choose another --out")
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            handle = open(self.directory / LOCK_FILE, "a+")
+        except OSError as exc:
+            raise InvalidRunError(f"cannot create the {self.what} directory {self.directory}: {exc.strerror}") from None
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            handle.close()
+            if exc.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                raise RunLockedError(
+                    f"another morbench process is writing to {self.directory} (it holds {self.directory / LOCK_FILE}); "
+                    f"wait for it to finish, or choose another --out"
+                ) from None
+            raise
+        self._handle = handle
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._handle is not None:
+            self._handle.close()  # closing the descriptor releases the flock
+            self._handle = None
 
 
 def find_runs(root: str | Path) -> list[Path]:
