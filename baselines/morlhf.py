@@ -1,8 +1,13 @@
-"""MORLHF: PPO on the linear scalarization ``w . r`` of the reward vector, one run per preference ``w``.
+"""MORLHF: PPO on the linear scalarization ``w . r`` of the reward vector, one policy per trained preference.
 
-One policy per preference, trained from the prior with a per-token KL penalty to it. The headline row of the
-benchmark uses the uniform preference; ``preferences="grid"`` trains one policy per preference of the task's
-grid (each with the full budget: MORLHF pays per point of its front).
+The budget is split across a documented set of trained preferences (``common.train_policies``: each policy gets
+an equal share of what is left when it starts); every other preference is served by the nearest trained one
+(L1 distance; ties go to the first in training order). Trained sets (``preferences``):
+
+* ``"anchors"`` (the headline ``morlhf``): the K one-hot corners and the uniform point (K + 1 policies);
+* ``"grid"``: every preference of the task's grid (one policy per grid point, each with 1/|grid| of the budget);
+* ``"uniform"``: the uniform point only. This is the single-preference *reference* row, registered as its own
+  method ``morlhf_uniform`` (:class:`MORLHFUniformConfig`) so that results never show it as ``morlhf``.
 """
 
 from __future__ import annotations
@@ -11,71 +16,102 @@ import dataclasses
 
 import numpy as np
 
-from morbench.baselines.common import PPOConfig
+from morbench.baselines.common import PPOConfig, train_policies
 from morbench.baselines.training import RunContext
 from morbench.errors import ConfigError
 from morbench.evaluation import PreferenceLMPolicy
 from morbench.preferences import preference_key, uniform_preference
 
-__all__ = ["MORLHFConfig", "train"]
+__all__ = ["MORLHFConfig", "MORLHFUniformConfig", "nearest_policy", "train", "trained_preferences"]
+
+PREFERENCE_SETS = ("anchors", "grid")
 
 
 @dataclasses.dataclass
 class MORLHFConfig:
     ppo: PPOConfig = dataclasses.field(default_factory=PPOConfig)
     iterations: int = dataclasses.field(
-        default=60, metadata={"help": "PPO iterations per preference (capped by the budget)"}
+        default=60,
+        metadata={"help": "at most this many PPO iterations per trained preference (a budget may stop it earlier)"},
     )
     preferences: str = dataclasses.field(
-        default="uniform", metadata={"help": "'uniform' or 'grid' (one run per grid point)"}
+        default="anchors",
+        metadata={
+            "help": "trained preferences: 'anchors' (K one-hot + uniform) or 'grid' (every grid point); "
+            "the budget is split across them"
+        },
     )
     checkpoint_every: int = dataclasses.field(default=5, metadata={"help": "PPO iterations between checkpoints"})
 
     def __post_init__(self) -> None:
         if isinstance(self.ppo, dict):
             self.ppo = PPOConfig(**self.ppo)
-        if self.preferences not in ("uniform", "grid"):
-            raise ConfigError(f"MORLHFConfig.preferences must be 'uniform' or 'grid', got {self.preferences!r}")
+        if self.preferences not in self._allowed():
+            raise ConfigError(
+                f"{type(self).__name__}.preferences must be one of {list(self._allowed())}, got {self.preferences!r}"
+                + (
+                    "; the uniform-only reference is the method 'morlhf_uniform'"
+                    if self.preferences == "uniform"
+                    else ""
+                )
+            )
         if self.iterations < 1 or self.checkpoint_every < 1:
-            raise ConfigError("MORLHFConfig.iterations and checkpoint_every must be >= 1")
+            raise ConfigError(f"{type(self).__name__}.iterations and checkpoint_every must be >= 1")
+
+    def _allowed(self) -> tuple[str, ...]:
+        return PREFERENCE_SETS
+
+
+@dataclasses.dataclass
+class MORLHFUniformConfig(MORLHFConfig):
+    """The single-preference reference (method ``morlhf_uniform``): the whole budget on the uniform ``w``."""
+
+    preferences: str = dataclasses.field(default="uniform", metadata={"help": "always 'uniform' for this method"})
+
+    def _allowed(self) -> tuple[str, ...]:
+        return ("uniform",)
+
+
+def trained_preferences(task, preferences: str) -> np.ndarray:
+    """The preferences MORLHF trains a policy for, in training order."""
+    if preferences == "uniform":
+        return uniform_preference(task.reward_dim)[None, :]
+    if preferences == "anchors":
+        return np.vstack([np.eye(task.reward_dim), uniform_preference(task.reward_dim)[None, :]])
+    return np.asarray(task.preference_grid, dtype=np.float64)
 
 
 def train(run: RunContext, config: MORLHFConfig):
     task = run.task
-    if config.preferences == "uniform":
-        preferences = uniform_preference(task.reward_dim)[None, :]
-    else:
-        preferences = task.preference_grid
-    iterations = run.iterations(config.iterations, config.ppo)
-    models = run.state.setdefault("models", {})  # preference key -> final LM weights
-    run.start_progress(len(preferences) * iterations, "train")
-
-    for index, weights in enumerate(preferences):
-        key = preference_key(weights)
-        if key in models:
-            continue
-        learner = run.learner(config.ppo, seed=run.seed * 1000 + index)
-        if run.state.get("current") == key:
-            learner.load_state(run.state["learner"])
-        while learner.iterations < iterations:
-            stats = learner.iteration(lambda rewards, w=weights: rewards @ w)
-            run.log(stats, preference=key)
-            if learner.iterations % config.checkpoint_every == 0 or learner.iterations == iterations:
-                run.state.update(current=key, learner=learner.state())
-                run.checkpoint()
-        models[key] = learner.model.policy_state()
-        run.state.pop("learner", None)
-        run.state.pop("current", None)
-        run.checkpoint()
-
-    trained = {key: run.policy_from_state(state) for key, state in models.items()}
-
-    def model_for(preference: np.ndarray):
-        # each policy answers for its own preference; other preferences get the nearest trained policy (L1)
-        keys = list(trained)
-        points = np.array([[float(x) for x in k.split("_")] for k in keys])
-        return trained[keys[int(np.argmin(np.abs(points - preference).sum(axis=1)))]]
-
+    preferences = trained_preferences(task, config.preferences)
+    keys = [preference_key(w) for w in preferences]
+    jobs = [
+        (key, run.seed * 1000 + index, lambda rewards, w=weights: rewards @ w, {"preference": key})
+        for index, (key, weights) in enumerate(zip(keys, preferences, strict=True))
+    ]
+    models = train_policies(run, config.ppo, jobs, config.iterations, config.checkpoint_every, store="models")
+    trained = {key: run.policy_from_state(models[key]) for key in keys}
     for key, lm in trained.items():
         lm.save_pretrained(run.out / "models" / key, safe_serialization=True)
-    return PreferenceLMPolicy(model_for, task), {"models": {key: f"models/{key}" for key in sorted(trained)}}
+    if len(keys) == 1:
+        serving = "one model for all preferences (trained at the uniform preference only: a reference row)"
+    else:
+        serving = f"nearest (L1) of {len(keys)} trained preferences ({config.preferences})"
+    outputs = {
+        "models": {key: f"models/{key}" for key in keys},
+        "trained_preferences": preferences.tolist(),
+        "serving": serving,
+        "iterations_per_preference": {k: sum(1 for e in run.curve if e.get("preference") == k) for k in keys},
+    }
+    return nearest_policy(trained, preferences, task), outputs
+
+
+def nearest_policy(models: dict, points: np.ndarray, task) -> PreferenceLMPolicy:
+    """Serve each preference with the model trained for the nearest (L1) of ``points`` (``models`` in the same
+    order); ties go to the first."""
+    keys = list(models)
+
+    def model_for(preference: np.ndarray):
+        return models[keys[int(np.argmin(np.abs(points - preference).sum(axis=1)))]]
+
+    return PreferenceLMPolicy(model_for, task)

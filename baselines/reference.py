@@ -1,9 +1,14 @@
 """Reference rows: the untuned prior, and best-of-N sampling from the prior selected by ``w . r``.
 
-Best-of-N spends oracle calls instead of gradient steps: for every evaluation sample it draws ``n`` candidates
-from the prior, scores them with the training oracle and keeps the one with the highest ``w . r`` for the
-preference ``w``. With a budget of oracle calls (or sampled tokens), ``n`` is the largest value whose worst-case
-cost fits: ``n = budget // (samples_per_preference * len(preference_grid))`` (tokens: also divided by max_length).
+The prior spends nothing (no training, no oracle calls: its budget usage is 0 by definition). Best-of-N spends
+sampled tokens and oracle calls at evaluation: for every evaluation sample it draws ``n`` candidates from the
+prior, scores them with the training oracle and keeps the one with the highest ``w . r``.
+
+With a budget, ``n`` comes from the measured per-sample cost: a pilot batch of prior samples (charged to the
+budget) gives the mean tokens and oracle calls per candidate; the candidates the rest of the budget pays for
+(keeping a reserve of one worst-case candidate round) are spread evenly: every evaluation sample gets ``n`` and
+the first ``extra`` samples of every preference get ``n + 1``, identically at every preference. Candidates are drawn
+in rounds (one per sample); a round runs only if its worst case still fits, so the budget is never exceeded.
 """
 
 from __future__ import annotations
@@ -12,10 +17,11 @@ import dataclasses
 import time
 
 import numpy as np
+import torch
 
 from morbench.baselines.training import RunContext
 from morbench.errors import ConfigError
-from morbench.evaluation import LMPolicy, PolicySamples, sample_sequences
+from morbench.evaluation import LMPolicy, PolicySamples, _prompt_tensors
 
 __all__ = ["BestOfNConfig", "PriorConfig", "train_best_of_n", "train_prior"]
 
@@ -26,54 +32,137 @@ class PriorConfig:
 
 
 def train_prior(run: RunContext, config: PriorConfig):
-    return LMPolicy(run.prior, run.task), {"model": "the task's prior (unchanged)"}
+    return LMPolicy(run.prior, run.task), {
+        "model": "the task's prior (unchanged)",
+        "serving": "one model for all preferences (spends no budget)",
+    }
 
 
 @dataclasses.dataclass
 class BestOfNConfig:
     n: int | None = dataclasses.field(
-        default=None, metadata={"help": "candidates per sample; None = from the budget (else 8)"}
+        default=None, metadata={"help": "candidates per sample; None = from the budget (else 8); a budget caps it"}
+    )
+    pilot_samples: int = dataclasses.field(
+        default=128, metadata={"help": "prior samples of the pilot batch that measures the cost per candidate"}
     )
 
     def __post_init__(self) -> None:
         if self.n is not None and self.n < 1:
             raise ConfigError(f"BestOfNConfig.n must be >= 1, got {self.n}")
+        if self.pilot_samples < 1:
+            raise ConfigError(f"BestOfNConfig.pilot_samples must be >= 1, got {self.pilot_samples}")
 
 
 class BestOfNPolicy(LMPolicy):
-    def __init__(self, run: RunContext, n: int) -> None:
+    def __init__(self, run: RunContext, n: int, extra: int, outputs: dict) -> None:
         super().__init__(run.prior, run.task)
-        self.run, self.n = run, n
+        self.run, self.n, self.extra, self.outputs = run, n, extra, outputs
+        self.limit = run.limit()
 
     def sample(self, preference, contexts, seed) -> PolicySamples:
         started = time.perf_counter()
-        expanded = [c for c in contexts for _ in range(self.n)]
-        candidates = sample_sequences(self.model, self.task, expanded, seed, self.temperature, self.top_p)
-        rewards = self.task.score(candidates.sequences, expanded).rewards  # the run's (training) oracle
-        self.run.ledger["sampled_tokens"] += sum(
-            len(self.task.tokenizer(s, add_special_tokens=False)["input_ids"]) + 1 for s in candidates.sequences
-        )
-        utility = (rewards @ preference).reshape(len(contexts), self.n)
-        best = utility.argmax(axis=1) + np.arange(len(contexts)) * self.n
+        counts = np.full(len(contexts), self.n)
+        counts[: self.extra] += 1
+        best: list[str | None] = [None] * len(contexts)
+        best_utility = np.full(len(contexts), -np.inf)
+        for round_index in range(int(counts.max())):
+            members = np.flatnonzero(counts > round_index)
+            worst = {"sampled_tokens": len(members) * self.task.max_length, "oracle_calls": len(members)}
+            if not self.run.fits(worst, self.limit):  # never past the budget: the remaining rounds are dropped
+                self.outputs["rounds_dropped"] = self.outputs.get("rounds_dropped", 0) + 1
+                continue
+            chosen = [contexts[i] for i in members]
+            sequences, tokens = _sample_prior(self, chosen, seed * 1009 + round_index)
+            rewards = self.task.score(sequences, chosen).rewards  # the run's (training) oracle
+            self.run.ledger["sampled_tokens"] += tokens
+            utility = rewards @ preference
+            for j, i in enumerate(members):
+                if best[i] is None or utility[j] > best_utility[i]:
+                    best[i], best_utility[i] = sequences[j], utility[j]
         # best-of-N's compute is spent here, at evaluation time: count it as the method's wall time
         self.run.ledger["wall_seconds"] += time.perf_counter() - started
+        missing = [i for i, s in enumerate(best) if s is None]
+        if missing:
+            raise ConfigError(
+                f"best-of-N ran out of its budget {self.run.budget.to_dict()} before one candidate for {len(missing)} "
+                "evaluation samples; raise the budget"
+            )
         # the selected samples' probability under best-of-n is not the prior's: no log-probability (no KL)
-        return PolicySamples([candidates.sequences[i] for i in best], None)
+        return PolicySamples(best, None)
+
+
+def _sample_prior(policy: LMPolicy, contexts: list, seed: int) -> tuple[list[str], int]:
+    """One prior sample per context (the evaluation protocol's decoding) and the tokens actually sampled."""
+    from morbench.sampling import sample
+
+    task = policy.task
+    generator = torch.Generator().manual_seed(seed)
+    sequences, tokens = [], 0
+    for start in range(0, len(contexts), 256):
+        chunk = contexts[start : start + 256]
+        prompt_ids, prompt_mask = _prompt_tensors(task, chunk)
+        generation = sample(
+            policy.model,
+            prompt_ids,
+            prompt_mask,
+            task.max_length,
+            eos_token_id=task.eos_token_id,
+            pad_token_id=task.pad_token_id,
+            temperature=policy.temperature,
+            top_p=policy.top_p,
+            generator=generator,
+            forbid_token_ids=list(task.forbidden_token_ids),
+        )
+        sequences.extend(task.decode_token_ids(generation.rows())[0])
+        tokens += int(generation.num_tokens)
+    return sequences, tokens
 
 
 def train_best_of_n(run: RunContext, config: BestOfNConfig):
     task = run.task
-    samples = (run.eval_samples or task.protocol.samples_per_preference) * len(task.preference_grid)
-    n = config.n
-    if n is None:
-        limits = []
-        if run.budget.oracle_calls is not None:
-            limits.append(run.budget.oracle_calls // samples)
-        if run.budget.sampled_tokens is not None:
-            limits.append(run.budget.sampled_tokens // (samples * task.max_length))
-        n = min(limits) if limits else 8
-    if n < 1:
-        raise ConfigError(
-            f"the budget {run.budget.to_dict()} does not cover one candidate per evaluation sample ({samples} samples)"
+    per_preference = run.eval_samples or task.protocol.samples_per_preference
+    grid = len(task.preference_grid)
+    outputs: dict = {"selection": "argmax of w . r under the training oracle"}
+    n, extra = config.n or 8, 0
+    if run.budget.limited:
+        limit = run.limit()
+        worst = {"sampled_tokens": config.pilot_samples * task.max_length, "oracle_calls": config.pilot_samples}
+        run.require(worst, limit, f"pilot batch of {config.pilot_samples} prior samples")
+        # the pilot batch measures the cost of one candidate; it is charged to the budget
+        contexts = (
+            [task.contexts[i % len(task.contexts)] for i in range(config.pilot_samples)]
+            if task.contexts
+            else [None] * config.pilot_samples
         )
-    return BestOfNPolicy(run, n), {"n": n, "selection": "argmax of w . r under the training oracle"}
+        calls_before = run.oracle.calls
+        sequences, tokens = _sample_prior(LMPolicy(run.prior, task), contexts, run.seed * 7 + 5)
+        task.score(sequences, contexts)
+        run.ledger["sampled_tokens"] += tokens  # charged like the candidates (no training iteration)
+        pilot = {"tokens": tokens, "calls": run.oracle.calls - calls_before}
+        per_candidate = {
+            "sampled_tokens": pilot["tokens"] / config.pilot_samples,
+            "oracle_calls": max(pilot["calls"], 1) / config.pilot_samples,
+        }
+        spent = run.spent()
+        reserve = {"sampled_tokens": per_preference * task.max_length, "oracle_calls": per_preference}
+        affordable = min(
+            int((limit[name] - spent[name] - reserve[name]) / per_candidate[name]) // grid
+            for name in per_candidate
+            if limit[name] is not None
+        )  # candidates per preference
+        if config.n is not None:
+            affordable = min(affordable, config.n * per_preference)
+        n, extra = divmod(max(affordable, 0), per_preference)
+        if n < 1:
+            raise ConfigError(
+                f"the budget {run.budget.to_dict()} pays for {max(affordable, 0)} candidates per preference at the "
+                f"measured cost {per_candidate}, fewer than one per evaluation sample ({per_preference}); raise it"
+            )
+        outputs.update(pilot_samples=config.pilot_samples, measured_cost_per_candidate=per_candidate)
+    outputs.update(
+        n=n,
+        samples_with_n_plus_1=extra,
+        serving=f"best of n prior samples by w . r (n = {n}; the first {extra} samples of every preference get n + 1)",
+    )
+    return BestOfNPolicy(run, n, extra, outputs), outputs

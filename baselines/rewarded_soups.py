@@ -1,7 +1,8 @@
 """Rewarded Soups: one PPO expert per objective, then weight interpolation ``theta(l) = sum_k l_k theta_k``.
 
 Every expert starts from the prior and is trained on its own objective only (KL to the prior); the experts share
-the run's budget equally. Any preference ``l`` of the grid is then served by interpolating the experts' weights
+the run's budget (each gets an equal share of what the experts before it left: ``common.train_policies``).
+Any preference ``l`` of the grid is then served by interpolating the experts' weights
 with ``l`` as coefficients (:func:`baselines.common.merge_state_dicts`: strict key check, exact for one-hot ``l``).
 """
 
@@ -11,7 +12,7 @@ import dataclasses
 
 import numpy as np
 
-from morbench.baselines.common import PPOConfig, merge_state_dicts
+from morbench.baselines.common import PPOConfig, merge_state_dicts, train_policies
 from morbench.baselines.training import RunContext
 from morbench.errors import ConfigError
 from morbench.evaluation import PreferenceLMPolicy
@@ -23,7 +24,7 @@ __all__ = ["RewardedSoupsConfig", "expert_seed", "soup_policy", "train"]
 class RewardedSoupsConfig:
     ppo: PPOConfig = dataclasses.field(default_factory=PPOConfig)
     iterations: int = dataclasses.field(
-        default=20, metadata={"help": "PPO iterations per expert (capped by budget / K)"}
+        default=20, metadata={"help": "at most this many PPO iterations per expert (a budget may stop it earlier)"}
     )
     checkpoint_every: int = dataclasses.field(default=5, metadata={"help": "PPO iterations between checkpoints"})
 
@@ -41,29 +42,23 @@ def expert_seed(seed: int, objective: int) -> int:
 
 def train(run: RunContext, config: RewardedSoupsConfig):
     k_objectives = run.task.reward_dim
-    iterations = run.iterations(config.iterations, config.ppo, shares=k_objectives)
-    experts = run.state.setdefault("experts", {})  # objective index -> final LM weights
-    run.start_progress(k_objectives * iterations, "train")
-
-    for k in range(k_objectives):
-        if str(k) in experts:
-            continue
-        learner = run.learner(config.ppo, seed=expert_seed(run.seed, k))
-        if run.state.get("current") == k:
-            learner.load_state(run.state["learner"])
-        while learner.iterations < iterations:
-            stats = learner.iteration(lambda rewards, k=k: rewards[:, k])
-            run.log(stats, expert=run.task.objective_names[k])
-            if learner.iterations % config.checkpoint_every == 0 or learner.iterations == iterations:
-                run.state.update(current=k, learner=learner.state())
-                run.checkpoint()
-        experts[str(k)] = learner.model.policy_state()
-        run.state.pop("learner", None)
-        run.state.pop("current", None)
-        run.checkpoint()
-
+    jobs = [
+        (str(k), expert_seed(run.seed, k), lambda rewards, k=k: rewards[:, k], {"expert": run.task.objective_names[k]})
+        for k in range(k_objectives)
+    ]
+    experts = train_policies(run, config.ppo, jobs, config.iterations, config.checkpoint_every, store="experts")
     states = [experts[str(k)] for k in range(k_objectives)]
-    return soup_policy(run, states), save_experts(run, states)
+    outputs = save_experts(run, states)
+    outputs.update(
+        serving="interpolated final experts: theta(w) = sum_k w_k theta_k",
+        iterations_per_expert=_iterations_per_policy(run, "expert", run.task.objective_names),
+    )
+    return soup_policy(run, states), outputs
+
+
+def _iterations_per_policy(run: RunContext, tag: str, names) -> dict[str, int]:
+    """PPO iterations each policy ran (from the learning curve: they depend on the tokens actually sampled)."""
+    return {name: sum(1 for entry in run.curve if entry.get(tag) == name) for name in names}
 
 
 def soup_policy(run: RunContext, states: list[dict]) -> PreferenceLMPolicy:

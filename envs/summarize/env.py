@@ -308,6 +308,7 @@ class SummarizeEnv(TokenEnv):
         for key in ("gguf_sha256", "embedder_sha256"):
             if key not in self.task_info:
                 raise AssetError(f"{assets / 'task.json'} has no {key!r}; rebuild the assets with `{REBUILD_COMMAND}`")
+        minilm_directory()  # a missing embedder fails here, not as all-zero rewards when scoring
         self.split = split
         self.policy = policy
         self.cache_dir = cache_dir
