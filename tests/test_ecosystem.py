@@ -4,7 +4,6 @@ entry points, and the text task's model packages failing loudly when absent."""
 import importlib.util
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -157,6 +156,7 @@ def test_doctor_verifies_assets_and_is_happy_on_a_complete_install(capsys):
 # -- packaging and entry points -------------------------------------------------------------------------------------
 def test_every_shipped_directory_is_a_declared_package():
     """setuptools warns ("package ... absent from packages") and may drop files for any directory not listed."""
+    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
     declared = set(config["packages"])
     roots = {package: ROOT / folder for package, folder in config["package-dir"].items()}
