@@ -294,7 +294,7 @@ def validate_evaluation(evaluation: Any, source: str) -> None:
             fail(f"{where} is not an object")
         weights = entry.get("weights")
         if not isinstance(weights, list) or len(weights) != k or not all(_is_number(w) for w in weights):
-            fail(f"{where}.weights must list {k} finite numbers (one per objective), got {weights!r}")
+            fail(f"{where}.weights must list {k} numbers (finite, one per objective), got {weights!r}")
         sequences = entry.get("sequences")
         if not isinstance(sequences, list) or not sequences or not all(isinstance(s, str) for s in sequences):
             fail(f"{where}.sequences must be a non-empty list of strings")

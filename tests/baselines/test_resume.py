@@ -104,3 +104,89 @@ def test_resume_refuses_a_checkpoint_of_another_run(tmp_path):
         timeout=600,
     )
     assert fresh.returncode == 2 and "--resume" in fresh.stderr
+
+
+# -- damaged checkpoints: every corruption is a clear CheckpointError and nothing is restored or written ------
+@pytest.fixture(scope="module")
+def interrupted_run(tmp_path_factory):
+    """A run killed with SIGKILL after its first checkpoint (copied by each test before it is damaged)."""
+    out = tmp_path_factory.mktemp("interrupted") / "run"
+    process = _train(out, background=True)
+    deadline = time.time() + 300
+    while not (out / "checkpoint" / "checksums.json").exists():
+        assert process.poll() is None, process.stderr.read().decode()[-2000:]
+        assert time.time() < deadline
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (out / "run.json").exists()
+    return out
+
+
+def _flip_low_bits(path, count=64):
+    data = bytearray(path.read_bytes())
+    header = 8 + int.from_bytes(data[:8], "little")
+    for i in range(count):
+        data[header + 4 * i] ^= 1  # the lowest mantissa bit of a little-endian float32
+    path.write_bytes(bytes(data))
+
+
+def _edit_a_digit(path):
+    text = path.read_text()
+    i = text.index('"oracle_calls"')
+    j = next(k for k in range(i, len(text)) if text[k].isdigit())
+    path.write_text(text[:j] + "9" + text[j:])
+
+
+def _with_checksums(path, text):
+    """Replace a file and recompute the checksums, as a careless tool would: structure checks still apply."""
+    import hashlib
+
+    path.write_text(text)
+    sums_path = path.parent / "checksums.json"
+    sums = json.loads(sums_path.read_text())
+    sums["sha256"][path.name] = hashlib.sha256(path.read_bytes()).hexdigest()
+    sums_path.write_text(json.dumps(sums))
+
+
+def _as_file(checkpoint):
+    import shutil
+
+    shutil.rmtree(checkpoint)
+    checkpoint.write_text("not a checkpoint")
+
+
+DAMAGE = {
+    "flipped float bits": (lambda c: _flip_low_bits(c / "tensors.safetensors"), "tensors.safetensors: SHA-256"),
+    "edited digit": (lambda c: _edit_a_digit(c / "state.json"), "state.json: SHA-256"),
+    "truncated tensors": (
+        lambda c: (c / "tensors.safetensors").write_bytes((c / "tensors.safetensors").read_bytes()[:1000]),
+        "tensors.safetensors: SHA-256",
+    ),
+    "empty list state": (lambda c: (c / "state.json").write_text("[]"), "state.json: SHA-256"),
+    "empty list state, checksums recomputed": (
+        lambda c: _with_checksums(c / "state.json", "[]"),
+        "holds a list, not a checkpoint state",
+    ),
+    "no checksums": (lambda c: (c / "checksums.json").unlink(), "checksums.json: missing"),
+    "checkpoint is a file": (_as_file, "is not a directory"),
+}
+
+
+@pytest.mark.parametrize("damage", sorted(DAMAGE))
+def test_a_damaged_checkpoint_fails_resume_clearly_and_restores_nothing(interrupted_run, tmp_path, damage, capsys):
+    import shutil
+
+    from morbench.cli import main
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(interrupted_run, run_dir)
+    corrupt, message = DAMAGE[damage]
+    corrupt(run_dir / "checkpoint")
+    before = {p.relative_to(run_dir): p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
+    assert main(["train", *ARGS, "--out", str(run_dir), "--resume"]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("morbench: error: ") and message in error, error
+    assert "Traceback" not in error and "delete" in error.lower() and "start" in error
+    after = {p.relative_to(run_dir): p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
+    assert after == before  # no partial state: nothing written, nothing removed
