@@ -4,6 +4,11 @@
 process pool by default, or to a Ray cluster with ``--executor ray``. A sweep can be interrupted and started
 again with the same command: finished runs are skipped and interrupted ones resume from their checkpoint.
 Every method of a suite gets the same compute budget (sampled tokens) on a given env.
+
+The output defaults to ``results/<suite>``. Each run directory records its run identity (env id and version,
+method, config, budget, seed, evaluation samples: ``morbench.runs.run_identity``); re-running into a directory
+whose runs have another identity is refused before any work starts, so stale results are never mixed in.
+While it runs, the progress bar names the runs in flight and a line reports each finished run's wall time.
 """
 
 from __future__ import annotations
@@ -20,10 +25,10 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from morbench.errors import ConfigError
-from morbench.runs import RUN_FILE, atomic_write_json
+from morbench.errors import ConfigError, InvalidRunError, MorbenchError
+from morbench.runs import RUN_FILE, RunLock, atomic_write_json, identity_difference, read_run, run_identity
 
-__all__ = ["SUITES", "Job", "SuiteEntry", "run_benchmark", "suite_jobs"]
+__all__ = ["SUITES", "Job", "SuiteEntry", "default_out", "job_identity", "run_benchmark", "suite_jobs"]
 
 ALL_METHODS = ("iterative_rs", "rewarded_soups", "morlhf", "rewards_in_context", "prior", "best_of_n")
 
@@ -204,6 +209,52 @@ def suite_jobs(
     return jobs
 
 
+def default_out(suite: str) -> str:
+    """Where ``morbench benchmark --suite <suite>`` writes when ``--out`` is not given."""
+    return f"results/{suite}"
+
+
+def job_identity(job: Job) -> dict[str, Any]:
+    """The run identity the job's run directory must record (the same fields ``RunContext`` records)."""
+    from morbench.baselines import build_config
+    from morbench.baselines.training import Budget
+    from morbench.registry import spec
+
+    return run_identity(
+        job.method,
+        job.env_id,
+        spec(job.env_id).version,
+        dict(job.env_kwargs),
+        dataclasses.asdict(build_config(job.method, job.overrides)),
+        Budget(sampled_tokens=job.sampled_tokens).to_dict(),
+        job.seed,
+        job.eval_samples,
+    )
+
+
+def check_existing_runs(jobs: Sequence[Job]) -> None:
+    """Refuse (before any work) to reuse finished runs whose identity differs from the jobs' (other suite,
+    budget, config, seed or env version): their results would be mixed in silently."""
+    problems = []
+    for job in jobs:
+        if not (Path(job.out) / RUN_FILE).exists():
+            continue
+        try:
+            recorded = read_run(job.out).get("identity")
+        except InvalidRunError as exc:
+            problems.append(f"{job.out}: {exc}")
+            continue
+        expected = job_identity(job)
+        if recorded != expected:
+            problems.append(f"{job.out}: {identity_difference(recorded, expected)}")
+    if problems:
+        shown = "\n  ".join(problems[:10]) + (f"\n  ... and {len(problems) - 10} more" if len(problems) > 10 else "")
+        raise ConfigError(
+            f"{len(problems)} existing run(s) in this output directory were made with other settings, so they "
+            f"cannot be resumed or reused:\n  {shown}\nuse another --out, or delete those run directories"
+        )
+
+
 def run_job(job: Job) -> dict[str, Any]:
     """Train, evaluate and write one run (resuming it if it was interrupted); never raises."""
     import torch
@@ -216,6 +267,12 @@ def run_job(job: Job) -> dict[str, Any]:
 
         out = Path(job.out)
         if (out / RUN_FILE).exists():
+            recorded = read_run(out).get("identity")
+            if recorded != job_identity(job):
+                raise InvalidRunError(
+                    f"{out} holds a run with other settings ({identity_difference(recorded, job_identity(job))}); "
+                    "delete it or use another --out"
+                )
             return {"job": job.name, "status": "skipped (already complete)", "seconds": 0.0}
         run_method(
             job.method,
@@ -234,28 +291,45 @@ def run_job(job: Job) -> dict[str, Any]:
         return {
             "job": job.name,
             "status": "failed",
-            "error": f"{type(exc).__name__}: {exc}",
+            "error": str(exc) if isinstance(exc, MorbenchError) else f"{type(exc).__name__}: {exc}",
             "traceback": traceback.format_exc(),
             "seconds": time.perf_counter() - start,
         }
 
 
+def _finished_line(outcome: dict[str, Any], done: int, total: int) -> str:
+    """One line per finished run: ``[3/18] ok      morbench/QM9-v0 morlhf seed=1   412.3 s``."""
+    return f"[{done}/{total}] {outcome['status']:<8} {outcome['job']}  {outcome['seconds']:.1f} s"
+
+
+def _in_flight(names: Sequence[str]) -> str:
+    return "running: " + ", ".join(names) if names else ""
+
+
 def _run_local(jobs: list[Job], workers: int, progress: bool) -> list[dict[str, Any]]:
     results = []
     bar = tqdm(total=len(jobs), desc="benchmark", unit="run", disable=not progress)
+
+    def finished(outcome: dict[str, Any]) -> None:
+        results.append(outcome)
+        bar.update(1)
+        if progress:
+            bar.write(_finished_line(outcome, len(results), len(jobs)))
+
     if workers <= 1:
         for job in jobs:
-            results.append(run_job(job))
-            bar.update(1)
-            bar.set_postfix_str(f"{results[-1]['job']}: {results[-1]['status']}")
+            bar.set_postfix_str(_in_flight([job.name]))
+            finished(run_job(job))
     else:
         context = multiprocessing.get_context("spawn")
         with futures.ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
             pending = {pool.submit(run_job, job): job for job in jobs}
-            for future in futures.as_completed(pending):
-                results.append(future.result())
-                bar.update(1)
-                bar.set_postfix_str(f"{results[-1]['job']}: {results[-1]['status']}")
+            while pending:
+                done, _ = futures.wait(pending, timeout=1.0, return_when=futures.FIRST_COMPLETED)
+                for future in done:
+                    pending.pop(future)
+                    finished(future.result())
+                bar.set_postfix_str(_in_flight([job.name for future, job in pending.items() if future.running()]))
     bar.close()
     return results
 
@@ -277,6 +351,8 @@ def _run_ray(jobs: list[Job], address: str | None, progress: bool) -> list[dict[
             done, refs = ray.wait(refs, num_returns=1)
             results.append(ray.get(done[0]))
             bar.update(1)
+            if progress:
+                bar.write(_finished_line(results[-1], len(results), len(jobs)))
         bar.close()
         return results
     finally:
@@ -299,9 +375,28 @@ def run_benchmark(
 ) -> dict[str, Any]:
     """Run a suite and score it; writes ``out/results.{csv,md}``, ``metrics.json``, ``report.md``, ``plots/``."""
     out = Path(out)
+    if workers is not None and (not isinstance(workers, int) or workers < 1):
+        raise ConfigError(f"workers={workers!r} must be a positive integer")
+    if executor not in ("local", "ray"):
+        raise ConfigError(f"unknown executor {executor!r}; use 'local' or 'ray'")
     workers = workers or max(1, min(2, os.cpu_count() or 1))
     threads = threads or max(1, (os.cpu_count() or 1) // workers)  # torch threads per run
     jobs = suite_jobs(suite, out, envs, methods, seeds, threads=threads)
+    check_existing_runs(jobs)
+    with RunLock(out, what="benchmark"):
+        return _run_and_score(suite, out, jobs, executor, workers, ray_address, progress, plots)
+
+
+def _run_and_score(
+    suite: str,
+    out: Path,
+    jobs: list[Job],
+    executor: str,
+    workers: int,
+    ray_address: str | None,
+    progress: bool,
+    plots: bool,
+) -> dict[str, Any]:
     start = time.perf_counter()
     if executor == "local":
         outcomes = _run_local(jobs, workers, progress)
