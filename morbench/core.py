@@ -6,6 +6,8 @@ Everything in morbench builds on three pieces defined here:
   each sequence, caches by canonical key, counts oracle calls the PMO way (unique valid sequences; repeats are
   free; invalid sequences cost nothing and get the ``floor`` reward) and can enforce a call budget.
 * :class:`ScoreResult` is what an oracle returns: rewards, validity, reasons and raw property values.
+* :class:`InputCheck` bounds the work an oracle does per sequence: before parsing, text longer than the task's
+  episodes can write, or whose tokenization holds a special or unknown token, is invalid with a reason.
 * :class:`TokenEnv` is a ``gymnasium.Env`` in which one action appends one token. The reward is a float32 vector
   of shape ``(K,)``: zeros until the episode ends (EOS terminates, ``max_length`` truncates), then the oracle's
   vector. ``env.unwrapped`` exposes ``reward_space``, ``reward_dim``, ``objective_names``, ``tokenizer``,
@@ -25,12 +27,20 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from morbench.errors import ConfigError, InvalidActionError, OracleBudgetExhausted, StepAfterDoneError
+from morbench.errors import (
+    ConfigError,
+    InvalidActionError,
+    MorbenchError,
+    OracleBudgetExhausted,
+    OracleStateError,
+    StepAfterDoneError,
+)
 from morbench.preferences import validate_preference
 
 __all__ = [
     "Context",
     "EvaluationProtocol",
+    "InputCheck",
     "InvalidSequence",
     "Oracle",
     "OracleEvaluation",
@@ -136,6 +146,68 @@ class OracleEvaluation:
     failures: dict[int, str] = dataclasses.field(default_factory=dict)  # row -> reason; scored as invalid
 
 
+class InputCheck:
+    """The tokenizer-level validity and work bound of finished text, checked before an oracle parses it.
+
+    A text is invalid (floor reward, a reason, no oracle call) when it has more than ``max_characters``
+    characters (checked first, so nothing long is ever tokenized or parsed), when its tokenization holds a
+    token of ``forbidden_token_ids`` (special tokens, EOS included, and the unknown token: what the token-level
+    env forbids or cannot write), or when it has more than ``max_tokens`` tokens (None: no token bound).
+    :meth:`TokenEnv.__init__` derives the bounds from ``max_length``, so every text the env's episodes can
+    produce passes: ``max_characters`` is ``max_length`` times the longest vocabulary token.
+    """
+
+    def __init__(
+        self,
+        tokenizer: Any,
+        forbidden_token_ids: Sequence[int],
+        max_characters: int,
+        max_tokens: int | None = None,
+        task: str = "this task",
+    ) -> None:
+        if max_characters < 1 or (max_tokens is not None and max_tokens < 1):
+            raise ConfigError(f"input bounds must be >= 1, got {max_characters} characters, {max_tokens} tokens")
+        self.tokenizer = tokenizer
+        self.forbidden_token_ids = frozenset(int(i) for i in forbidden_token_ids)
+        self.max_characters = int(max_characters)
+        self.max_tokens = None if max_tokens is None else int(max_tokens)
+        self.task = task
+
+    def length_reason(self, text: str) -> str | None:
+        if len(text) <= self.max_characters:
+            return None
+        return (
+            f"sequence has {len(text):,} characters; {self.task} accepts at most {self.max_characters:,} "
+            "(the longest text its episodes can write), so it is not parsed"
+        )
+
+    def token_reasons(self, texts: Sequence[str]) -> list[str | None]:
+        """One reason (None where fine) per text; texts must already be within ``max_characters``."""
+        if not texts:
+            return []
+        encoded = self.tokenizer(list(texts), add_special_tokens=False, return_offsets_mapping=True)
+        reasons: list[str | None] = []
+        for text, ids, offsets in zip(texts, encoded["input_ids"], encoded["offset_mapping"], strict=True):
+            position = next((p for p, token in enumerate(ids) if token in self.forbidden_token_ids), None)
+            if position is not None:
+                start, end = offsets[position]
+                token = self.tokenizer.convert_ids_to_tokens(int(ids[position]))
+                if token == getattr(self.tokenizer, "unk_token", None):
+                    reasons.append(f"{text[start:end]!r} at character {start} is not in {self.task}'s vocabulary")
+                else:
+                    reasons.append(
+                        f"special token {token!r} at character {start}: {self.task} forbids special tokens "
+                        "inside a sequence"
+                    )
+            elif self.max_tokens is not None and len(ids) > self.max_tokens:
+                reasons.append(
+                    f"sequence is {len(ids)} tokens long; {self.task} episodes end after {self.max_tokens} tokens"
+                )
+            else:
+                reasons.append(None)
+        return reasons
+
+
 class Oracle(ABC):
     """A batched, deterministic, cached scorer of finished sequences.
 
@@ -143,7 +215,8 @@ class Oracle(ABC):
     implement :meth:`canonicalize` (string -> cache key, raising :class:`InvalidSequence`) and :meth:`evaluate`
     (a batch of new keys -> rewards and raw properties). The base class handles caching, PMO-style call
     counting, the floor reward of invalid sequences, budgets, and isolates exceptions so that a bad sequence
-    can never crash an episode.
+    can never crash an episode. Before anything is parsed, :meth:`screen` applies the task's
+    :class:`InputCheck` (``input_check``, set by the env), so every sequence costs bounded work.
     """
 
     objective_names: tuple[str, ...] = ()
@@ -154,7 +227,8 @@ class Oracle(ABC):
     def __init__(self, budget: int | None = None) -> None:
         if budget is not None and budget < 0:
             raise ConfigError(f"oracle budget {budget} is negative; use None for no budget")
-        self.budget = budget
+        self._budget = None if budget is None else int(budget)
+        self.input_check: InputCheck | None = None  # set by TokenEnv: the task's tokenizer-level bounds
         self.calls = 0  # unique sequences evaluated (repeats are free, invalid ones cost nothing)
         self.requests = 0  # sequences asked for, repeats and invalid ones included
         self._cache: dict[Hashable, tuple[np.ndarray, dict[str, float], str | None]] = {}
@@ -168,7 +242,45 @@ class Oracle(ABC):
     def evaluate(self, keys: list[str], contexts: list[Context | None]) -> OracleEvaluation:
         """Score ``keys`` (canonical, unique, not cached). Must be deterministic."""
 
+    def prepare(self, sequences: list[str]) -> None:  # noqa: B027 (an optional hook, not abstract)
+        """Hook called with the batch's screened strings before they are canonicalized (e.g. to parse them all
+        in a process pool at once). The default does nothing."""
+
+    def tokenizer_form(self, sequence: str) -> str:
+        """The spelling of ``sequence`` that :attr:`input_check` tokenizes (e.g. upper-cased DNA)."""
+        return sequence
+
     # -- provided -----------------------------------------------------------------------------------------
+    @property
+    def budget(self) -> int | None:
+        """The oracle-call budget (None: unlimited); fixed when the oracle is built."""
+        return self._budget
+
+    @budget.setter
+    def budget(self, value: Any) -> None:
+        raise ConfigError(
+            f"oracle.budget is fixed when the oracle is built (it is {self._budget}, cannot become {value!r}); "
+            "make a new env with oracle_budget=... instead"
+        )
+
+    def screen(self, sequences: Sequence[Any]) -> list[str | None]:
+        """Why each sequence is invalid before any parsing (None where it may be canonicalized): not a string,
+        longer than the task's input bounds, or a tokenization with special or unknown tokens."""
+        reasons: list[str | None] = [
+            None if isinstance(s, str) else f"expected a string, got {type(s).__name__}" for s in sequences
+        ]
+        check = self.input_check
+        if check is None:
+            return reasons
+        for i, sequence in enumerate(sequences):
+            if reasons[i] is None:
+                reasons[i] = check.length_reason(sequence)
+        todo = [i for i, reason in enumerate(reasons) if reason is None]
+        texts = [self.tokenizer_form(sequences[i]) for i in todo]
+        for i, reason in zip(todo, check.token_reasons(texts), strict=True):
+            reasons[i] = reason
+        return reasons
+
     @property
     def reward_dim(self) -> int:
         return len(self.objective_names)
@@ -198,14 +310,19 @@ class Oracle(ABC):
 
         cache_keys: list[Hashable | None] = [None] * n
         new: dict[Hashable, tuple[str, Context | None]] = {}
+        screened = self.screen(sequences)
+        self.prepare([s for s, reason in zip(sequences, screened, strict=True) if reason is None])
         for i, (sequence, context) in enumerate(zip(sequences, contexts, strict=True)):
+            if screened[i] is not None:
+                reasons[i] = screened[i]
+                continue
             try:
-                if not isinstance(sequence, str):
-                    raise InvalidSequence(f"expected a string, got {type(sequence).__name__}")
                 key = self.canonicalize(sequence, context)
             except InvalidSequence as exc:
                 reasons[i] = str(exc) or "invalid sequence"
                 continue
+            except MorbenchError:
+                raise  # e.g. an oracle timeout: no verdict about the sequence
             except Exception as exc:
                 reasons[i] = f"canonicalization failed: {type(exc).__name__}: {exc}"
                 continue
@@ -245,11 +362,15 @@ class Oracle(ABC):
         try:
             evaluations = [self.evaluate(keys, contexts)]
             rows = [list(range(len(items)))]
+        except MorbenchError:
+            raise  # not a verdict about the sequences (e.g. an oracle timeout): nothing is cached or charged
         except Exception:
             evaluations, rows = [], []
             for j in range(len(items)):
                 try:
                     evaluations.append(self.evaluate([keys[j]], [contexts[j]]))
+                except MorbenchError:
+                    raise
                 except Exception as exc:
                     evaluations.append(
                         OracleEvaluation(np.full((1, self.reward_dim), np.nan), failures={0: f"oracle failed: {exc}"})
@@ -277,11 +398,56 @@ class Oracle(ABC):
         return {"calls": self.calls, "requests": self.requests, "budget": self.budget, "cache": cache}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.calls, self.requests, self.budget = int(state["calls"]), int(state["requests"]), state["budget"]
-        self._cache = {
-            (tuple(key) if isinstance(key, list) else key): (np.asarray(row, dtype=np.float32), dict(props), failure)
-            for key, row, props, failure in state["cache"]
-        }
+        """Restore :meth:`state_dict`'s data, all or nothing; raises :class:`OracleStateError` naming the bad value.
+
+        The counters must be non-negative integers (``requests >= calls``, no more calls than the budget allows)
+        and the saved budget must be this oracle's: a resumed run keeps the budget it was started with.
+        """
+        if not isinstance(state, dict) or not {"calls", "requests", "budget", "cache"} <= set(state):
+            raise OracleStateError(
+                f"oracle state must be a dict with calls, requests, budget and cache, got {_describe(state)}; "
+                "restore the run's checkpoint or start the run again"
+            )
+        calls, requests, budget = state["calls"], state["requests"], state["budget"]
+        for name, value in (("calls", calls), ("requests", requests)):
+            if not _is_count(value):
+                raise OracleStateError(
+                    f"oracle state has {name}={value!r}; it must be a non-negative integer (a damaged or edited "
+                    "checkpoint: restore it or start the run again)"
+                )
+        if budget != self._budget or (budget is not None and not _is_count(budget)):
+            raise OracleStateError(
+                f"oracle state was saved with budget {budget!r} but this oracle's budget is {self._budget!r}; "
+                "resume with the same oracle_budget the run started with"
+            )
+        if requests < calls or (budget is not None and calls > budget):
+            raise OracleStateError(
+                f"oracle state is inconsistent: calls={calls}, requests={requests}, budget={budget} (calls must be "
+                "<= requests and <= budget); restore the checkpoint or start the run again"
+            )
+        cache: dict[Hashable, tuple[np.ndarray, dict[str, float], str | None]] = {}
+        entries = state["cache"]
+        if not isinstance(entries, list) or len(entries) > calls:
+            raise OracleStateError(
+                f"oracle state's cache must be a list of at most calls={calls} entries, got {_describe(entries)}"
+            )
+        for number, entry in enumerate(entries):
+            try:
+                key, row, props, failure = entry
+                array = np.asarray(row, dtype=np.float32)
+                if array.shape != (self.reward_dim,) or not isinstance(props, dict):
+                    raise ValueError(f"a reward row of {self.reward_dim} values and a properties dict")
+                if failure is not None and not isinstance(failure, str):
+                    raise ValueError("failure must be a string or null")
+                if not isinstance(key, (str, list)):
+                    raise ValueError("the key must be a string or a [context, key] pair")
+                cache[tuple(key) if isinstance(key, list) else key] = (array, dict(props), failure)
+            except (TypeError, ValueError) as exc:
+                raise OracleStateError(
+                    f"oracle state's cache entry {number} ({str(entry)[:80]}) is malformed: {exc}; restore the "
+                    "checkpoint or start the run again"
+                ) from None
+        self.calls, self.requests, self._cache = calls, requests, cache
 
     def cache_size(self) -> int:
         return len(self._cache)
@@ -292,6 +458,14 @@ class Oracle(ABC):
 
     def __getstate__(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if not k.startswith("_pool")}
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 0
+
+
+def _describe(value: Any) -> str:
+    return f"{type(value).__name__} {str(value)[:60]}"
 
 
 def _as_token_array(ids: Sequence[int] | np.ndarray) -> np.ndarray:
@@ -309,6 +483,9 @@ class TokenEnv(gym.Env):
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi"]}
     rebuild_command: ClassVar[str | None] = None  # the command that rebuilds the task's assets, named in errors
+    # whether the input check bounds texts to max_length tokens (a task whose oracle has its own, stricter
+    # token rule, such as Summarize's overlong rule, sets False so that rule gives the reason)
+    bound_input_tokens: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -324,6 +501,7 @@ class TokenEnv(gym.Env):
         max_prompt_length: int = 0,
         protocol: EvaluationProtocol | None = None,
         render_mode: str | None = None,
+        extra_forbidden_token_ids: Sequence[int] = (),
     ) -> None:
         if max_length < 1:
             raise ConfigError(f"max_length must be >= 1, got {max_length}")
@@ -359,9 +537,14 @@ class TokenEnv(gym.Env):
         self.eos_token_id = int(tokenizer.eos_token_id)
         self.pad_token_id = int(tokenizer.pad_token_id)
         # any special token other than EOS inside a generated sequence makes it invalid
-        self.forbidden_token_ids = np.array(
-            sorted(set(tokenizer.all_special_ids) - {self.eos_token_id}), dtype=np.int64
-        )
+        special = set(tokenizer.all_special_ids) | {int(i) for i in extra_forbidden_token_ids}
+        self.forbidden_token_ids = np.array(sorted(special - {self.eos_token_id}), dtype=np.int64)
+        # the same rule for text given to score(): no special token (EOS included: episodes end there) and no
+        # unknown token, and no more than the episodes can write (see docs/contract.md, "Input bounds")
+        self.input_check = self.build_input_check(special | {self.eos_token_id})
+        for scorer in (oracle, judge):
+            if scorer is not None:
+                scorer.input_check = self.input_check
 
         self.contexts = list(contexts) if contexts is not None else None
         self.max_prompt_length = int(max_prompt_length)
@@ -382,6 +565,22 @@ class TokenEnv(gym.Env):
         self._done = True
         self._context: Context | None = None
 
+    def build_input_check(self, forbidden_token_ids: set[int]) -> InputCheck:
+        """The :class:`InputCheck` of this task: at most ``max_length`` tokens (if ``bound_input_tokens``) and
+        ``max_length`` times the longest vocabulary token in characters, no forbidden or unknown token."""
+        vocabulary = self.tokenizer.get_vocab()
+        longest = max(len(token) for token, i in vocabulary.items() if i not in forbidden_token_ids)
+        unknown = getattr(self.tokenizer, "unk_token_id", None)
+        forbidden = forbidden_token_ids | ({int(unknown)} if unknown is not None else set())
+        name = self.spec.id if getattr(self, "spec", None) is not None else type(self).__name__
+        return InputCheck(
+            self.tokenizer,
+            sorted(forbidden),
+            max_characters=self.max_length * longest,
+            max_tokens=self.max_length if self.bound_input_tokens else None,
+            task=name,
+        )
+
     # -- episode API --------------------------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
@@ -398,20 +597,24 @@ class TokenEnv(gym.Env):
         if self._done:
             raise StepAfterDoneError("step() called after the episode ended; call reset() first")
         token = self.check_action(action)
-        self._tokens[self._length] = token
-        self._length += 1
+        length = self._length + 1
         terminated = token == self.eos_token_id
-        truncated = not terminated and self._length >= self.max_length
+        truncated = not terminated and length >= self.max_length
         reward = np.zeros(self.reward_dim, dtype=np.float32)
         info: dict[str, Any] = {}
         if terminated or truncated:
-            self._done = True
-            result = self.score_token_ids([self._tokens[: self._length]], [self._context])
+            # score before changing any state: if scoring raises (e.g. OracleBudgetExhausted), the episode is
+            # exactly as it was, and the same step can be retried
+            ids = np.append(self._tokens[: self._length], token)
+            result = self.score_token_ids([ids], [self._context])
             reward = result.rewards[0].copy()
             info = result.info(0)
-            info["length"] = self._length
+            info["length"] = length
             if self._context is not None:
                 info["context"] = self._context.key
+            self._done = True
+        self._tokens[self._length] = token
+        self._length = length
         return self._observation(), reward, bool(terminated), bool(truncated), info
 
     def render(self) -> str | None:

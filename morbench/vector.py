@@ -130,25 +130,28 @@ class TokenVectorEnv(VectorEnv):
         rewards = np.zeros((self.num_envs, self.env.reward_dim), dtype=np.float32)
         if self.autoreset_mode == AutoresetMode.NEXT_STEP:
             resetting = self._finished.copy()
-            if resetting.any():
-                self._reset_rows(np.flatnonzero(resetting), None)
             active = ~resetting
         else:
+            resetting = np.zeros(self.num_envs, dtype=bool)
             active = ~self._finished
-        rows = self._rows[active]
-        self._tokens[rows, self._lengths[rows]] = actions[rows]
-        self._lengths[rows] += 1
+        lengths = self._lengths + active
         terminated = active & (actions == self.env.eos_token_id)
-        truncated = active & ~terminated & (self._lengths >= self.env.max_length)
+        truncated = active & ~terminated & (lengths >= self.env.max_length)
         done = terminated | truncated
         info: dict[str, Any] = {}
         if done.any():
+            # score before changing any state: if scoring raises (e.g. OracleBudgetExhausted), every
+            # sub-environment is exactly as it was and the same step can be retried
             done_rows = np.flatnonzero(done)
-            result = self.env.score_token_ids(
-                [self._tokens[i, : self._lengths[i]] for i in done_rows], [self._contexts[i] for i in done_rows]
-            )
+            sequences = [np.append(self._tokens[i, : self._lengths[i]], actions[i]) for i in done_rows]
+            result = self.env.score_token_ids(sequences, [self._contexts[i] for i in done_rows])
             rewards[done_rows] = result.rewards
-            info = self._terminal_info(done, done_rows, result)
+            info = self._terminal_info(done, done_rows, lengths[done_rows], result)
+        if resetting.any():
+            self._reset_rows(np.flatnonzero(resetting), None)
+        rows = self._rows[active]
+        self._tokens[rows, self._lengths[rows]] = actions[rows]
+        self._lengths[rows] += 1
         self._finished |= done
         return self._observation(), rewards, terminated, truncated, info
 
@@ -186,7 +189,9 @@ class TokenVectorEnv(VectorEnv):
             return tokens
         return {"prompt": self._prompts.copy(), "tokens": tokens}
 
-    def _terminal_info(self, done: np.ndarray, rows: np.ndarray, result: ScoreResult) -> dict[str, Any]:
+    def _terminal_info(
+        self, done: np.ndarray, rows: np.ndarray, lengths: np.ndarray, result: ScoreResult
+    ) -> dict[str, Any]:
         def column(values, dtype, fill):
             out = np.full(self.num_envs, fill, dtype=dtype)
             out[rows] = values
@@ -196,7 +201,7 @@ class TokenVectorEnv(VectorEnv):
             "sequence": column(np.array(result.sequences, dtype=object), object, None),
             "valid": column(result.valid, bool, False),
             "reason": column(np.array(result.reasons, dtype=object), object, None),
-            "length": column(self._lengths[rows], np.int64, 0),
+            "length": column(lengths, np.int64, 0),
             "objectives": {
                 name: column(result.rewards[:, k], np.float32, 0.0) for k, name in enumerate(result.objective_names)
             },

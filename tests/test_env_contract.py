@@ -89,7 +89,7 @@ def test_sequence_level_api_scores_batches():
     assert result.rewards.shape == (4, 3)
     np.testing.assert_allclose(result.rewards[[0, 3]], [[1, 0, 0], [1, 0, 1]])
     assert result.valid.tolist() == [True, False, False, True]
-    assert "not in the alphabet" in result.reasons[2]
+    assert "not in MotifsEnv's vocabulary" in result.reasons[2]
     ids = task.tokenizer([task.motifs[1], task.motifs[1]], add_special_tokens=False)["input_ids"]
     ids[1] = [*ids[1], task.eos_token_id, 5, 6]  # everything after EOS is ignored
     by_ids = task.score_token_ids(ids)

@@ -1,10 +1,14 @@
 """The oracle contract: batched, cached by canonical key, PMO call counting, floor reward, budgets, isolation."""
 
+import re
+
 import numpy as np
 import pytest
 
-from morbench.core import InvalidSequence, Oracle, OracleEvaluation
-from morbench.errors import OracleBudgetExhausted
+import morbench
+from morbench.core import InputCheck, InvalidSequence, Oracle, OracleEvaluation
+from morbench.errors import ConfigError, OracleBudgetExhausted, OracleStateError, OracleTimeoutError
+from morbench.tokenization import build_word_level_tokenizer
 
 
 class LengthOracle(Oracle):
@@ -91,3 +95,93 @@ def test_info_is_fresh_and_named():
     assert a == b and a is not b and a["objectives"] is not b["objectives"]
     assert a["objectives"] == {"length": pytest.approx(0.2), "a_fraction": 0.5}
     assert a["properties"] == {"raw_length": 2.0}
+
+
+# -- budgets cannot be bypassed ----------------------------------------------------------------------------------
+def test_budget_is_read_only_after_construction():
+    oracle = LengthOracle(budget=2)
+    with pytest.raises(ConfigError, match=r"oracle\.budget is fixed"):
+        oracle.budget = None
+    with pytest.raises(ConfigError, match=r"oracle\.budget is fixed"):
+        oracle.budget = 10**9
+    assert oracle.budget == 2
+    oracle(["a", "b"])
+    with pytest.raises(OracleBudgetExhausted):
+        oracle(["c"])
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"calls": -100}, "calls=-100"),
+        ({"calls": 1.5}, "calls=1.5"),
+        ({"calls": "1"}, "calls='1'"),
+        ({"calls": True}, "calls=True"),
+        ({"requests": -1}, "requests=-1"),
+        ({"budget": None}, "saved with budget None"),
+        ({"budget": 10**6}, "saved with budget 1000000"),
+        ({"calls": 3, "requests": 9}, "calls must be"),  # more calls than the budget of 2
+        ({"requests": 0}, "calls must be"),  # fewer requests than calls
+        ({"cache": [["a", [0.1], {}, None]]}, "entry 0"),  # a reward row of the wrong width
+        ({"cache": "x"}, "cache must be a list"),
+    ],
+)
+def test_load_state_dict_rejects_bad_counters_and_a_replaced_budget(change, message):
+    source = LengthOracle(budget=2)
+    source(["a", "b"])
+    state = {**source.state_dict(), **change}
+    oracle = LengthOracle(budget=2)
+    with pytest.raises(OracleStateError, match=re.escape(message)):
+        oracle.load_state_dict(state)
+    assert (oracle.calls, oracle.requests, oracle.budget, oracle.cache_size()) == (0, 0, 2, 0)  # nothing restored
+
+
+def test_load_state_dict_round_trips_and_rejects_a_non_dict():
+    source = LengthOracle(budget=5)
+    source(["a", "bb", "a"])
+    oracle = LengthOracle(budget=5)
+    oracle.load_state_dict(source.state_dict())
+    assert (oracle.calls, oracle.requests, oracle.cache_size()) == (2, 3, 2)
+    with pytest.raises(OracleStateError, match="must be a dict"):
+        oracle.load_state_dict([])
+
+
+def test_morbench_errors_from_an_oracle_are_raised_not_cached_as_invalid():
+    class TimingOut(LengthOracle):
+        def evaluate(self, keys, contexts):
+            raise OracleTimeoutError("did not finish")
+
+    oracle = TimingOut()
+    with pytest.raises(OracleTimeoutError):
+        oracle(["abc"])
+    assert oracle.calls == 0 and oracle.cache_size() == 0
+
+
+# -- the input check: bounds and tokenizer-level validity before parsing -----------------------------------------
+def test_input_check_rejects_long_text_and_special_or_unknown_tokens_before_canonicalize():
+    tokenizer = build_word_level_tokenizer(list("ab"), ".")
+    oracle = LengthOracle()
+    seen = []
+    original = oracle.canonicalize
+    oracle.canonicalize = lambda s, c=None: seen.append(s) or original(s, c)
+    oracle.input_check = InputCheck(tokenizer, [0, 1, 2, 3], max_characters=7, max_tokens=4, task="Demo")
+    result = oracle(["ab", "a" * 8, "ab[EOS]", "a[PAD]", "abz", "aaaaa", "", 7])
+    assert result.valid.tolist() == [True] + [False] * 7
+    assert "8 characters; Demo accepts at most 7" in result.reasons[1]
+    assert "special token '[EOS]' at character 2" in result.reasons[2]
+    assert "special token '[PAD]'" in result.reasons[3]
+    assert "'z' at character 2 is not in Demo's vocabulary" in result.reasons[4]
+    assert "5 tokens long; Demo episodes end after 4 tokens" in result.reasons[5]
+    assert result.reasons[6] == "empty sequence" and "expected a string" in result.reasons[7]
+    assert seen == ["ab", ""]  # nothing over the bounds or with a forbidden token reached the oracle
+
+
+def test_env_input_bounds_admit_every_sequence_its_episodes_can_write():
+    task = morbench.make("morbench/Motifs-v0").unwrapped
+    letters = [i for i in range(task.vocab_size) if i not in task.forbidden_token_ids and i != task.eos_token_id]
+    rng = np.random.default_rng(0)
+    rows = [rng.choice(letters, size=rng.integers(1, task.max_length + 1)) for _ in range(200)]
+    sequences, reasons = task.decode_token_ids(rows)
+    assert all(reason is None for reason in reasons)
+    assert all(reason is None for reason in task.oracle.screen(sequences))
+    assert task.oracle.input_check is task.input_check

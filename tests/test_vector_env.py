@@ -5,7 +5,7 @@ import pytest
 from gymnasium.vector import AutoresetMode
 
 import morbench
-from morbench.errors import ConfigError, InvalidActionError, StepAfterDoneError
+from morbench.errors import ConfigError, InvalidActionError, OracleBudgetExhausted, StepAfterDoneError
 
 
 def _letters(venv, text):
@@ -101,3 +101,43 @@ def test_shared_oracle_counts_calls_across_sub_envs():
     venv.step(np.repeat(letter, 8))
     venv.step(np.full(8, venv.eos_token_id))
     assert venv.oracle.calls == 1 and venv.oracle.requests == 8
+
+
+@pytest.mark.parametrize("mode", ["NextStep", "Disabled"])
+def test_budget_error_inside_step_leaves_the_vector_env_unchanged(mode):
+    venv = morbench.make_vec("morbench/Motifs-v0", num_envs=3, autoreset_mode=mode, oracle_budget=1)
+    venv.reset(seed=0)
+    a, b = _letters(venv, "AB")
+    eos = venv.eos_token_id
+    venv.step(np.array([a, b, a]))
+    _, rewards, terminated, _, _ = venv.step(np.array([eos, a, a]))  # row 0 ends: "A", the one allowed call
+    assert terminated.tolist() == [True, False, False] and venv.oracle.calls == 1
+    if mode == "Disabled":
+        venv.reset(options={"reset_mask": np.array([True, False, False])})
+    else:
+        venv.step(np.array([a, a, a]))  # row 0 is reset by this step; rows 1 and 2 grow to "BAA", "AAA"
+    before = venv._observation(), venv.finished, venv._lengths.copy()
+    with pytest.raises(OracleBudgetExhausted):
+        venv.step(np.array([a, eos, eos]))  # rows 1 and 2 would end as new sequences: over the budget
+    after = venv._observation(), venv.finished, venv._lengths.copy()
+    np.testing.assert_array_equal(after[0], before[0])  # no token appended
+    np.testing.assert_array_equal(after[1], before[1])
+    np.testing.assert_array_equal(after[2], before[2])
+    with pytest.raises(OracleBudgetExhausted):  # the same step fails the same, clear way (no IndexError)
+        venv.step(np.array([a, eos, eos]))
+    obs, _, terminated, truncated, _ = venv.step(np.array([a, a, a]))  # a step that scores nothing works
+    assert not (terminated | truncated).any()
+    np.testing.assert_array_equal(obs[1:, : before[2][1] + 1] != venv.pad_token_id, True)
+
+
+def test_budget_error_inside_single_env_step_leaves_the_episode_unchanged():
+    env = morbench.make("morbench/Motifs-v0", oracle_budget=0)
+    task = env.unwrapped
+    env.reset(seed=0)
+    a = _letters(task, "A")[0]
+    env.step(a)
+    with pytest.raises(OracleBudgetExhausted):
+        env.step(task.eos_token_id)
+    assert task._length == 1 and not task._done  # the EOS was not appended, the episode is not over
+    obs, *_ = env.step(a)  # the episode continues normally
+    assert obs[:2].tolist() == [a, a]

@@ -66,6 +66,9 @@ class CellTypeOracle(Oracle):
             raise InvalidSequence(problem)
         return sequence.upper()
 
+    def tokenizer_form(self, sequence: str) -> str:
+        return sequence.upper()  # lower-case (soft-masked) bases are accepted: check the upper-case 4-mers
+
     def evaluate(self, keys: list[str], contexts: list[Context | None]) -> OracleEvaluation:
         logits = self.logits(keys)
         properties = {name: logits[:, j] for j, name in enumerate(self.property_names)}
