@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test bench lint format assets-deps clean
+.PHONY: install demo test bench fuzz lint format assets-deps clean
 
 install: $(STAMP)
 
@@ -26,6 +26,10 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m pytest tests/benchmarks --benchmark-enable --benchmark-only -s
+
+# the fuzz suite's long mode: 100,000 generated cases per target (hours); `make test` runs a few dozen each
+fuzz: $(STAMP)
+	MORBENCH_FUZZ_EXAMPLES=100000 $(BIN)/python -m pytest tests/fuzz -p no:cacheprovider -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
