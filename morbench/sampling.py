@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
 
-__all__ = ["Generation", "bos_prompts", "sample"]
+__all__ = ["Generation", "bos_prompts", "new_kv_cache", "sample"]
 
 
 @dataclasses.dataclass
@@ -42,6 +44,20 @@ class Generation:
 def bos_prompts(batch_size: int, bos_token_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The prompt of unconditional tasks: a single BOS token per row."""
     return torch.full((batch_size, 1), bos_token_id, dtype=torch.long), torch.ones(batch_size, 1, dtype=torch.bool)
+
+
+def new_kv_cache(model: torch.nn.Module) -> tuple[str, Any]:
+    """An empty ``DynamicCache`` for ``model`` and the name of the ``forward`` argument that takes it.
+
+    The cache object is filled in place by every forward pass. transformers 5.x names that argument ``cache``
+    where ``past_key_values`` is deprecated (removed in 5.40) and ``past_key_values`` where it is not yet
+    renamed; the signature says which.
+    """
+    from transformers import DynamicCache
+
+    parameters = inspect.signature(model.forward).parameters
+    argument = "cache" if "cache" in parameters else "past_key_values"
+    return argument, DynamicCache(config=model.config)
 
 
 def _top_p_filter(logits: torch.Tensor, top_p: float) -> torch.Tensor:
@@ -89,13 +105,16 @@ def sample(
     finished = torch.zeros(batch, dtype=torch.bool, device=device)
     forbidden = torch.tensor(forbid_token_ids or [], dtype=torch.long, device=device)
 
-    past = None
+    cache_argument, cache = new_kv_cache(model)
     inputs, position_ids = prompt_ids, positions
     for t in range(max_new_tokens):
         out = model(
-            input_ids=inputs, attention_mask=attention, position_ids=position_ids, past_key_values=past, use_cache=True
+            input_ids=inputs,
+            attention_mask=attention,
+            position_ids=position_ids,
+            use_cache=True,
+            **{cache_argument: cache},  # the model appends this step's keys and values to ``cache`` in place
         )
-        past = out.past_key_values
         logits = out.logits[:, -1, :].float() / temperature
         if forbidden.numel():
             logits[:, forbidden] = float("-inf")
