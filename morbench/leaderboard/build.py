@@ -33,9 +33,10 @@ __all__ = ["BuildResult", "build_leaderboard", "default_root", "render_files", "
 
 
 def default_root() -> Path:
-    """The repository's ``leaderboard/`` folder (beside the ``morbench`` package), else ``./leaderboard``."""
-    beside_package = Path(__file__).resolve().parents[2] / "leaderboard"
-    return beside_package if beside_package.is_dir() else Path("leaderboard")
+    """The ``leaderboard/`` folder found from the current directory (:func:`morbench.leaderboard.submit.find_board`)."""
+    from morbench.leaderboard.submit import find_board
+
+    return find_board()
 
 
 @dataclasses.dataclass
@@ -129,14 +130,21 @@ def install_files(files: dict[str, bytes], out: Path) -> None:
         shutil.rmtree(old_site, ignore_errors=True)
 
 
-def build_leaderboard(submissions: str | Path | None = None, out: str | Path | None = None) -> BuildResult:
-    """Validate and score every submission under ``submissions``; render the board into ``out``."""
+def build_leaderboard(
+    submissions: str | Path | None = None, out: str | Path | None = None, progress: bool = False
+) -> BuildResult:
+    """Validate and score every submission under ``submissions``; render the board into ``out``.
+
+    Both default to the board found from the current directory; a missing submissions folder is an error.
+    """
     started = time.perf_counter()
-    root = default_root()
-    submissions = Path(submissions) if submissions is not None else root / "submissions"
-    out = Path(out) if out is not None else root
-    paths = find_submissions(submissions) if submissions.is_dir() else []
-    report = validate_files(paths, root=submissions)
+    if submissions is None or out is None:
+        root = default_root()
+        submissions = submissions if submissions is not None else root / "submissions"
+        out = out if out is not None else root
+    submissions, out = Path(submissions), Path(out)
+    paths = find_submissions(submissions)
+    report = validate_files(paths, root=submissions, progress=progress)
     if not report.ok:
         raise SubmissionError(
             f"{len(report.errors)} submission(s) failed validation; the board was not changed:\n\n"

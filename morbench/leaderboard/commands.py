@@ -6,7 +6,22 @@ import argparse
 import sys
 from pathlib import Path
 
+from morbench.errors import BoardNotFoundError, SubmissionError
+
 __all__ = ["add_leaderboard_parser", "add_submit_parser", "leaderboard_command", "submit_command"]
+
+
+BOARD_HELP = (
+    "the leaderboard folder (holding submissions/; default: leaderboard/ in the current directory or the nearest "
+    "folder above it that has leaderboard/submissions/)"
+)
+
+
+def board_folder(board: str | None) -> Path:
+    """``--board DIR`` as given, else the board found from the current directory (never the package's location)."""
+    from morbench.leaderboard.submit import find_board
+
+    return Path(board) if board is not None else find_board()
 
 
 def add_submit_parser(sub: argparse._SubParsersAction) -> None:
@@ -20,8 +35,9 @@ def add_submit_parser(sub: argparse._SubParsersAction) -> None:
     submit.add_argument("--env", default=None, help="env id, when the directory holds runs of several envs")
     submit.add_argument("--method", default=None, help="method id, when the directory holds several methods")
     submit.add_argument(
-        "--out-dir", default=None, help="submissions folder (default: the repository's leaderboard/submissions)"
+        "--out-dir", default=None, help="submissions folder (default: <board>/submissions, see --board)"
     )
+    submit.add_argument("--board", default=None, help=BOARD_HELP)
     submit.add_argument("--force", action="store_true", help="replace an existing submission of the same name")
 
 
@@ -30,17 +46,20 @@ def add_leaderboard_parser(sub: argparse._SubParsersAction) -> None:
     actions = board.add_subparsers(dest="leaderboard_command", required=True)
     validate = actions.add_parser("validate", help="schema check and re-scoring of submission files")
     validate.add_argument("files", nargs="*", help="submission files (default: every file in --submissions)")
-    validate.add_argument("--submissions", default=None, help="submissions folder (default: leaderboard/submissions)")
+    validate.add_argument("--submissions", default=None, help="submissions folder (default: <board>/submissions)")
+    validate.add_argument("--board", default=None, help=BOARD_HELP)
+    validate.add_argument("--quiet", action="store_true", help="no progress bar")
     build = actions.add_parser("build", help="validate everything and render leaderboard/README.md and site/")
-    build.add_argument("--submissions", default=None, help="submissions folder (default: leaderboard/submissions)")
-    build.add_argument("--out", default=None, help="leaderboard folder to write (default: leaderboard/)")
-
+    build.add_argument("--submissions", default=None, help="submissions folder (default: <board>/submissions)")
+    build.add_argument("--out", default=None, help="leaderboard folder to write (default: <board>)")
+    build.add_argument("--board", default=None, help=BOARD_HELP)
+    build.add_argument("--quiet", action="store_true", help="no progress bar")
 
 def submit_command(args: argparse.Namespace) -> int:
-    from morbench.leaderboard.build import default_root
+    from morbench.leaderboard.names import normalize_name, shown
     from morbench.leaderboard.submit import submit
 
-    out_dir = Path(args.out_dir) if args.out_dir else default_root() / "submissions"
+    out_dir = Path(args.out_dir) if args.out_dir else board_folder(args.board) / "submissions"
     path = submit(
         args.path,
         args.name,
@@ -50,18 +69,42 @@ def submit_command(args: argparse.Namespace) -> int:
         env_id=args.env,
         method=args.method,
         force=args.force,
+        provenance=_read_provenance(args.provenance),
     )
+    if normalize_name(args.name) != args.name:
+        print(f"note: the name was normalised (Unicode NFKC, spaces trimmed) to {shown(normalize_name(args.name))}")
     print(f"submission written: {path} ({path.stat().st_size} bytes); validated by re-scoring every sample")
     return 0
 
 
+def _read_provenance(path: str | None) -> dict | None:
+    import json
+
+    if path is None:
+        return None
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise SubmissionError(f"--provenance {path}: not a readable JSON file ({exc})") from None
+
+
 def _validate(args: argparse.Namespace) -> int:
-    from morbench.leaderboard.build import default_root
+    from morbench.leaderboard.submit import find_board
     from morbench.leaderboard.validate import find_submissions, validate_files
 
-    root = Path(args.submissions) if args.submissions else default_root() / "submissions"
+    if args.submissions:
+        root: Path | None = Path(args.submissions)
+    elif args.board or not args.files:
+        root = board_folder(args.board) / "submissions"
+    else:  # files given: check them from anywhere; their place is checked only inside a board found here
+        try:
+            root = find_board() / "submissions"
+        except BoardNotFoundError:
+            root = None
     paths = [Path(f) for f in args.files] if args.files else find_submissions(root)
-    report = validate_files(paths, root=root)
+    if not paths:
+        raise SubmissionError(f"{root}: no submission files to validate")
+    report = validate_files(paths, root=root, progress=not args.quiet and len(paths) > 1)
     for item in report.valid:
         status = "ranked" if item.ranked else "unranked"
         print(f"ok  {item.source}: {item.env_id}, {item.name!r}, seeds {item.seeds} ({status}), {item.seconds:.1f} s")
@@ -72,10 +115,18 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _build(args: argparse.Namespace) -> int:
-    from morbench.leaderboard.build import build_leaderboard, default_root
+    from morbench.leaderboard.build import build_leaderboard
+    from morbench.leaderboard.validate import find_submissions
 
-    out = Path(args.out) if args.out else default_root()
-    result = build_leaderboard(args.submissions, out)
+    board = board_folder(args.board) if not (args.submissions and args.out) else None
+    submissions = Path(args.submissions) if args.submissions else board / "submissions"
+    out = Path(args.out) if args.out else board
+    if not find_submissions(submissions):
+        raise SubmissionError(
+            f"{submissions}: no submission files found; nothing to build (add submissions with `morbench submit`, "
+            "or pass --board / --submissions)"
+        )
+    result = build_leaderboard(submissions, out, progress=not args.quiet)
     for relative, size in result.files.items():
         print(f"  {out / relative} ({size} bytes)")
     print(f"built the leaderboard from {result.submissions} submission(s) in {result.seconds:.1f} s")

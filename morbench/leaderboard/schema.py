@@ -7,22 +7,24 @@ import gzip
 import io
 import json
 import math
-import re
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from morbench.errors import SubmissionError
+from morbench.leaderboard import names
 
 __all__ = [
     "MAX_FILE_BYTES",
     "MAX_JSON_BYTES",
     "SCHEMA_VERSION",
     "SUBMISSION_SUFFIXES",
+    "check_name",
     "check_schema",
     "dumps_submission",
     "env_stem",
     "load_schema",
+    "name_skeleton",
     "parse_submission",
     "read_submission",
     "submission_slug",
@@ -48,9 +50,18 @@ def env_stem(env_id: str) -> str:
 
 
 def submission_slug(name: str) -> str:
-    """The file stem of a submission name: lower case, ``[a-z0-9._-]`` only (``IterativeRS (ours)`` -> ``iterativers-ours``)."""
-    slug = re.sub(r"[^a-z0-9._-]+", "-", name.casefold()).strip("-.")
-    return slug[:80] or "submission"
+    """The file stem of a submission name (``IterativeRS (ours)`` -> ``iterativers-ours``): see :mod:`.names`."""
+    return names.submission_slug(name)
+
+
+def name_skeleton(name: str) -> str:
+    """The confusable skeleton two names of one env must not share (Unicode TS #39): see :mod:`.names`."""
+    return names.name_skeleton(name)
+
+
+def check_name(name: str, source: str) -> None:
+    """A printable NFKC name without bidi controls or invisible characters, else :class:`SubmissionNameError`."""
+    names.check_name(name, source)
 
 
 def _reject_constant(name: str) -> Any:
@@ -161,6 +172,7 @@ def check_schema(submission: Any, source: str) -> None:
         lines = [f"  at {_json_path(e.absolute_path)}: {_short(e.message)}" for e in errors[:10]]
         more = f"\n  ... and {len(errors) - 10} more" if len(errors) > 10 else ""
         raise SubmissionError(f"{source}: does not match the submission schema:\n" + "\n".join(lines) + more)
+    check_name(submission["name"], source)
     check_sample_items(submission, source)
 
 

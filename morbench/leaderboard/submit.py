@@ -8,11 +8,13 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from morbench.errors import InvalidRunError, SubmissionError
+from morbench.errors import BoardNotFoundError, InvalidRunError, SubmissionError, SubmissionNameError
+from morbench.leaderboard.names import name_clash_message, names_clash, normalize_name, same_name, shown
 from morbench.leaderboard.schema import (
     MAX_FILE_BYTES,
     SCHEMA_VERSION,
     SUBMISSION_SUFFIXES,
+    check_name,
     dumps_submission,
     env_stem,
     parse_submission,
@@ -22,8 +24,9 @@ from morbench.leaderboard.schema import (
 from morbench.leaderboard.validate import TaskCache, find_submissions, validate_submission
 from morbench.runs import RUN_FILE, atomic_write_bytes, find_runs, read_evaluation, read_run
 
-__all__ = ["collect_runs", "make_submission", "submit"]
+__all__ = ["BOARD_DIR", "collect_runs", "find_board", "make_submission", "submit"]
 
+BOARD_DIR = "leaderboard"  # the board's folder name, found from the current directory (see find_board)
 REWARD_DECIMALS = 6  # claimed rewards are rounded to this (well inside the 1e-4 re-scoring tolerance)
 LOGPROB_DECIMALS = 4
 
@@ -157,17 +160,100 @@ def make_submission(
     }
 
 
-def _existing_names(folder: Path) -> dict[str, Path]:
-    """Submission slugs already in an env folder (from the names inside the files)."""
-    names: dict[str, Path] = {}
+def find_board(start: str | Path | None = None) -> Path:
+    """The leaderboard folder, found from ``start`` (default: the current directory) as git finds ``.git``.
+
+    The first of ``start`` and its parents that holds ``leaderboard/submissions/`` gives ``<it>/leaderboard``;
+    a ``leaderboard`` folder with ``submissions/`` on the way up is the board itself (running inside it). Never
+    the installed package's location: a ``pip install -e`` checkout is not where another project's board lives.
+    """
+    here = Path(start if start is not None else Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if folder.name == BOARD_DIR and (folder / "submissions").is_dir():
+            return folder
+        if (folder / BOARD_DIR / "submissions").is_dir():
+            return folder / BOARD_DIR
+    raise BoardNotFoundError(
+        f"no leaderboard found: neither {here} nor any folder above it holds {BOARD_DIR}/submissions/; run this in a "
+        "clone of the morbench repository (or of your own board), or pass --board DIR (the folder holding "
+        "submissions/)"
+    )
+
+
+def _stem(path: Path) -> str:
+    return next((path.name[: -len(s)] for s in SUBMISSION_SUFFIXES if path.name.endswith(s)), path.name)
+
+
+def _existing_entries(folder: Path) -> list[tuple[Path, str | None]]:
+    """Every file in an env folder with the name inside it (None where the file cannot be read as a submission)."""
     if not folder.is_dir():
-        return names
+        return []
+    entries: list[tuple[Path, str | None]] = []
     for path in find_submissions(folder):
         try:
-            names[submission_slug(str(read_submission(path).get("name", "")))] = path
+            name = read_submission(path).get("name")
         except SubmissionError:
+            name = None
+        entries.append((path, name if isinstance(name, str) else None))
+    return entries
+
+
+def _check_out_dir(out_dir: Path) -> None:
+    """The submissions folder is a folder (or can be created as one): checked before any run is read."""
+    for folder in (out_dir, *out_dir.parents):
+        if folder.is_dir():
+            return
+        if folder.exists() or folder.is_symlink():
+            what = "is a file" if folder.is_file() else "is not a directory"
+            raise SubmissionError(
+                f"{out_dir}: cannot write submissions there: {folder} {what}; pass a folder (--out-dir DIR or "
+                "--board DIR)"
+            )
+
+
+def _check_target(folder: Path, target: Path, name: str, env_id: str, force: bool) -> list[Path]:
+    """Refuse to write unless the path is free, or ``force`` and what is there is the same submission.
+
+    Returns the files the new one replaces. Anything at the target path (readable or not) needs ``force``; a
+    readable file whose name is the same (up to case) or has the same slug needs ``force``; a file whose name
+    merely looks the same (:func:`~morbench.leaderboard.names.names_clash`) is refused even with ``force``.
+    """
+    if folder.exists() and not folder.is_dir():
+        raise SubmissionError(f"{folder}: exists and is not a directory; remove it or pass another --out-dir")
+    replaced: list[Path] = []
+    if target.exists() or target.is_symlink():
+        if target.is_dir():
+            raise SubmissionError(f"{target}: a directory is in the way of the submission file; remove it")
+        if not force:
+            present = dict(_existing_entries(folder)).get(target)
+            what = (
+                f"a submission named {shown(present)}" if present is not None else "a file (not a readable submission)"
+            )
+            raise SubmissionError(
+                f"{target}: {what} already exists at this submission's path (for {env_id}); pass --force to replace it"
+            )
+        replaced.append(target)
+    slug = submission_slug(name)
+    for path, other in _existing_entries(folder):
+        if path == target:
             continue
-    return names
+        if other is None:  # unreadable: its file name is all there is to compare
+            if _stem(path) != slug:
+                continue
+            other_same = True
+        elif not names_clash(name, other):
+            continue
+        else:
+            other_same = same_name(name, other) or submission_slug(other) == slug
+        if not other_same:
+            raise SubmissionNameError(name_clash_message(name, "--name", other, str(path), env_id))
+        if not force:
+            raise SubmissionError(
+                f"{path}: a submission named {shown(other) if other is not None else repr(slug)} already exists for "
+                f"{env_id}; pass --force to replace it"
+            )
+        replaced.append(path)
+    return replaced
 
 
 def submit(
@@ -179,19 +265,28 @@ def submit(
     env_id: str | None = None,
     method: str | None = None,
     force: bool = False,
+    provenance: dict[str, Any] | None = None,
 ) -> Path:
-    """Build, validate (schema and re-scoring) and atomically write ``<out_dir>/<env-stem>/<slug>.json.gz``."""
+    """Build, validate (schema and re-scoring) and atomically write ``<out_dir>/<env-stem>/<slug>.json.gz``.
+
+    The name (NFKC-normalised, see :mod:`morbench.leaderboard.names`) and every output path are checked before
+    the runs are read and re-scored; the file is written with mode 0644.
+    """
+    name = normalize_name(name)
+    check_name(name, "--name")
+    out_dir = Path(out_dir)
+    _check_out_dir(out_dir)
     run_dirs = collect_runs(path, env_id, method)
-    submission = make_submission(run_dirs, name, description, code_url)
-    data = dumps_submission(submission)
-    folder = Path(out_dir) / env_stem(submission["env"]["id"])
+    group_env = _run_group(run_dirs[0])[0]
+    folder = out_dir / env_stem(group_env)
     target = folder / f"{submission_slug(name)}{SUBMISSION_SUFFIXES[0]}"
-    clash = _existing_names(folder).get(submission_slug(name))
-    if clash is not None and not force:
+    _check_target(folder, target, name, group_env, force)  # before the expensive part
+    submission = make_submission(run_dirs, name, description, code_url, provenance)
+    if submission["env"]["id"] != group_env:
         raise SubmissionError(
-            f"{clash}: a submission named {name!r} already exists for {submission['env']['id']}; "
-            "pass --force to replace it"
+            f"{run_dirs[0]}: run.json names env {group_env} but the evaluation says {submission['env']['id']}"
         )
+    data = dumps_submission(submission)
     if len(data) > MAX_FILE_BYTES:
         raise SubmissionError(
             f"{target}: the submission would be {len(data)} bytes, over the limit of {MAX_FILE_BYTES}; "
@@ -199,7 +294,9 @@ def submit(
         )
     # validate exactly the bytes that will be written
     validate_submission(parse_submission(data, str(target), gzipped=True), str(target), TaskCache())
+    replaced = _check_target(folder, target, name, group_env, force)  # again: the folder may have changed meanwhile
     atomic_write_bytes(target, data)
-    if clash is not None and clash != target:
-        clash.unlink()  # the same name stored as plain .json before
+    for old in replaced:
+        if old != target:
+            old.unlink()  # the same name stored under another file name (plain .json) before
     return target

@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -392,13 +391,22 @@ def check_location(path: Path, submission: dict[str, Any], root: Path | None) ->
         )
 
 
-def validate_files(paths: Iterable[str | Path], root: str | Path | None = None) -> ValidationReport:
-    """Validate files one by one (collecting every error), then reject duplicate names within an env."""
+def validate_files(
+    paths: Iterable[str | Path], root: str | Path | None = None, progress: bool = False
+) -> ValidationReport:
+    """Validate files one by one (collecting every error), then reject duplicate names within an env.
+
+    ``progress``: a progress bar on stderr (one step per file).
+    """
+    from tqdm.auto import tqdm
+
     tasks = TaskCache()
     valid: list[ValidatedSubmission] = []
     errors: list[str] = []
     root_path = Path(root) if root is not None else None
-    for path in sorted(Path(p) for p in paths):
+    bar = tqdm(sorted(Path(p) for p in paths), desc="validate", unit="file", disable=not progress)
+    for path in bar:
+        bar.set_postfix_str(path.name, refresh=False)
         started = time.perf_counter()
         try:
             submission = read_submission(path)
@@ -414,21 +422,19 @@ def validate_files(paths: Iterable[str | Path], root: str | Path | None = None) 
 
 
 def reject_duplicates(results: Sequence[ValidatedSubmission]) -> tuple[list[ValidatedSubmission], list[str]]:
-    """Names are unique per env (compared case-insensitively, and by file slug): every clashing file is rejected."""
-    groups: dict[tuple[str, str], list[ValidatedSubmission]] = defaultdict(list)
-    for result in results:
-        groups[(result.env_id, submission_slug(result.name))].append(result)
+    """Names are unique per env and must not look alike (:func:`morbench.leaderboard.names.names_clash`: confusable
+    skeletons, case-insensitively, and file slugs): every clashing file is rejected, with a message naming both."""
+    from morbench.leaderboard.names import name_clash_message, names_clash
+
     keep, errors = [], []
     for result in results:
-        clash = groups[(result.env_id, submission_slug(result.name))]
-        if len(clash) == 1:
+        clash = [
+            r for r in results if r is not result and r.env_id == result.env_id and names_clash(result.name, r.name)
+        ]
+        if not clash:
             keep.append(result)
             continue
-        others = ", ".join(r.source for r in clash if r is not result)
-        errors.append(
-            f"{result.source}: duplicate submission name {_clip(result.name, 80)!r} for {result.env_id} "
-            f"(also in {others}); names must be unique per env"
-        )
+        errors.append(name_clash_message(result.name, result.source, clash[0].name, clash[0].source, result.env_id))
     return keep, errors
 
 
