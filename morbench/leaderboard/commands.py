@@ -55,6 +55,7 @@ def add_leaderboard_parser(sub: argparse._SubParsersAction) -> None:
     build.add_argument("--board", default=None, help=BOARD_HELP)
     build.add_argument("--quiet", action="store_true", help="no progress bar")
 
+
 def submit_command(args: argparse.Namespace) -> int:
     from morbench.leaderboard.names import normalize_name, shown
     from morbench.leaderboard.submit import submit
