@@ -70,23 +70,11 @@ def submit_command(args: argparse.Namespace) -> int:
         env_id=args.env,
         method=args.method,
         force=args.force,
-        provenance=_read_provenance(args.provenance),
     )
     if normalize_name(args.name) != args.name:
         print(f"note: the name was normalised (Unicode NFKC, spaces trimmed) to {shown(normalize_name(args.name))}")
     print(f"submission written: {path} ({path.stat().st_size} bytes); validated by re-scoring every sample")
     return 0
-
-
-def _read_provenance(path: str | None) -> dict | None:
-    import json
-
-    if path is None:
-        return None
-    try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise SubmissionError(f"--provenance {path}: not a readable JSON file ({exc})") from None
 
 
 def _validate(args: argparse.Namespace) -> int:

@@ -265,7 +265,6 @@ def submit(
     env_id: str | None = None,
     method: str | None = None,
     force: bool = False,
-    provenance: dict[str, Any] | None = None,
 ) -> Path:
     """Build, validate (schema and re-scoring) and atomically write ``<out_dir>/<env-stem>/<slug>.json.gz``.
 
@@ -281,7 +280,7 @@ def submit(
     folder = out_dir / env_stem(group_env)
     target = folder / f"{submission_slug(name)}{SUBMISSION_SUFFIXES[0]}"
     _check_target(folder, target, name, group_env, force)  # before the expensive part
-    submission = make_submission(run_dirs, name, description, code_url, provenance)
+    submission = make_submission(run_dirs, name, description, code_url)
     if submission["env"]["id"] != group_env:
         raise SubmissionError(
             f"{run_dirs[0]}: run.json names env {group_env} but the evaluation says {submission['env']['id']}"
