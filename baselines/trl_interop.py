@@ -3,7 +3,8 @@
 ``GRPOTrainer(model, reward_funcs=reward_functions(env), args=GRPOConfig(reward_weights=w, ...))`` trains on a
 morbench task with TRL: TRL logs ``rewards/<objective>/mean`` per objective and combines them with
 ``reward_weights`` (MORLHF-style scalarization). The K functions share one oracle call per batch of completions.
-For prompt-conditioned tasks, give the dataset a ``context`` column holding each row's context key.
+For prompt-conditioned tasks (Summarize), ``prompt_dataset(env, split="train")`` is the training dataset: the
+task's exact prompts in TRL's format with the ``context`` column that the reward functions read.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["reward_functions"]
+from morbench.errors import ConfigError
+
+__all__ = ["prompt_dataset", "reward_functions"]
 
 
 def _text(completion: Any) -> str:
@@ -52,3 +55,35 @@ def reward_functions(env: Any) -> list[Callable[..., list[float]]]:
         reward.__doc__ = f"morbench objective {name!r} of {task.spec.id if task.spec else type(task).__name__}"
         functions.append(reward)
     return functions
+
+
+def prompt_dataset(env: Any, split: str | None = None, as_dataset: bool = True) -> Any:
+    """The prompts of a prompt-conditioned task as a TRL dataset: one row per context of ``split``.
+
+    Columns: ``prompt``, the exact text the env's policy is conditioned on (the task's chat template and
+    instruction applied, the document truncated to ``max_prompt_length`` as the env does), and ``context``, the
+    context key that :func:`reward_functions` uses to score each completion against its document.
+    ``split`` (e.g. ``"train"``, ``"test"``) makes the same env id with that split; ``None`` keeps ``env``'s own.
+    Returns a ``datasets.Dataset``, or a list of dicts when ``as_dataset=False`` or ``datasets`` is missing.
+    """
+    task = env.unwrapped
+    if task.contexts is None:
+        name = task.spec.id if task.spec is not None else type(task).__name__
+        raise ConfigError(f"{name} is not prompt-conditioned: it has no prompts (its policy starts from BOS)")
+    if split is not None and split != getattr(task, "split", split):
+        from morbench.registry import make
+
+        if task.spec is None:
+            raise ConfigError("split= needs an env made from a registered id (morbench.make); pass split=None")
+        task = make(task.spec.id, **{**task.spec.kwargs, "split": split}).unwrapped
+    rows = [
+        {"prompt": task.tokenizer.decode(list(c.prompt_ids), skip_special_tokens=False), "context": c.key}
+        for c in task.contexts
+    ]
+    if not as_dataset:
+        return rows
+    try:
+        from datasets import Dataset
+    except ImportError:
+        return rows
+    return Dataset.from_list(rows)

@@ -56,3 +56,36 @@ def test_grpo_trainer_runs_a_few_steps(tmp_path):
     logged = {k for entry in trainer.state.log_history for k in entry}
     assert {"rewards/motif_1/mean", "rewards/motif_2/mean"} <= logged
     assert task.oracle.requests > 0
+
+
+def test_prompt_dataset_holds_the_envs_exact_prompts_and_their_context_keys():
+    from morbench.baselines.trl_interop import prompt_dataset
+
+    env = morbench.make("morbench/Summarize-tiny-v0")
+    task = env.unwrapped
+    dataset = prompt_dataset(env)
+    assert isinstance(dataset, datasets.Dataset) and dataset.column_names == ["prompt", "context"]
+    assert dataset["context"] == [c.key for c in task.contexts]
+    for row, context in zip(dataset.select(range(3)), task.contexts[:3], strict=True):
+        assert "Summarize this research paper abstract" in row["prompt"]
+        # TRL tokenizes the prompt text without adding special tokens: the policy sees the env's own prompt ids
+        assert task.tokenizer(row["prompt"], add_special_tokens=False)["input_ids"] == list(context.prompt_ids)
+
+    test_rows = prompt_dataset(env, split="test", as_dataset=False)
+    assert isinstance(test_rows, list) and len(test_rows) == 100
+    assert not {r["context"] for r in test_rows} & set(dataset["context"])  # other documents
+
+    # the rows feed reward_functions directly: TRL passes the extra "context" column as a keyword argument
+    funcs = reward_functions(env)
+    rows = dataset.select(range(2))
+    summary = "We rank candidate answers by correlating dependency relation paths."
+    values = funcs[0](prompts=rows["prompt"], completions=[summary, summary], context=rows["context"])
+    assert len(values) == 2 and all(0.0 <= v <= 1.0 for v in values) and values[0] != values[1]
+
+
+def test_prompt_dataset_refuses_unconditional_tasks():
+    from morbench.baselines.trl_interop import prompt_dataset
+    from morbench.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="not prompt-conditioned"):
+        prompt_dataset(morbench.make("morbench/Motifs-2obj-v0"))
