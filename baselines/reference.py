@@ -8,7 +8,8 @@ With a budget, ``n`` comes from the measured per-sample cost: a pilot batch of p
 budget) gives the mean tokens and oracle calls per candidate; the candidates the rest of the budget pays for
 (keeping a reserve of one worst-case candidate round) are spread evenly: every evaluation sample gets ``n`` and
 the first ``extra`` samples of every preference get ``n + 1``, identically at every preference. Candidates are drawn
-in rounds (one per sample); a round runs only if its worst case still fits, so the budget is never exceeded.
+in rounds (one per sample; consecutive rounds share one sampling call); a round runs only if its worst case still
+fits, so the budget is never exceeded.
 """
 
 from __future__ import annotations
@@ -66,20 +67,31 @@ class BestOfNPolicy(LMPolicy):
         counts[: self.extra] += 1
         best: list[str | None] = [None] * len(contexts)
         best_utility = np.full(len(contexts), -np.inf)
-        for round_index in range(int(counts.max())):
-            members = np.flatnonzero(counts > round_index)
-            worst = {"sampled_tokens": len(members) * self.task.max_length, "oracle_calls": len(members)}
-            if not self.run.fits(worst, self.limit):  # never past the budget: the remaining rounds are dropped
-                self.outputs["rounds_dropped"] = self.outputs.get("rounds_dropped", 0) + 1
-                continue
+        rounds, first = int(counts.max()), 0
+        while first < rounds:
+            # as many of the next rounds at once as their worst case allows (one sampling call for all of them)
+            chosen_rounds, worst = [], {"sampled_tokens": 0, "oracle_calls": 0}
+            for round_index in range(first, rounds):
+                members = np.flatnonzero(counts > round_index)
+                more = {"sampled_tokens": len(members) * self.task.max_length, "oracle_calls": len(members)}
+                total = {name: worst[name] + more[name] for name in worst}
+                if not self.run.fits(total, self.limit):
+                    break
+                chosen_rounds.append(members)
+                worst = total
+            if not chosen_rounds:  # never past the budget: the remaining rounds are dropped
+                self.outputs["rounds_dropped"] = self.outputs.get("rounds_dropped", 0) + rounds - first
+                break
+            members = np.concatenate(chosen_rounds)
             chosen = [contexts[i] for i in members]
-            sequences, tokens = _sample_prior(self, chosen, seed * 1009 + round_index)
+            sequences, tokens = _sample_prior(self, chosen, seed * 1009 + first)
             rewards = self.task.score(sequences, chosen).rewards  # the run's (training) oracle
             self.run.ledger["sampled_tokens"] += tokens
             utility = rewards @ preference
             for j, i in enumerate(members):
                 if best[i] is None or utility[j] > best_utility[i]:
                     best[i], best_utility[i] = sequences[j], utility[j]
+            first += len(chosen_rounds)
         # best-of-N's compute is spent here, at evaluation time: count it as the method's wall time
         self.run.ledger["wall_seconds"] += time.perf_counter() - started
         missing = [i for i, s in enumerate(best) if s is None]

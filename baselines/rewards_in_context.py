@@ -12,8 +12,8 @@
    samples (multi-objective rejection sampling), add them to the data and continue fine-tuning.
 3. **Inference.** A preference ``w`` maps to RiC's ``linf`` target: objectives with ``w_k >= 1/K`` get the top
    level ``L-1``, the others ``round(K * w_k * (L-1))``; the target is then moved to the nearest level
-   combination that occurs in the training data (L1 distance over levels; ties: higher ``w . levels``, then the
-   smaller combination), so the model is never asked for a combination it has never seen.
+   combination that occurs in the training data (Euclidean distance over levels; ties: higher ``w . levels``, then
+   the smaller combination), so the model is never asked for a combination it has never seen.
 
 Budget (schedule that fills it): sampling goes in batches of ``batch_size``, each run only if its worst case
 (``batch_size * max_length`` tokens, ``batch_size`` calls) fits. The offline stage may spend ``offline_fraction``
@@ -88,9 +88,10 @@ def preference_to_levels(preference: np.ndarray, levels: int) -> np.ndarray:
 
 
 def nearest_supported(target: np.ndarray, preference: np.ndarray, support: np.ndarray) -> np.ndarray:
-    """The level combination of ``support`` (rows) nearest to ``target`` (L1 over levels); ties go to the higher
-    ``preference . levels``, then to the first row (``support`` is sorted)."""
-    distance = np.abs(support - target[None, :]).sum(axis=1)
+    """The level combination of ``support`` (rows) nearest to ``target`` (Euclidean over levels: the balanced
+    combination wins over lopsided ones at equal L1 distance); ties go to the higher ``preference . levels``, then
+    to the first row (``support`` is sorted)."""
+    distance = ((support - target[None, :]) ** 2).sum(axis=1)
     candidates = np.flatnonzero(distance == distance.min())
     utility = support[candidates] @ np.asarray(preference, dtype=np.float64)
     return support[candidates[int(np.argmax(utility))]]
@@ -399,7 +400,7 @@ def train(run: RunContext, config: RewardsInContextConfig):
         "levels": config.levels,
         "level_edges": quantizer.edges.tolist(),
         "mapping": "linf target, moved to the nearest level combination of the training data "
-        "(L1 over levels; ties: higher w . levels)",
+        "(Euclidean over levels; ties: higher w . levels)",
         "support": policy.support.tolist(),
         "reward_token_id": "base_vocab_size + objective_index * levels + level",
         "offline_generated": int(state["offline_generated"]),

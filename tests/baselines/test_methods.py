@@ -129,8 +129,11 @@ def test_budget_caps_training_and_experts_share_it(tmp_path):
         eval_samples=16,
         progress=False,
     ).parent
-    compute = json.loads((run_dir / "run.json").read_text())["compute"]
-    assert compute["ppo_iterations"] == 6 and compute["oracle_calls"] <= budget.oracle_calls
+    record = json.loads((run_dir / "run.json").read_text())
+    compute, per_expert = record["compute"], record["outputs"]["iterations_per_expert"]
+    # charged the calls it made (repeats and invalid samples are free), so at least the worst-case count runs
+    assert compute["oracle_calls"] <= budget.oracle_calls and min(per_expert.values()) >= 3
+    assert sum(per_expert.values()) == compute["ppo_iterations"] < 50
     with pytest.raises(ConfigError, match="does not cover one PPO iteration"):
         run_method(
             "rewarded_soups",
