@@ -57,9 +57,10 @@ def add_leaderboard_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def submit_command(args: argparse.Namespace) -> int:
-    from morbench.leaderboard.names import normalize_name, shown
+    from morbench.leaderboard.names import check_name, normalize_name, shown
     from morbench.leaderboard.submit import submit
 
+    check_name(normalize_name(args.name), "--name")  # a bad name is reported before anything else
     out_dir = Path(args.out_dir) if args.out_dir else board_folder(args.board) / "submissions"
     path = submit(
         args.path,

@@ -108,3 +108,12 @@ def test_progress_bars_and_quiet(board_dir: Path, capsys: pytest.CaptureFixture[
     assert main(["leaderboard", "validate", "--board", str(board), "--quiet"]) == 0
     captured = capsys.readouterr()
     assert "3 valid, 0 rejected" in captured.out and "3/3" not in captured.err
+
+
+def test_a_bad_name_is_reported_first(
+    run_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)  # no board either: the name is what the user must fix first
+    assert main(["submit", str(run_root), "--name", "\u202eseiruaM"]) == 2
+    err = capsys.readouterr().err
+    assert "U+202E RIGHT-TO-LEFT OVERRIDE" in err and "no leaderboard found" not in err
