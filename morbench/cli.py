@@ -122,9 +122,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_score(args: argparse.Namespace) -> int:
-    from morbench.scoring import score_directory
+    from morbench.scoring import format_table, score_directory
 
     payload = score_directory(args.run_dir, out=args.out, plots=not args.no_plots)
+    print(format_table(payload))
     out = args.out or args.run_dir
     print(f"scored {len(payload['runs'])} run(s): {out}/metrics.json, {out}/report.md")
     return 0
@@ -145,6 +146,7 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
         ray_address=args.ray_address,
         progress=not args.quiet,
         plots=not args.no_plots,
+        convention=args.compute_convention,
     )
     print((Path(args.out) / "results.md").read_text())
     for failure in payload["failed"]:
@@ -212,6 +214,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--executor", choices=("local", "ray"), default="local")
     bench.add_argument("--workers", type=positive_int, default=None, help="local processes (default: min(2, cores))")
     bench.add_argument("--ray-address", default=None, help="address of a running Ray cluster (default: local)")
+    bench.add_argument(
+        "--compute-convention",
+        choices=("total", "per_expert"),
+        default=None,
+        help="budget sharing: 'total' (every method the same total) or 'per_expert' (each expert the whole budget)",
+    )
     bench.add_argument("--no-plots", action="store_true")
     bench.add_argument("--quiet", action="store_true")
 

@@ -2,7 +2,9 @@
 
 import gzip
 import json
+import re
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -36,7 +38,7 @@ def test_score_run_metrics_are_consistent_with_the_raw_samples(prior_run):
     assert result["kl_to_prior"] == pytest.approx(0.0, abs=1e-4)  # the prior against itself
     assert 0 <= result["hypervolume"] <= result["true_front_hypervolume"]
     assert result["igd"] > 0 and result["maximum_utility_loss"] > 0
-    assert result["cardinality"] == len(result["front"])
+    assert result["cardinality_plugin"] == len(result["front"]) >= result["cardinality"] >= 1
     assert {"compute", "hardware"} <= set(result)
 
 
@@ -167,3 +169,106 @@ def test_every_suite_job_has_a_registered_env_and_a_valid_config(suite, tmp_path
     for job in jobs:
         assert job.env_id in morbench.list_envs()
         build_config(job.method, job.overrides)  # raises ConfigError on an unknown or invalid field
+
+
+# -- canonical uniqueness, repeated seeds, mixed sample counts, the terminal table, report safety ---------------
+def test_uniqueness_counts_canonical_molecules_once():
+    from morbench.scoring import canonical_uniqueness
+
+    task = morbench.make("morbench/QM9-v0").unwrapped
+    # "CCO" and "OCC" are both ethanol; the invalid sample is not counted
+    assert canonical_uniqueness(task, ["CCO", "OCC", "CCN", "C1CC"], [True, True, True, False]) == pytest.approx(2 / 3)
+    assert canonical_uniqueness(task, ["CCO"], [False]) == 0.0
+    motifs = morbench.make(ENV).unwrapped  # a task whose canonical form is the string itself
+    assert canonical_uniqueness(motifs, ["AB", "AB", "BA"], [True, True, True]) == pytest.approx(2 / 3)
+
+
+def test_a_repeated_seed_is_refused(prior_run, tmp_path):
+    shutil.copytree(prior_run, tmp_path / "runs" / "a")
+    shutil.copytree(prior_run, tmp_path / "runs" / "b")  # the same seed-0 run twice: std 0.000 before
+    with pytest.raises(InvalidRunError, match=r"seed 0 appears 2 times.*runs/a.*runs/b"):
+        score_directory(tmp_path / "runs", plots=False)
+
+
+def _variant(result, **changes):
+    return {**result, **changes}
+
+
+def test_mixed_sample_counts_are_flagged_and_intervals_are_student_t(prior_run):
+    from morbench import metrics
+    from morbench.scoring import aggregate, format_table, table_warnings
+
+    base = score_run(prior_run)
+    runs = [
+        _variant(base, seed=0),
+        _variant(base, seed=1, samples_per_preference=16, hypervolume=base["hypervolume"] + 0.01),
+        _variant(base, method="other", seed=0, samples_per_preference=64),
+    ]
+    summary = aggregate(runs)
+    entry = summary[f"{ENV}::prior"]
+    assert entry["samples_per_preference"] == [16, 32] and "mixed samples per preference" in entry["warnings"][0]
+    values = [base["hypervolume"], base["hypervolume"] + 0.01]
+    assert entry["hypervolume"]["ci95"] == pytest.approx(list(metrics.t_interval(values)))
+    warnings = table_warnings(summary)
+    assert any("different samples per preference" in w and "other: 64" in w for w in warnings)
+    table = format_table({"summary": summary})
+    assert "hypervolume ±95%" in table and "WARNINGS" in table and "served utility" in table
+    lines = table.splitlines()
+    assert lines[0] == ENV and lines[1].split()[:3] == ["method", "seeds", "n/pref"]
+    prior_row = next(line for line in lines if line.startswith("prior "))
+    assert "16/32" in prior_row and f"{np.mean(values):.3f} ± " in prior_row
+
+
+def test_score_command_prints_the_table(prior_run, tmp_path, capsys):
+    from morbench.cli import main
+
+    shutil.copytree(prior_run, tmp_path / "runs" / "prior")
+    assert main(["score", str(tmp_path / "runs"), "--no-plots"]) == 0
+    out = capsys.readouterr().out
+    assert "hypervolume ±95%" in out and "\nprior " in out and "metrics.json" in out
+
+
+def test_new_keys_of_a_scored_run(prior_run):
+    result = score_run(prior_run)
+    for key in ("hypervolume_plugin", "served_utility", "expected_utility_plugin", "cardinality_plugin"):
+        assert key in result
+    assert result["samples_per_preference"] == 32
+    assert result["cardinality"] <= result["cardinality_plugin"]
+    assert "maximum_utility_loss_plugin" in result  # Motifs knows its true front
+
+
+def test_report_escapes_method_names_and_ships_the_definitions(prior_run, tmp_path):
+    from morbench.scoring import METRIC_DEFINITIONS, aggregate, report_markdown
+
+    name = "<script>alert(1)</script>\n## owned | col"
+    results = [_variant(score_run(prior_run), method=name)]
+    report = report_markdown(aggregate(results), results, [], tmp_path)
+    assert "<script>" not in report and "&lt;script&gt;" in report
+    assert not any(line.startswith("## owned") for line in report.splitlines())
+    table_row = next(line for line in report.splitlines() if "alert" in line)
+    assert table_row.count(" | ") == table_row.replace("\\|", "").count(" | ")  # the name's "|" is escaped
+    # a pip install has no docs/ folder: the definitions are in the report itself, docs/metrics.md has them all
+    assert "## Metric definitions" in report and "(docs/metrics.md)" not in report
+    docs = (Path(__file__).parents[1] / "docs" / "metrics.md").read_text()
+    for key in {k for k in re.findall(r"`([a-z_0-9]+)`", METRIC_DEFINITIONS) if len(k) > 3}:
+        assert f"`{key}`" in docs, key
+
+
+def test_judge_gap_relative_to_the_prior(tmp_path):
+    from morbench.scoring import add_judge_gap_vs_prior, prior_judge_gap
+
+    env_id = "morbench/QM9-v0"
+    run_dir = tmp_path / "prior"
+    run_method("prior", env_id, run_dir, seed=0, eval_samples=8, progress=False)
+    prior = score_run(run_dir, domain=False)
+    task = morbench.make(env_id).unwrapped
+    # the scorer's own prior sample reproduces the prior run's uniform-preference samples exactly
+    assert prior_judge_gap(task, 0, 8) == pytest.approx(prior["judge_gap"], abs=1e-6)  # stored rewards: 6 decimals
+    other = _variant(prior, method="tuned", judge_gap=prior["judge_gap"] + 0.05)
+    results = [prior, other]
+    add_judge_gap_vs_prior(results)
+    assert prior["judge_gap_vs_prior"] == 0.0
+    assert other["judge_gap_vs_prior"] == pytest.approx(0.05) and "prior run" in other["prior_judge_gap_source"]
+    alone = _variant(other)
+    add_judge_gap_vs_prior([alone])  # no prior run in the set: the scorer samples the prior
+    assert alone["judge_gap_vs_prior"] == pytest.approx(0.05) and "sampled" in alone["prior_judge_gap_source"]
