@@ -366,13 +366,29 @@ def identity_difference(recorded: Any, expected: dict[str, Any]) -> str:
     """A readable list of the fields in which a recorded identity differs from the expected one."""
     if not isinstance(recorded, dict) or not isinstance(recorded.get("fields"), dict):
         return "it records no run identity (written by an older morbench or edited)"
-    old, new = recorded["fields"], expected["fields"]
+    old, new = _flatten(recorded["fields"]), _flatten(expected["fields"])
+    missing = object()
     changed = [
-        f"{key}: {json.dumps(old.get(key), sort_keys=True)[:120]} -> {json.dumps(new.get(key), sort_keys=True)[:120]}"
+        f"{key}: {_short(old.get(key, missing))} -> {_short(new.get(key, missing))}"
         for key in sorted(set(old) | set(new))
-        if old.get(key) != new.get(key)
+        if old.get(key, missing) != new.get(key, missing)
     ]
     return "; ".join(changed) if changed else f"identity hash {recorded.get('hash')} != {expected['hash']}"
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    """``{"config": {"ppo": {"kl_coef": 0.05}}}`` -> ``{"config.ppo.kl_coef": 0.05}`` (non-empty dicts only)."""
+    if isinstance(value, dict) and value:
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            out.update(_flatten(item, f"{prefix}{key}."))
+        return out
+    return {prefix[:-1]: value}
+
+
+def _short(value: Any) -> str:
+    text = "(absent)" if not isinstance(value, (dict, list, str, int, float, bool, type(None))) else json.dumps(value)
+    return text if len(text) <= 60 else text[:60] + "..."
 
 
 class RunLock:
