@@ -45,8 +45,15 @@ def _row(values: Any) -> str:
     return "[" + ", ".join(f"{float(v):.6g}" for v in values) + "]"
 
 
+_TASKS: dict[str, Any] = {}  # one task per (id, kwargs) per process: making QM9 or CNS costs seconds
+
+
 def task_for_record(env_record: Any, source: str, error: type[MorbenchError] = InvalidRunError) -> Any:
-    """The task an evaluation record names (``{"id", "version", "kwargs"}``), made here, at the same version."""
+    """The task an evaluation record names (``{"id", "version", "kwargs"}``), made here, at the same version.
+
+    Tasks are cached per process (their oracle caches make re-reading a file cheap); an ``oracle_budget`` kwarg
+    is dropped, since a budget never changes a reward and re-scoring must not spend one.
+    """
     from morbench.registry import make
 
     if not isinstance(env_record, dict) or not isinstance(env_record.get("id"), str):
@@ -54,11 +61,18 @@ def task_for_record(env_record: Any, source: str, error: type[MorbenchError] = I
     kwargs = env_record.get("kwargs") or {}
     if not isinstance(kwargs, dict):
         raise error(f"{source}: env.kwargs must be an object, got {kwargs!r}")
+    kwargs = {key: value for key, value in kwargs.items() if key != "oracle_budget"}
     try:
-        task = make(env_record["id"], **kwargs).unwrapped
+        key = json.dumps([env_record["id"], kwargs], sort_keys=True)
+    except (TypeError, ValueError):
+        raise error(f"{source}: env.kwargs are not plain JSON values") from None
+    try:
+        if key not in _TASKS:
+            _TASKS[key] = make(env_record["id"], **kwargs).unwrapped
+        task = _TASKS[key]
     except MorbenchError as exc:
         raise error(f"{source}: the record's env {env_record['id']!r} cannot be made here: {exc}") from None
-    except TypeError as exc:
+    except (TypeError, ValueError) as exc:
         raise error(f"{source}: env.kwargs {_clip(json.dumps(kwargs), 200)} are not accepted ({exc})") from None
     version = task.spec.version if task.spec is not None else None
     if env_record.get("version") != version:
