@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -202,6 +203,7 @@ def _check_out_dir(out_dir: Path) -> None:
     """The submissions folder is a folder (or can be created as one): checked before any run is read."""
     for folder in (out_dir, *out_dir.parents):
         if folder.is_dir():
+            _check_writable(folder, out_dir)
             return
         if folder.exists() or folder.is_symlink():
             what = "is a file" if folder.is_file() else "is not a directory"
@@ -209,6 +211,14 @@ def _check_out_dir(out_dir: Path) -> None:
                 f"{out_dir}: cannot write submissions there: {folder} {what}; pass a folder (--out-dir DIR or "
                 "--board DIR)"
             )
+
+
+def _check_writable(folder: Path, out_dir: Path) -> None:
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise SubmissionError(
+            f"{out_dir}: cannot write submissions there: {folder} is not writable by this user; fix its permissions "
+            "or pass another folder (--out-dir DIR or --board DIR)"
+        )
 
 
 def _check_target(folder: Path, target: Path, name: str, env_id: str, force: bool) -> list[Path]:
@@ -220,6 +230,8 @@ def _check_target(folder: Path, target: Path, name: str, env_id: str, force: boo
     """
     if folder.exists() and not folder.is_dir():
         raise SubmissionError(f"{folder}: exists and is not a directory; remove it or pass another --out-dir")
+    if folder.is_dir():
+        _check_writable(folder, folder.parent)
     replaced: list[Path] = []
     if target.exists() or target.is_symlink():
         if target.is_dir():

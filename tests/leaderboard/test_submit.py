@@ -209,3 +209,14 @@ def test_submission_file_is_world_readable(run_root: Path, tmp_path: Path) -> No
     finally:
         os.umask(old)
     assert stat.S_IMODE(path.stat().st_mode) == 0o644
+
+
+def test_unwritable_out_dir_fails_before_rescoring(
+    run_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import morbench.leaderboard.submit as submit_module
+
+    _no_rescoring(monkeypatch)
+    monkeypatch.setattr(submit_module.os, "access", lambda path, mode: False)  # as a non-owner sees it
+    with pytest.raises(SubmissionError, match=r"is not writable by this user"):
+        submit(run_root, "Mine", tmp_path / "new" / "submissions")
