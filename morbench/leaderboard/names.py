@@ -10,8 +10,9 @@ and a name must not contain characters that change how it (or the text around it
   rejected;
 - two names of one env are duplicates when their *skeletons* are equal: the confusable skeleton of Unicode
   Technical Standard #39 (section 4), computed from the confusables data that the ``confusable-homoglyphs``
-  package ships (Unicode's ``confusables.txt``), applied before and after case folding, so case differences and
-  look-alike characters (Cyrillic ``а`` for Latin ``a``, ``rn`` for ``m``, ``0`` for ``O``) both collide.
+  package ships (Unicode's ``confusables.txt``), compared after case folding and also case-sensitively, so case
+  differences and look-alike characters (Cyrillic ``а`` for Latin ``a``, ``rn`` for ``m``, ``0`` for ``O``,
+  capital ``I`` for small ``l``) all collide; two names with the same file slug collide too.
 """
 
 from __future__ import annotations
