@@ -26,9 +26,9 @@ python -m morbench --version
 morbench list
 morbench doctor --no-verify || true  # reports what the text task lacks in this venv (exit 1), fixes included
 python -c "import gymnasium, morbench; gymnasium.make('morbench/QM9-v0')"
-morbench train prior --env morbench/QM9-v0 --seed 0 --out runs/prior-qm9/seed0 --eval-samples 16 --quiet
+morbench train prior --env morbench/QM9-v0 --seed 0 --out runs/prior-qm9/seed0 --eval-samples 128 --quiet  # the fewest samples a submission accepts
 morbench score runs/prior-qm9/seed0 --no-plots
 morbench submit runs/prior-qm9/seed0 --name "ci-prior-check" --out-dir board/submissions
-morbench leaderboard validate board/submissions/*.json
+morbench leaderboard validate board/submissions/*/*.json.gz  # submit writes <env-stem>/<slug>.json.gz
 set +x
 echo "pip-install-check: ok"
