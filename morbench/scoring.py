@@ -505,11 +505,12 @@ def table_csv(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]#|~])")
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*\[\]|~])")  # emphasis, code, links, table cells, strike
 
 
 def escape_markdown(text: Any) -> str:
-    """Text safe inside a Markdown table cell: HTML escaped, Markdown punctuation backslashed, one line."""
+    """Text safe inside a Markdown table cell: one line (so no heading or list can start), HTML escaped (no tag),
+    and the characters that open emphasis, code, links, strikethrough or a new cell backslashed."""
     one_line = " ".join(str(text).split())
     return _MARKDOWN_SPECIAL.sub(r"\\\1", html.escape(one_line, quote=False))
 
