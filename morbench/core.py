@@ -505,6 +505,9 @@ class TokenEnv(gym.Env):
     ) -> None:
         if max_length < 1:
             raise ConfigError(f"max_length must be >= 1, got {max_length}")
+        from morbench.registry import check_vectorizer  # Gymnasium's scalar-reward vectorizers: a clear error
+
+        check_vectorizer()
         if render_mode not in (None, "ansi"):
             raise ConfigError(f"render_mode {render_mode!r} is not supported; use None or 'ansi'")
         self.tokenizer = tokenizer

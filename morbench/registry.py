@@ -4,17 +4,28 @@ from __future__ import annotations
 
 import difflib
 import json
+import sys
 from typing import Any
 
 import gymnasium as gym
 from gymnasium import error as gym_error
 from gymnasium.envs.registration import EnvSpec
 
-from morbench.errors import UnknownEnvError
+from morbench.errors import ConfigError, UnknownEnvError
 
 NAMESPACE = "morbench"
 
-__all__ = ["NAMESPACE", "list_envs", "make", "make_vec", "register_envs", "register_task", "spec", "spec_to_dict"]
+__all__ = [
+    "NAMESPACE",
+    "check_vectorizer",
+    "list_envs",
+    "make",
+    "make_vec",
+    "register_envs",
+    "register_task",
+    "spec",
+    "spec_to_dict",
+]
 
 
 def register_task(name: str, version: int, entry_point: str, vector_entry_point: str, **kwargs: Any) -> str:
@@ -61,6 +72,32 @@ def make_vec(env_id: str, num_envs: int = 1, **kwargs: Any):
     """
     env_spec = spec(env_id)
     return gym.make_vec(env_spec, num_envs=num_envs, vectorization_mode="vector_entry_point", **kwargs)
+
+
+def check_vectorizer() -> None:
+    """Refuse to be built by Gymnasium's ``"sync"``/``"async"`` vectorizers without a wrapper (called by every env).
+
+    Those vectorizers keep one float reward per sub-environment, so a reward vector fails deep inside their
+    ``step`` ("setting an array element with a sequence"). ``gymnasium.make_vec`` builds each sub-environment in
+    its nested ``create_single_env``; found on the call stack with no ``wrappers`` given, this raises an error
+    naming the routes that work. With wrappers (e.g. a scalarizing ``LinearReward``) nothing is checked.
+    """
+    frame = sys._getframe(1)
+    while frame is not None:
+        code = frame.f_code
+        if code.co_name == "create_single_env" and frame.f_globals.get("__name__") == "gymnasium.envs.registration":
+            if frame.f_locals.get("wrappers"):
+                return
+            name = getattr(frame.f_locals.get("env_spec"), "id", "morbench/<Task>-v<N>")
+            raise ConfigError(
+                f"gymnasium.make_vec({name!r}, vectorization_mode='sync' or 'async') cannot hold morbench's reward "
+                "vectors: Gymnasium's sync/async vectorizers store one float reward per env. Use the native vector "
+                f"env, morbench.make_vec({name!r}, num_envs=N) (also gymnasium.make_vec's default mode), or "
+                "mo_gymnasium.wrappers.vector.MOSyncVectorEnv, or scalarize each env: gymnasium.make_vec(..., "
+                "wrappers=[functools.partial(mo_gymnasium.wrappers.LinearReward, weight=w)]); for stable-baselines3 "
+                "use morbench.sb3.SB3VecEnv(morbench.make_vec(...), weights=w)"
+            )
+        frame = frame.f_back
 
 
 def spec_to_dict(env_or_spec: gym.Env | EnvSpec | Any) -> dict[str, Any]:

@@ -74,6 +74,25 @@ def test_gymnasium_mo_gymnasium_make_vec_and_sb3_after_a_bare_import():
     ]
 
 
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_gymnasium_scalar_vectorizers_without_a_wrapper_name_the_routes_that_work(mode):
+    """Gymnasium's sync/async vectorizers keep one float per env: a reward vector used to fail inside their step
+    with numpy's "setting an array element with a sequence"; now creating one says what to use instead."""
+    import gymnasium as gym
+
+    with pytest.raises(ConfigError, match=r"one float reward per env.*morbench.make_vec\('morbench/Motifs-2obj-v0'"):
+        gym.make_vec("morbench/Motifs-2obj-v0", num_envs=2, vectorization_mode=mode)
+
+
+def test_mo_gymnasium_vector_env_keeps_reward_vectors():
+    mo_gym = pytest.importorskip("mo_gymnasium")
+
+    venv = mo_gym.wrappers.vector.MOSyncVectorEnv([lambda: mo_gym.make("morbench/Motifs-2obj-v0")] * 3)
+    venv.reset(seed=0)
+    _, rewards, *_ = venv.step(venv.action_space.sample())
+    assert rewards.shape == (3, 2)
+
+
 # -- the SB3 adapter over the native vector env ----------------------------------------------------------------
 def test_sb3_vec_env_scalarizes_keeps_the_vector_and_resets_in_the_same_step():
     pytest.importorskip("stable_baselines3")
