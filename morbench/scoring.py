@@ -70,7 +70,7 @@ samples drawn at preference `w`; `u`: the uniform preference; the grid has `P` p
   and B; each half's per-preference means are shrunk toward their grand mean (positive-part James-Stein); a
   point `z` of objective space is assigned by half A to `i*(z) = argmax_i min_k (a_ik - z_k)` and counts when
   half B's mean of that point dominates it: `vol{z >= ref : b_i*(z) >= z}`. Averaged over both directions and
-  16 seeded halvings (Halton integration, 4,096 points). A policy that ignores the preference scores its pooled
+  32 seeded halvings (Halton integration, 4,096 points). A policy that ignores the preference scores its pooled
   point's hypervolume; a genuine front keeps its volume.
 - `hypervolume_plugin`: exact hypervolume of the `p_w` (biased upward by sampling noise; not for ranking).
 - `served_utility`: `mean_w w . p_w` (each preference served by its own samples; no maximum, no noise bias).
@@ -408,8 +408,13 @@ def table_warnings(summary: dict[str, Any]) -> list[str]:
     return lines
 
 
-def score_directory(root: str | Path, out: str | Path | None = None, plots: bool = True) -> dict[str, Any]:
+def score_directory(
+    root: str | Path, out: str | Path | None = None, plots: bool = True, sample_prior: bool = True
+) -> dict[str, Any]:
     """Score every run under ``root``; write metrics.json, results.csv/.md, report.md and plots to ``out``.
+
+    ``sample_prior``: where a run has a judge gap but no prior run of its env and seed is among the runs, sample
+    the prior to get the prior's judge gap (:func:`prior_judge_gap`); without it ``judge_gap_vs_prior`` is omitted.
 
     The returned payload has ``runs`` (one result per run), ``summary`` (per env and method, over seeds) and
     ``warnings`` (mixed sample counts); :func:`format_table` renders it for a terminal.
@@ -420,7 +425,7 @@ def score_directory(root: str | Path, out: str | Path | None = None, plots: bool
     if not run_dirs:
         raise InvalidRunError(f"{root}: no run directories (no run.json) found")
     results = [score_run(d) for d in run_dirs]
-    add_judge_gap_vs_prior(results)
+    add_judge_gap_vs_prior(results, sample_prior=sample_prior)
     summary = aggregate(results)
     payload = {"runs": results, "summary": summary, "warnings": table_warnings(summary)}
     atomic_write_json(out / "metrics.json", _jsonable(payload))

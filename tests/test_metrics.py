@@ -183,7 +183,7 @@ def test_crossfit_hypervolume_on_real_preference_blind_morlhf_rewards():
         pooled = _pooled_hypervolume(rewards, ref)
         errors.append(metrics.crossfit_hypervolume(rewards, ref) / pooled - 1)
         plugin.append(metrics.hypervolume([r.mean(axis=0) for r in rewards], ref) / pooled - 1)
-    assert abs(np.mean(errors)) < 0.02 and max(abs(e) for e in errors) < 0.05
+    assert max(abs(e) for e in errors) < 0.02  # +0.6%, -0.4%, -1.4%
     assert min(plugin) > 0.15  # +21% to +26% before
 
 
