@@ -17,6 +17,7 @@ import concurrent.futures as futures
 import dataclasses
 import multiprocessing
 import os
+import sys
 import time
 import traceback
 from collections.abc import Sequence
@@ -324,12 +325,14 @@ def _run_local(jobs: list[Job], workers: int, progress: bool) -> list[dict[str, 
         results.append(outcome)
         bar.update(1)
         if progress:
-            bar.write(_finished_line(outcome, len(results), len(jobs)))
+            bar.write(_finished_line(outcome, len(results), len(jobs)), file=sys.stderr)
 
     if workers <= 1:
         for job in jobs:
             bar.set_postfix_str(_in_flight([job.name]))
-            finished(run_job(job))
+            outcome = run_job(job)
+            bar.set_postfix_str("")
+            finished(outcome)
     else:
         context = multiprocessing.get_context("spawn")
         with futures.ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
@@ -362,7 +365,7 @@ def _run_ray(jobs: list[Job], address: str | None, progress: bool) -> list[dict[
             results.append(ray.get(done[0]))
             bar.update(1)
             if progress:
-                bar.write(_finished_line(results[-1], len(results), len(jobs)))
+                bar.write(_finished_line(results[-1], len(results), len(jobs)), file=sys.stderr)
         bar.close()
         return results
     finally:

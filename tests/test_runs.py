@@ -194,3 +194,23 @@ def test_the_lock_refuses_a_file_as_run_directory(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(InvalidRunError, match="existing file"), RunLock(tmp_path / "file"):
         pass
+
+
+def test_benchmark_refuses_to_reuse_runs_of_other_settings_and_reports_each_run(tmp_path, monkeypatch, capsys):
+    import dataclasses
+
+    from morbench.benchmark import SUITES, run_benchmark
+    from morbench.errors import ConfigError
+
+    payload = run_benchmark("smoke", tmp_path, methods=["prior"], workers=1, threads=1, progress=True, plots=False)
+    assert not payload["failed"]
+    err = capsys.readouterr().err
+    assert "[1/1] ok" in err and f"{ENV} prior seed=0" in err and " s" in err  # a line per finished run
+    recorded = read_run(next(tmp_path.glob("runs/*/prior/seed_0")))["identity"]["fields"]
+    assert recorded["eval_samples"] == SUITES["smoke"][0].eval_samples and recorded["method"] == "prior"
+    before = (tmp_path / "benchmark.json").read_bytes()
+    n = SUITES["smoke"][0].eval_samples
+    monkeypatch.setitem(SUITES, "smoke", [dataclasses.replace(SUITES["smoke"][0], eval_samples=n + 1)])
+    with pytest.raises(ConfigError, match=rf"(?s)made with other settings.*eval_samples: {n} -> {n + 1}"):
+        run_benchmark("smoke", tmp_path, methods=["prior"], workers=1, threads=1, progress=False, plots=False)
+    assert (tmp_path / "benchmark.json").read_bytes() == before  # refused before any work
