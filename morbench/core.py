@@ -192,7 +192,7 @@ class InputCheck:
             if position is not None:
                 start, end = offsets[position]
                 token = self.tokenizer.convert_ids_to_tokens(int(ids[position]))
-                if token == getattr(self.tokenizer, "unk_token", None):
+                if text[start:end] != token:  # the unknown token stands for text the vocabulary cannot spell
                     reasons.append(f"{text[start:end]!r} at character {start} is not in {self.task}'s vocabulary")
                 else:
                     reasons.append(

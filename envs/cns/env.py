@@ -44,9 +44,11 @@ class CNSOracle(Oracle):
     default one per core; ``workers=0`` works in this process without timeouts); the BBB classifier then
     scores the whole batch in one forward pass here. Strings already seen are looked up without RDKit, and
     canonical molecules already scored come from the base class's cache, so re-scoring costs no oracle call.
-    A molecule whose RDKit work does not finish within the timeouts is invalid with a reason, as is any
-    string that is not one valid molecule. ``molecule_function`` replaces the per-molecule work (a test hook,
-    e.g. :class:`~morbench.envs.cns.featurize.SimulatedHang`).
+    Any string that is not one valid molecule is invalid with a reason. Verdicts never depend on wall-clock
+    time: the pool's deadlines only find stuck workers, whose molecules are then scored alone and waited for
+    (see :mod:`~morbench.envs.cns.pool`); the env's input bounds keep each molecule's work under a second.
+    ``molecule_function`` replaces the per-molecule work (a test hook, e.g.
+    :class:`~morbench.envs.cns.featurize.SimulatedHang`).
     """
 
     objective_names = ("qed", "sa", "bbb")
@@ -62,6 +64,7 @@ class CNSOracle(Oracle):
         chunk_timeout: float = 60.0,
         molecule_timeout: float = 10.0,
         startup_timeout: float = 60.0,
+        hang_timeout: float = 300.0,
         molecule_function: MoleculeFunction = process_smiles,
     ) -> None:
         super().__init__(budget=budget)
@@ -75,6 +78,7 @@ class CNSOracle(Oracle):
             "chunk_timeout": chunk_timeout,
             "molecule_timeout": molecule_timeout,
             "startup_timeout": startup_timeout,
+            "hang_timeout": hang_timeout,
             "function": molecule_function,
         }
         RDKitPool(self.spec, **self.worker_settings)  # validate the settings now (starts nothing)
@@ -97,13 +101,16 @@ class CNSOracle(Oracle):
 
     # -- scoring ------------------------------------------------------------------------------------------
     def __call__(self, sequences: Sequence[str], contexts: Sequence[Context | None] | None = None) -> ScoreResult:
-        fresh = list(dict.fromkeys(s for s in sequences if isinstance(s, str) and s not in self._canonical))
-        if fresh:
-            self._prepare(fresh)
         try:
             return super().__call__(sequences, contexts)
         finally:
             self._pending.clear()
+
+    def prepare(self, sequences: list[str]) -> None:
+        """Parse the batch's new, screened strings in the pool before the base class canonicalizes them."""
+        fresh = list(dict.fromkeys(s for s in sequences if s not in self._canonical))
+        if fresh:
+            self._prepare(fresh)
 
     def _prepare(self, strings: list[str]) -> None:
         """Parse, canonicalize and featurize new strings in the pool (one round trip for the whole batch)."""
@@ -117,7 +124,10 @@ class CNSOracle(Oracle):
 
     def canonicalize(self, sequence: str, context: Context | None = None) -> str:
         known = self._canonical.get(sequence)
-        if known is None:  # not prepared by __call__: canonicalize here
+        if known is None:  # not prepared by __call__ (e.g. canonical_forms): screen, then canonicalize here
+            reason = self.screen([sequence])[0]
+            if reason is not None:
+                raise InvalidSequence(reason)
             canonical, reason, _ = canonicalize_smiles(sequence)
             known = self._canonical[sequence] = (canonical, reason)
         canonical, reason = known
@@ -197,8 +207,8 @@ class CNSEnv(TokenEnv):
     * ``bbb`` in [0, 1]: P(BBB+) of an MLP over ECFP4 (2048 bits) and 12 RDKit descriptors (TPSA, weight, HBD,
       HBA, logP, ...), trained on B3DB's measured BBB+/BBB- labels.
 
-    Invalid strings (empty, unparsable, several fragments, wildcard atoms, a special token inside the sequence,
-    or RDKit work that times out) get 0 in every objective, ``valid=False`` and a ``reason``.
+    Invalid strings (empty, unparsable, several fragments, wildcard atoms, a special or unknown token inside
+    the sequence, or over the input bounds) get 0 in every objective, ``valid=False`` and a ``reason``.
 
     ## Episode End
     Terminates when ``[EOS]`` is chosen; truncates after ``max_length`` tokens (the truncated string is scored).
@@ -206,8 +216,9 @@ class CNSEnv(TokenEnv):
     ## Arguments
     ``max_length`` (100; at most 111: the prior's 128 positions less ``[BOS]`` and 16 kept for conditioning
     tokens such as Rewards-in-Context's), ``workers`` (None: one oracle process per core;
-    0: score in this process, without timeouts), ``chunk_timeout`` (60 s) and ``molecule_timeout`` (10 s) for
-    RDKit work that hangs, ``oracle_budget`` (None), ``preference_divisions`` (3: the simplex lattice of
+    0: score in this process, without deadlines), ``chunk_timeout`` (60 s) and ``molecule_timeout`` (10 s):
+    deadlines after which stuck pool work is re-run alone (they never make a molecule invalid),
+    ``oracle_budget`` (None), ``preference_divisions`` (3: the simplex lattice of
     preferences), ``assets_dir`` (None: the shipped assets). ``close()`` stops the oracle's worker processes.
 
     ## Provenance & licenses

@@ -1,9 +1,13 @@
-"""A lazy process pool for the CNS oracle's RDKit work, with timeouts that cut off molecules that hang.
+"""A lazy process pool for the CNS oracle's RDKit work; deadlines find stuck workers but never decide a verdict.
 
 Workers are started from a ``forkserver`` (never forked from a process that has torch loaded); each imports
 RDKit and loads the SA fragment table once. Strings are scored in chunks; a chunk that misses its deadline gets
-the pool killed, and its strings are re-scored one at a time with a per-molecule timeout, so that only the
-molecule that hangs is lost (it becomes a :class:`~morbench.envs.cns.featurize.MoleculeRecord` with an error).
+the pool killed, and its strings are re-scored one at a time with a per-molecule deadline. A molecule that misses
+that too is scored alone in a process of its own, waited for as long as it takes (up to ``hang_timeout``): its
+record is then what RDKit computed, or "RDKit crashed" if that process died, both deterministic. Wall-clock time
+never turns a molecule invalid, so a loaded machine cannot change (or cache) a verdict; the task's input bounds
+keep every molecule's work under a second. Only a molecule still running after ``hang_timeout`` (an RDKit
+hang) raises :class:`~morbench.errors.OracleTimeoutError`, and nothing is recorded for it.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import weakref
 from collections.abc import Callable, Sequence
 
 from morbench.envs.cns.featurize import FeatureSpec, MoleculeRecord, _load_sascorer, process_smiles
+from morbench.errors import OracleTimeoutError
 
 __all__ = ["MoleculeFunction", "RDKitPool", "default_workers"]
 
@@ -72,8 +77,15 @@ def default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _timeout_record(smiles: str, seconds: float) -> MoleculeRecord:
-    return MoleculeRecord(None, f"scoring SMILES {smiles!r} did not finish within {seconds:g} s (RDKit hang or crash)")
+def _score_alone(connection, function: MoleculeFunction, spec: FeatureSpec, smiles: str) -> None:
+    """Target of the process that scores one molecule on its own: send its record back, then exit."""
+    _init_worker(function, spec)
+    try:
+        record = function(smiles, spec)
+    except Exception as exc:
+        record = MoleculeRecord(None, f"oracle worker failed: {type(exc).__name__}: {exc}")
+    connection.send(record)
+    connection.close()
 
 
 class RDKitPool:
@@ -81,8 +93,11 @@ class RDKitPool:
 
     The pool starts on first use and is reused; :meth:`close` stops it (it is also stopped when the object is
     garbage collected). ``startup_timeout`` bounds the seconds a new pool may take to start, ``chunk_timeout``
-    the seconds one chunk may take, ``molecule_timeout`` the seconds one molecule may take when a timed-out chunk is
-    re-scored one molecule at a time. In-process scoring (``workers=0``) has no timeout.
+    the seconds one chunk may take, ``molecule_timeout`` the seconds one molecule may take when a late chunk is
+    re-scored one molecule at a time. These deadlines only find stuck work: a molecule that misses them is scored
+    alone in a new process, for up to ``hang_timeout`` seconds, and gets the record that process computes (or a
+    "crashed" record if it dies); past ``hang_timeout`` :class:`OracleTimeoutError` is raised. In-process
+    scoring (``workers=0``) has no deadline.
     """
 
     def __init__(
@@ -95,14 +110,16 @@ class RDKitPool:
         chunk_timeout: float = 60.0,
         molecule_timeout: float = 10.0,
         startup_timeout: float = 60.0,
+        hang_timeout: float = 300.0,
         start_method: str = "forkserver",
     ) -> None:
         if workers is not None and workers < 0:
             raise ValueError(f"workers must be >= 0 (0 scores in this process), got {workers}")
-        if chunk_size < 1 or chunk_timeout <= 0 or molecule_timeout <= 0 or startup_timeout < 0:
+        if chunk_size < 1 or min(chunk_timeout, molecule_timeout, hang_timeout) <= 0 or startup_timeout < 0:
             raise ValueError(
                 "chunk_size must be >= 1 and the timeouts > 0; got "
-                f"chunk_size={chunk_size}, chunk_timeout={chunk_timeout}, molecule_timeout={molecule_timeout}"
+                f"chunk_size={chunk_size}, chunk_timeout={chunk_timeout}, molecule_timeout={molecule_timeout}, "
+                f"hang_timeout={hang_timeout}"
             )
         self.spec = spec
         self.workers = default_workers() if workers is None else int(workers)
@@ -111,6 +128,7 @@ class RDKitPool:
         self.chunk_timeout = float(chunk_timeout)
         self.molecule_timeout = float(molecule_timeout)
         self.startup_timeout = float(startup_timeout)
+        self.hang_timeout = float(hang_timeout)
         self.start_method = start_method
         self.restarts = 0  # pools killed because something timed out
         self._processes = None  # the multiprocessing.Pool, started lazily
@@ -136,7 +154,7 @@ class RDKitPool:
                 self._processes.apply_async(_ready).get(timeout=self.startup_timeout)
             except multiprocessing.TimeoutError:
                 self._kill()
-                raise RuntimeError(
+                raise OracleTimeoutError(
                     f"the oracle's worker processes did not start within {self.startup_timeout:g} s; "
                     "raise startup_timeout or use workers=0"
                 ) from None
@@ -185,15 +203,50 @@ class RDKitPool:
         return records  # type: ignore[return-value]
 
     def _isolate(self, smiles: list[str], indices: list[int], records: list[MoleculeRecord | None]) -> None:
-        """Re-score ``indices`` one molecule at a time; a molecule that misses its deadline is recorded as lost."""
+        """Re-score ``indices`` one molecule at a time; a molecule that misses its deadline is scored alone."""
         queue = [[i] for i in indices]
         while queue:
             late = self._run(smiles, queue, records, self.molecule_timeout)
             if not late:
                 break
             culprit = late[0][0]
-            records[culprit] = _timeout_record(smiles[culprit], self.molecule_timeout)
+            records[culprit] = self.score_alone(smiles[culprit])
             queue = late[1:]
+
+    def score_alone(self, smiles: str) -> MoleculeRecord:
+        """Score one string in a process of its own and wait for it (up to ``hang_timeout`` seconds).
+
+        The record is what the function computed, or an RDKit-crash record if the process died: both depend on
+        the string only. A process still running after ``hang_timeout`` is killed and
+        :class:`OracleTimeoutError` raised, so no verdict is recorded for the string.
+        """
+        context = multiprocessing.get_context(self.start_method)
+        receiver, sender = context.Pipe(duplex=False)
+        process = context.Process(target=_score_alone, args=(sender, self.function, self.spec, smiles), daemon=True)
+        with _main_module_hidden():
+            process.start()
+        sender.close()
+        try:
+            if not receiver.poll(self.hang_timeout):
+                process.kill()
+                raise OracleTimeoutError(
+                    f"scoring SMILES {smiles[:200]!r} did not finish within {self.hang_timeout:g} s even alone in its "
+                    "own process (the task's input bounds keep a molecule under a second: this is an RDKit hang); "
+                    "no verdict was recorded. Report the SMILES, or raise hang_timeout"
+                )
+            try:
+                return receiver.recv()
+            except EOFError:  # the process died without answering
+                process.join()
+                return MoleculeRecord(
+                    None, f"RDKit crashed on SMILES {smiles[:200]!r} (its process exited with code {process.exitcode})"
+                )
+        finally:
+            receiver.close()
+            process.join(timeout=5)
+            if process.is_alive():
+                process.kill()
+                process.join()
 
     def _run(
         self, smiles: list[str], chunks: list[list[int]], records: list[MoleculeRecord | None], timeout: float

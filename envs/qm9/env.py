@@ -178,7 +178,9 @@ class QM9Env(TokenEnv):
         """``novelty``: fraction of unique valid molecules not in the training split; ``internal_diversity``:
         1 - mean pairwise ECFP4 Tanimoto of the unique valid molecules. Neither spends oracle calls."""
         unique = set()
-        for sequence in sequences:
+        for sequence, reason in zip(sequences, self.oracle.screen(sequences), strict=True):
+            if reason is not None:  # over the input bounds or not spelled in the vocabulary: never parsed
+                continue
             try:
                 unique.add(canonical_qm9_smiles(sequence))
             except InvalidSequence:
