@@ -107,3 +107,44 @@ def test_checkpoint_round_trip_and_atomicity(tmp_path):
     assert load_checkpoint(tmp_path / "checkpoint") is not None
     tensors = {}
     assert unpack(pack({"k": torch.zeros(1)}, tensors), tensors)["k"].shape == (1,)
+
+
+def test_build_config_checks_every_value_against_its_field_type():
+    from morbench.baselines import build_config
+    from morbench.errors import ConfigError
+
+    config = build_config("iterative_rs", {"iterations": 3, "ppo.learning_rate": 1, "merge_weights": [1, 2]})
+    assert config.iterations == 3 and config.ppo.learning_rate == 1.0 and isinstance(config.ppo.learning_rate, float)
+    assert (
+        config.merge_weights == [1.0, 2.0]
+        and build_config("iterative_rs", {"merge_weights": None}).merge_weights is None
+    )
+    bad = {
+        "iterations": 1.5,
+        "merge_every": True,
+        "merge_weights": ["a"],
+        "objectives_per_round": "2",
+        "ppo": 5,
+        "ppo.batch_size": 16.0,
+        "ppo.kl_coef": float("inf"),
+        "ppo.whiten_advantages": 1,
+    }
+    for key, value in bad.items():
+        with pytest.raises(ConfigError, match=f"{key.replace('.', '[.]')}"):
+            build_config("iterative_rs", {key: value})
+    with pytest.raises(ConfigError, match="set both as a whole"):
+        build_config("iterative_rs", {"ppo": 5, "ppo.batch_size": 8})
+
+
+def test_damaged_checkpoints_raise_checkpoint_error_naming_the_file(tmp_path):
+    from morbench.errors import CheckpointError
+
+    save_checkpoint(tmp_path / "checkpoint", {"w": torch.ones(4), "n": 743})
+    state_file = tmp_path / "checkpoint" / "state.json"
+    state_file.write_text(state_file.read_text().replace("743", "9743"))
+    with pytest.raises(CheckpointError, match=r"state\.json: SHA-256 .* Delete .*checkpoint to start the run over"):
+        load_checkpoint(tmp_path / "checkpoint")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(CheckpointError, match="is not a directory"):
+        load_checkpoint(tmp_path / "file")
+    assert load_checkpoint(tmp_path / "absent") is None
