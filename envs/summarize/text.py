@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import importlib.util
 import math
 import re
+
+from morbench.errors import MissingDependencyError
 
 __all__ = [
     "TextStats",
@@ -18,6 +21,7 @@ __all__ = [
     "count_syllables",
     "flesch_reading_ease",
     "normalize_whitespace",
+    "require_pyphen",
     "split_sentences",
     "text_stats",
     "words",
@@ -54,6 +58,15 @@ def split_sentences(text: str) -> list[str]:
                 merged.append(piece.strip())
         pieces.extend(merged)
     return [p for p in pieces if words(p)]
+
+
+def require_pyphen() -> None:
+    """Summarize envs call this when made: without ``pyphen`` every readability score would fail at scoring."""
+    if importlib.util.find_spec("pyphen") is None:
+        raise MissingDependencyError(
+            'the summarize task counts syllables with `pyphen`, which is not installed; run `pip install "morbench[text]"`'
+            " (or `pip install pyphen`)"
+        )
 
 
 @functools.lru_cache(maxsize=1)
