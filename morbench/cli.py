@@ -175,7 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    sub.add_parser("list", help="list registered environment ids")
+    listing = sub.add_parser("list", help="list registered environment ids")
 
     check = sub.add_parser("check", help="run morbench.utils.check_env on environments")
     check.add_argument("env", nargs="*", help="env ids (default: all registered)")
@@ -232,6 +232,9 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("family", choices=ASSET_FAMILIES)
     build.add_argument("extra", nargs=argparse.REMAINDER, help="options passed to the family's builder")
 
+    for command in (listing, check, train, bench, score):  # `morbench train ... --debug` works too
+        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+
     from morbench.leaderboard.commands import add_leaderboard_parser, add_submit_parser
 
     add_submit_parser(sub)
@@ -256,7 +259,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         if args.debug:
             raise
-        print("morbench: interrupted; `train ... --resume` (or the same `benchmark` command) continues", file=sys.stderr)
+        print(
+            "morbench: interrupted; `train ... --resume` (or the same `benchmark` command) continues", file=sys.stderr
+        )
         return 130
 
 

@@ -298,6 +298,11 @@ def validate_evaluation(evaluation: Any, source: str) -> None:
         sequences = entry.get("sequences")
         if not isinstance(sequences, list) or not sequences or not all(isinstance(s, str) for s in sequences):
             fail(f"{where}.sequences must be a non-empty list of strings")
+        for i, sequence in enumerate(sequences):
+            try:
+                sequence.encode("utf-8")
+            except UnicodeEncodeError as exc:  # a lone surrogate ("\ud800" in the JSON) is no text a policy wrote
+                fail(f"{where}.sequences[{i}] is not valid Unicode text ({exc.reason} at character {exc.start})")
         n = len(sequences)
         for field, width in (("rewards", k), ("judge_rewards", k)):
             rows = entry.get(field)

@@ -80,6 +80,8 @@ def test_unknown_env_id_is_a_one_line_error_and_debug_shows_the_traceback(tmp_pa
     assert "did you mean 'morbench/QM9-v0'" in error and not (tmp_path / "run").exists()
     with pytest.raises(cli.MorbenchError):
         cli.main(["--debug", *argv])
+    with pytest.raises(cli.MorbenchError):
+        cli.main([*argv, "--debug"])
 
 
 def test_benchmark_writes_to_results_of_its_suite_by_default(tmp_path, monkeypatch, capsys):

@@ -105,6 +105,7 @@ def _mark_invalid_as_valid(evaluation):
         (lambda e: e["preferences"][1].__setitem__("weights", e["preferences"][0]["weights"]), "appears twice"),
         (lambda e: e["preferences"][0].__setitem__("logprobs", ["-1.0"] * 8), "logprobs must hold numbers"),
         (lambda e: e.pop("env"), "missing key 'env'"),
+        (lambda e: e["preferences"][0]["sequences"].__setitem__(0, "A\ud800"), "is not valid Unicode text"),
     ],
 )
 def test_evaluation_files_are_checked_against_the_task_and_rescored(prior_run, tmp_path, edit, message):
