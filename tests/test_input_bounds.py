@@ -57,8 +57,9 @@ def _both(task, sequences, contexts=None):
         ("cns", "CCO[PAD]", "special token '[PAD]'"),
         ("cns", ATTACK, "19,997 characters; CNSEnv accepts at most 600"),
         ("cns", "C" * 1_000_000, "1,000,000 characters"),
-        ("enhancer", "ACGT" * 49 + "[EOS]", "special token '[EOS]' at character 196"),
-        ("enhancer", "ACGT" * 52, "208 characters; EnhancerEnv accepts at most 204"),
+        # Enhancer's own rule (exactly 200 letters from ACGT) already implied its input check; it gives the reason
+        ("enhancer", "ACGT" * 48 + "[EOS]ACG", "characters ['E', 'O', 'S', '[', ']'] are not DNA bases"),
+        ("enhancer", "ACGT" * 250_000, "sequence is 1000000 bp; designs must be exactly 200 bp"),
         ("motifs", "AB[BOS]", "special token '[BOS]'"),
         ("motifs", "A" * 9, "9 characters; MotifsEnv accepts at most 8"),
     ],

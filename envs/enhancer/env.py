@@ -69,6 +69,15 @@ class CellTypeOracle(Oracle):
     def tokenizer_form(self, sequence: str) -> str:
         return sequence.upper()  # lower-case (soft-masked) bases are accepted: check the upper-case 4-mers
 
+    def screen(self, sequences: Sequence[Any]) -> list[str | None]:
+        """The input check, with this task's own rule as the reason: every text the check rejects (special or
+        unknown tokens, over 204 characters) also breaks "exactly 200 letters from ACGT", which says more."""
+        reasons = super().screen(sequences)
+        return [
+            (sequence_problem(s) or reason) if reason is not None and isinstance(s, str) else reason
+            for s, reason in zip(sequences, reasons, strict=True)
+        ]
+
     def evaluate(self, keys: list[str], contexts: list[Context | None]) -> OracleEvaluation:
         logits = self.logits(keys)
         properties = {name: logits[:, j] for j, name in enumerate(self.property_names)}
