@@ -129,11 +129,12 @@ SUITES: dict[str, list[SuiteEntry]] = {
             overrides=_MOTIFS,
         ),
     ],
-    # make demo: 30 runs (6 methods x 5 seeds), about 60 actual PPO iterations per PPO run
-    "quick": [_ppo_task("morbench/QM9-v0", 30, 128)],
+    # make demo: 30 runs (6 methods x 5 seeds), about 60 actual PPO iterations per PPO run; evaluated at the
+    # protocol's sample count (1,024 per preference), the only count the leaderboard ranks
+    "quick": [_ppo_task("morbench/QM9-v0", 30, 1024)],
     # the quick scale on the other real tasks (their leaderboard rows): about 77 (CNS) and 48 (Enhancer) actual
     # PPO iterations per PPO run
-    "small": [_ppo_task("morbench/CNS-v0", 30, 128), _ppo_task("morbench/Enhancer-v0", 48, 128)],
+    "small": [_ppo_task("morbench/CNS-v0", 30, 1024), _ppo_task("morbench/Enhancer-v0", 48, 1024)],
     "standard": [  # hours on 2 CPU cores; every method of an env gets the same sampled-token budget
         SuiteEntry("morbench/Motifs-v0", seeds=SEEDS, sampled_tokens=32 * 8 * 400, eval_samples=512, overrides=_MOTIFS),
         _ppo_task("morbench/QM9-v0", 150, 1024),  # about 300 actual PPO iterations, as before
