@@ -174,12 +174,19 @@ class InputCheck:
         self.task = task
 
     def length_reason(self, text: str) -> str | None:
-        if len(text) <= self.max_characters:
-            return None
-        return (
-            f"sequence has {len(text):,} characters; {self.task} accepts at most {self.max_characters:,} "
-            "(the longest text its episodes can write), so it is not parsed"
-        )
+        """Why ``text`` cannot even be tokenized (None where it can): too long, or not encodable as UTF-8."""
+        if len(text) > self.max_characters:
+            return (
+                f"sequence has {len(text):,} characters; {self.task} accepts at most {self.max_characters:,} "
+                "(the longest text its episodes can write), so it is not parsed"
+            )
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:  # a lone surrogate, e.g. "\ud800" from a JSON file
+            return (
+                f"the text is not valid Unicode: lone surrogate U+{ord(text[exc.start]):04X} at character {exc.start}"
+            )
+        return None
 
     def token_reasons(self, texts: Sequence[str]) -> list[str | None]:
         """One reason (None where fine) per text; texts must already be within ``max_characters``."""
@@ -685,7 +692,10 @@ class TokenEnv(gym.Env):
     # -- helpers ------------------------------------------------------------------------------------------
     def check_action(self, action: Any) -> int:
         """Return ``action`` as an int token id or raise :class:`InvalidActionError` naming it."""
-        value = np.asarray(action)
+        try:
+            value = np.asarray(action)
+        except (TypeError, ValueError):  # e.g. a ragged nested list
+            value = np.asarray(None)
         if value.shape != () or value.dtype.kind not in "iu":
             raise InvalidActionError(
                 f"action {action!r} is not an integer token id; actions are ints in [0, {self.vocab_size})"

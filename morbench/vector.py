@@ -170,7 +170,12 @@ class TokenVectorEnv(VectorEnv):
             self._prompts[rows] = self.env.prompt_array(drawn)
 
     def _check_actions(self, actions: Any) -> np.ndarray:
-        array = np.asarray(actions)
+        try:
+            array = np.asarray(actions)
+        except (TypeError, ValueError):  # e.g. a ragged batch: [0, 0, [1]]
+            raise InvalidActionError(
+                f"actions must be an integer array of shape ({self.num_envs},), got {actions!r:.80}"
+            ) from None
         if array.shape != (self.num_envs,) or array.dtype.kind not in "iu":
             raise InvalidActionError(
                 f"actions must be an integer array of shape ({self.num_envs},), got {array.dtype} {array.shape}"

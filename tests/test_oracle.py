@@ -185,3 +185,10 @@ def test_env_input_bounds_admit_every_sequence_its_episodes_can_write():
     assert all(reason is None for reason in reasons)
     assert all(reason is None for reason in task.oracle.screen(sequences))
     assert task.oracle.input_check is task.input_check
+
+
+def test_input_check_turns_a_lone_surrogate_into_a_reason():
+    task = morbench.make("morbench/Motifs-v0").unwrapped
+    result = task.score(["A\ud800B"])  # JSON can carry "\ud800": evaluation files and submissions reach score()
+    assert not result.valid[0]
+    assert result.reasons[0] == "the text is not valid Unicode: lone surrogate U+D800 at character 1"

@@ -141,3 +141,13 @@ def test_budget_error_inside_single_env_step_leaves_the_episode_unchanged():
     assert task._length == 1 and not task._done  # the EOS was not appended, the episode is not over
     obs, *_ = env.step(a)  # the episode continues normally
     assert obs[:2].tolist() == [a, a]
+
+
+def test_a_ragged_action_batch_raises_invalid_action():
+    venv = morbench.make_vec("morbench/Motifs-v0", num_envs=3)
+    venv.reset(seed=0)
+    with pytest.raises(InvalidActionError, match="integer array of shape"):
+        venv.step([4, 4, [5]])
+    venv.env.reset(seed=0)
+    with pytest.raises(InvalidActionError, match="not an integer token id"):
+        venv.env.step([4, [5]])
