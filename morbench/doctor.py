@@ -13,8 +13,8 @@ from pathlib import Path
 __all__ = ["Finding", "add_doctor_parser", "diagnose", "doctor_command"]
 
 ASSET_FAMILIES = ("qm9", "cns", "enhancer", "summarize")
-# (distribution, import name, needed for, install command): the packages a user may lack
 REQUIRED = ("torch", "transformers", "tokenizers", "gymnasium", "numpy", "rdkit", "safetensors")
+# (distribution, import name, needed for, install command)
 OPTIONAL = (
     ("mo-gymnasium", "mo_gymnasium", "MO-Gymnasium wrappers", 'pip install "morbench[interop]"'),
     ("stable-baselines3", "stable_baselines3", "SB3 (morbench.sb3)", 'pip install "morbench[interop]"'),
@@ -96,12 +96,14 @@ def _package_findings() -> list[Finding]:
     return findings
 
 
-def _asset_findings() -> list[Finding]:
-    from morbench.assets import MANIFEST_NAME, verify_manifest
+def _asset_findings(root: Path | None = None) -> list[Finding]:
+    """Every shipped asset folder (one per ``MANIFEST.sha256``) verified; ``root`` defaults to ``morbench.envs``."""
+    from morbench.assets import MANIFEST_NAME, read_manifest, verify_manifest
     from morbench.errors import AssetError
 
-    spec = importlib.util.find_spec("morbench.envs")
-    root = Path(next(iter(spec.submodule_search_locations)))
+    if root is None:
+        spec = importlib.util.find_spec("morbench.envs")
+        root = Path(next(iter(spec.submodule_search_locations)))
     findings = []
     for family in ASSET_FAMILIES:
         directories = sorted(p.parent for p in (root / family / "assets").rglob(MANIFEST_NAME))
@@ -123,7 +125,7 @@ def _asset_findings() -> list[Finding]:
             except AssetError as exc:
                 findings.append(Finding("assets", name, "missing", str(exc), f"morbench build-assets {family}"))
                 continue
-            files = len(directory.joinpath(MANIFEST_NAME).read_text().split("\n")) - 1
+            files = len(read_manifest(directory))
             findings.append(Finding("assets", name, "ok", f"{files} file(s) verified against {MANIFEST_NAME}"))
     return findings
 

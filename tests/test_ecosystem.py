@@ -185,6 +185,21 @@ def test_doctor_verifies_assets_and_is_happy_on_a_complete_install(capsys):
     assert "everything morbench needs is installed" in out
 
 
+def test_doctor_names_a_corrupt_or_missing_asset_folder_and_its_rebuild_command(tmp_path):
+    from morbench import doctor
+    from morbench.assets import write_manifest
+
+    assets = tmp_path / "qm9" / "assets"
+    assets.mkdir(parents=True)
+    (assets / "oracle.safetensors").write_bytes(b"weights")
+    write_manifest(assets)
+    (assets / "oracle.safetensors").write_bytes(b"edited")
+    findings = {f.name: f for f in doctor._asset_findings(tmp_path)}
+    assert findings["qm9/assets"].status == "missing" and "corrupt" in findings["qm9/assets"].detail
+    assert findings["qm9/assets"].fix == "morbench build-assets qm9"
+    assert findings["cns"].status == "missing" and findings["cns"].fix.endswith("morbench build-assets cns`")
+
+
 # -- packaging and entry points -------------------------------------------------------------------------------------
 def test_every_shipped_directory_is_a_declared_package():
     """setuptools warns ("package ... absent from packages") and may drop files for any directory not listed."""
