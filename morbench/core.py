@@ -192,12 +192,19 @@ class InputCheck:
         """One reason (None where fine) per text; texts must already be within ``max_characters``."""
         if not texts:
             return []
-        encoded = self.tokenizer(list(texts), add_special_tokens=False, return_offsets_mapping=True)
+        backend = getattr(self.tokenizer, "backend_tokenizer", None)
+        if backend is not None:  # the Rust tokenizer directly: several times faster than the Python wrapper
+            encodings = backend.encode_batch(list(texts), add_special_tokens=False)
+            ids_of, offsets_of = (lambda i: encodings[i].ids), (lambda i: encodings[i].offsets)
+        else:
+            encoded = self.tokenizer(list(texts), add_special_tokens=False, return_offsets_mapping=True)
+            ids_of, offsets_of = (lambda i: encoded["input_ids"][i]), (lambda i: encoded["offset_mapping"][i])
         reasons: list[str | None] = []
-        for text, ids, offsets in zip(texts, encoded["input_ids"], encoded["offset_mapping"], strict=True):
-            position = next((p for p, token in enumerate(ids) if token in self.forbidden_token_ids), None)
-            if position is not None:
-                start, end = offsets[position]
+        for i, text in enumerate(texts):
+            ids = ids_of(i)
+            if not self.forbidden_token_ids.isdisjoint(ids):
+                position = next(p for p, token in enumerate(ids) if token in self.forbidden_token_ids)
+                start, end = offsets_of(i)[position]
                 token = self.tokenizer.convert_ids_to_tokens(int(ids[position]))
                 if text[start:end] != token:  # the unknown token stands for text the vocabulary cannot spell
                     reasons.append(f"{text[start:end]!r} at character {start} is not in {self.task}'s vocabulary")
