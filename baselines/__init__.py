@@ -229,6 +229,9 @@ def run_method(
         not isinstance(eval_samples, int) or isinstance(eval_samples, bool) or eval_samples < 1
     ):
         raise ConfigError(f"eval_samples {eval_samples!r} must be a positive integer (or None: the task's protocol)")
+    from morbench.registry import spec as env_spec
+
+    env_spec(env_id)  # an unknown id fails here (with suggestions), before the run directory is created
     check_env_kwargs(env_id, dict(env_kwargs or {}))
     if str(out).strip() == "":
         raise ConfigError("--out is empty; name the run directory to write, e.g. --out runs/my-run")
