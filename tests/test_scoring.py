@@ -181,6 +181,19 @@ def test_uniqueness_counts_canonical_molecules_once():
     assert canonical_uniqueness(task, ["CCO"], [False]) == 0.0
     motifs = morbench.make(ENV).unwrapped  # a task whose canonical form is the string itself
     assert canonical_uniqueness(motifs, ["AB", "AB", "BA"], [True, True, True]) == pytest.approx(2 / 3)
+    # the scorer's headline uniqueness (at the uniform preference) uses it
+    sequences = ["CCO", "OCC", "CCN", "CCC"]
+    evaluation = {
+        "env": {"id": "morbench/QM9-v0", "version": 0},
+        "method": "m",
+        "seed": 0,
+        "objective_names": list(task.objective_names),
+        "preferences": [
+            {"weights": w.tolist(), "sequences": sequences, "rewards": [[0.5, 0.5, 0.5]] * 4, "valid": [True] * 4}
+            for w in task.preference_grid
+        ],
+    }
+    assert score_evaluation(evaluation, task, domain=False)["uniqueness"] == pytest.approx(3 / 4)
 
 
 def test_a_repeated_seed_is_refused(prior_run, tmp_path):
