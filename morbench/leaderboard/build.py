@@ -1,9 +1,15 @@
 """``morbench leaderboard build``: validate every submission, recompute every metric, render and swap in the board.
 
+Ranked: only entries whose *current* bytes have a passing record in the verification ledger
+(``verified.json``, written only by ``morbench leaderboard verify``), with at least ``MIN_RANKED_SEEDS`` seeds at
+the protocol's sample count. They are ordered by mean hypervolume over seeds, with 95% t-intervals over seeds,
+a paired comparison against the leader and rank groups (entries whose interval overlaps the group head's).
+Everything else is listed in the unranked table with the reason.
+
 The whole board is rendered in memory, written to a temporary folder beside the target, and moved into place
 only when everything succeeded: a failing submission leaves the committed board untouched. The output is a
-pure function of the submission files (no timestamps), so a build on a fresh clone reproduces the committed
-``leaderboard/README.md`` and ``leaderboard/site/`` byte for byte.
+pure function of the submission files and the ledger (no timestamps), so a build on a fresh clone reproduces
+the committed ``leaderboard/README.md`` and ``leaderboard/site/`` byte for byte.
 """
 
 from __future__ import annotations
@@ -15,6 +21,9 @@ import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from morbench.errors import SubmissionError
 from morbench.leaderboard.render import (
@@ -28,8 +37,21 @@ from morbench.leaderboard.render import (
 )
 from morbench.leaderboard.schema import submission_slug
 from morbench.leaderboard.validate import ValidatedSubmission, find_submissions, validate_files
+from morbench.leaderboard.verify import LEDGER_FILE, read_ledger
 
-__all__ = ["BuildResult", "build_leaderboard", "default_root", "render_files", "score_submission"]
+__all__ = [
+    "BuildResult",
+    "build_boards",
+    "build_leaderboard",
+    "default_root",
+    "rank_groups",
+    "render_files",
+    "score_submission",
+    "t_interval",
+]
+
+CONFIDENCE = 0.95
+INTERVAL_METRICS = ("hypervolume", "served_utility")
 
 
 def default_root() -> Path:
@@ -47,26 +69,95 @@ class BuildResult:
     seconds: float
 
 
-def score_submission(validated: ValidatedSubmission) -> LeaderboardEntry:
-    """Every metric of every seed (``score_evaluation``) and their aggregate over seeds (``aggregate``)."""
+def _finite_or_none(value: float) -> float | None:
+    return float(value) if value is not None and np.isfinite(value) else None
+
+
+def t_interval(values: list[float], confidence: float = CONFIDENCE) -> tuple[float | None, float | None]:
+    """:func:`morbench.metrics.t_interval` over seeds, with None (not NaN) when there are fewer than 2 values."""
+    from morbench import metrics
+
+    low, high = metrics.t_interval([v for v in values if v is not None], confidence=confidence)
+    return _finite_or_none(low), _finite_or_none(high)
+
+
+def difference_interval(
+    values: dict[int, float], leader: dict[int, float], confidence: float = CONFIDENCE
+) -> dict[str, Any] | None:
+    """Entry minus leader, by seed: :func:`morbench.metrics.paired_t_interval` when both have the same seeds,
+    else Welch's interval of the difference of means (marked unpaired)."""
+    from morbench import metrics
+
+    if set(values) == set(leader) and len(values) >= 2:
+        seeds = sorted(values)
+        diff, low, high = metrics.paired_t_interval(
+            [values[s] for s in seeds], [leader[s] for s in seeds], confidence=confidence
+        )
+        return {"diff": float(diff), "low": _finite_or_none(low), "high": _finite_or_none(high), "paired": True}
+    a, b = np.asarray(list(values.values())), np.asarray(list(leader.values()))
+    if len(a) < 2 or len(b) < 2:
+        return None
+    from scipy import stats
+
+    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+    diff = float(a.mean() - b.mean())
+    se = float(np.sqrt(va + vb))
+    if se == 0:
+        return {"diff": diff, "low": diff, "high": diff, "paired": False}
+    dof = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
+    half = float(stats.t.ppf(0.5 + confidence / 2, dof)) * se
+    return {"diff": diff, "low": diff - half, "high": diff + half, "paired": False}
+
+
+def _served_utility(result: dict[str, Any]) -> float:
+    """Mean over the grid of ``w . mean reward at w`` (the scorer's ``served_utility`` when it computes it)."""
+    if result.get("served_utility") is not None:
+        return float(result["served_utility"])
+    return float(np.mean([row["utility"] for row in result["per_preference"]]))
+
+
+def score_submission(
+    validated: ValidatedSubmission, verification: dict[str, Any] | None = None, reason: str | None = None
+) -> LeaderboardEntry:
+    """Every metric of every seed (``score_evaluation``) and their aggregate over seeds (``aggregate``).
+
+    With a passing ``verification`` record, each seed's KL to the prior is the verifier's (from its own
+    log-probabilities); otherwise it is computed from the submitted log-probabilities (self-reported).
+    """
     from morbench.scoring import aggregate, score_evaluation
 
     seeds = {entry["seed"]: entry for entry in validated.submission["seeds"]}
+    verified_seeds = (verification or {}).get("seeds") or {}
     results = []
     for evaluation in validated.evaluations:
         result = score_evaluation(evaluation, validated.task, source=validated.source)
+        result["served_utility"] = _served_utility(result)
         compute = seeds[evaluation["seed"]]["compute"]
         result["compute"] = {
             k: v for k, v in compute.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
         }
+        if verification is not None:
+            kl = (verified_seeds.get(str(evaluation["seed"])) or {}).get("kl_to_prior")
+            result["kl_to_prior"] = float(kl) if kl is not None else float("nan")
         results.append(result)
     summary = aggregate(results)[f"{validated.env_id}::{validated.name}"]
+    intervals = {}
+    for key in INTERVAL_METRICS:
+        values = [r.get(key) for r in results]
+        low, high = t_interval(values)
+        finite = [v for v in values if v is not None and np.isfinite(v)]
+        intervals[key] = {"mean": float(np.mean(finite)) if finite else None, "low": low, "high": high}
     return LeaderboardEntry(
         submission=validated.submission,
         results=results,
         summary=summary,
         samples_per_preference=validated.samples_per_preference,
         slug=submission_slug(validated.name),
+        kind=validated.kind,
+        verification=verification,
+        reason=reason,
+        intervals=intervals,
+        protocol_samples=int(validated.task.protocol.samples_per_preference),
     )
 
 
@@ -75,18 +166,69 @@ def _ranking_key(entry: LeaderboardEntry) -> tuple[float, str, str]:
     return (-value if value is not None else float("inf"), entry.name.casefold(), entry.name)
 
 
-def build_boards(validated: list[ValidatedSubmission]) -> list[EnvBoard]:
-    """Group by env, score, rank by the primary metric; unranked ones (too few seeds) separately."""
+def rank_groups(entries: list[LeaderboardEntry]) -> None:
+    """Rank groups in ranking order: the best entry not yet grouped heads a new group, which every ungrouped entry
+    whose 95% t-interval of hypervolume overlaps the head's joins. Group 1 is the leader's."""
+    group = 0
+    for head in entries:
+        if head.group is not None:
+            continue
+        group += 1
+        head.group = group
+        low, high = head.interval(PRIMARY_METRIC)
+        for other in entries:
+            if other.group is not None:
+                continue
+            o_low, o_high = other.interval(PRIMARY_METRIC)
+            if None not in (low, high, o_low, o_high) and o_high >= low and o_low <= high:
+                other.group = group
+
+
+def _per_seed(entry: LeaderboardEntry, key: str) -> dict[int, float]:
+    return {int(r["seed"]): float(r[key]) for r in entry.results if r.get(key) is not None}
+
+
+def rank_blockers(validated: ValidatedSubmission, ledger: dict[str, dict[str, Any]]) -> list[str]:
+    """Why an entry is not ranked (empty: it is): its shape, then the ledger record of its current bytes."""
+    from morbench.leaderboard.verify import passing_record
+
+    reasons = validated.shape_blockers()
+    if validated.kind in ("baseline", "policy") and passing_record(ledger, validated.sha256) is None:
+        record = ledger.get(validated.sha256 or "")
+        if isinstance(record, dict) and record.get("verdict") == "failed":
+            reasons.insert(0, "verification failed")
+        else:
+            reasons.insert(0, "not verified")
+    return reasons
+
+
+def build_boards(
+    validated: list[ValidatedSubmission], ledger: dict[str, dict[str, Any]] | None = None
+) -> list[EnvBoard]:
+    """Group by env; rank verified entries with enough seeds at the protocol's count; the rest are unranked."""
+    from morbench.leaderboard.verify import passing_record
+
+    ledger = ledger or {}
     by_env: dict[str, list[ValidatedSubmission]] = defaultdict(list)
     for item in validated:
         by_env[item.env_id].append(item)
     boards = []
     for env_id in sorted(by_env):
         items = by_env[env_id]
-        ranked = sorted((score_submission(v) for v in items if v.ranked), key=_ranking_key)
-        unranked = sorted((score_submission(v) for v in items if not v.ranked), key=_ranking_key)
+        ranked, unranked = [], []
+        for item in items:
+            reasons = rank_blockers(item, ledger)
+            entry = score_submission(item, passing_record(ledger, item.sha256), "; ".join(reasons) or None)
+            (unranked if reasons else ranked).append(entry)
+        ranked.sort(key=_ranking_key)
+        unranked.sort(key=_ranking_key)
         for rank, entry in enumerate(ranked, start=1):
             entry.rank = rank
+        rank_groups(ranked)
+        if ranked:
+            leader = _per_seed(ranked[0], PRIMARY_METRIC)
+            for entry in ranked[1:]:
+                entry.vs_leader = difference_interval(_per_seed(entry, PRIMARY_METRIC), leader)
         boards.append(EnvBoard(env_id, items[0].task, ranked, unranked))
     return boards
 
@@ -131,11 +273,15 @@ def install_files(files: dict[str, bytes], out: Path) -> None:
 
 
 def build_leaderboard(
-    submissions: str | Path | None = None, out: str | Path | None = None, progress: bool = False
+    submissions: str | Path | None = None,
+    out: str | Path | None = None,
+    progress: bool = False,
+    ledger: str | Path | None = None,
 ) -> BuildResult:
     """Validate and score every submission under ``submissions``; render the board into ``out``.
 
-    Both default to the board found from the current directory; a missing submissions folder is an error.
+    Both default to the board found from the current directory; a missing submissions folder is an error. The
+    verification ledger is ``ledger`` (default: ``verified.json`` beside the submissions folder).
     """
     started = time.perf_counter()
     if submissions is None or out is None:
@@ -145,12 +291,13 @@ def build_leaderboard(
     submissions, out = Path(submissions), Path(out)
     paths = find_submissions(submissions)
     report = validate_files(paths, root=submissions, progress=progress)
+    ledger_entries = read_ledger(Path(ledger) if ledger is not None else submissions.parent / LEDGER_FILE)
     if not report.ok:
         raise SubmissionError(
             f"{len(report.errors)} submission(s) failed validation; the board was not changed:\n\n"
             + "\n\n".join(report.errors)
         )
-    files = render_files(build_boards(report.valid))
+    files = render_files(build_boards(report.valid, ledger_entries))
     install_files(files, out)
     return BuildResult(
         files={k: len(v) for k, v in sorted(files.items())},

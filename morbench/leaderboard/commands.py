@@ -39,6 +39,11 @@ def add_submit_parser(sub: argparse._SubParsersAction) -> None:
     )
     submit.add_argument("--board", default=None, help=BOARD_HELP)
     submit.add_argument("--force", action="store_true", help="replace an existing submission of the same name")
+    submit.add_argument(
+        "--provenance",
+        default=None,
+        help="JSON file: a policy's artifacts and serving rule (see SUBMITTING.md); default: from the runs",
+    )
 
 
 def add_leaderboard_parser(sub: argparse._SubParsersAction) -> None:
@@ -54,6 +59,13 @@ def add_leaderboard_parser(sub: argparse._SubParsersAction) -> None:
     build.add_argument("--out", default=None, help="leaderboard folder to write (default: <board>)")
     build.add_argument("--board", default=None, help=BOARD_HELP)
     build.add_argument("--quiet", action="store_true", help="no progress bar")
+    verify = actions.add_parser(
+        "verify", help="re-produce submissions' samples (re-sample artifacts or re-train) and record it in the ledger"
+    )
+    verify.add_argument("files", nargs="+", help="submission files to verify")
+    verify.add_argument("--artifacts", default=None, help="folder holding the model folders / benchmark run dirs")
+    verify.add_argument("--retrain", action="store_true", help="baselines: re-train every seed (slow, no artifacts)")
+    verify.add_argument("--ledger", default=None, help="ledger file (default: <board>/verified.json)")
 
 
 def submit_command(args: argparse.Namespace) -> int:
@@ -71,11 +83,23 @@ def submit_command(args: argparse.Namespace) -> int:
         env_id=args.env,
         method=args.method,
         force=args.force,
+        provenance=_read_provenance(args.provenance),
     )
     if normalize_name(args.name) != args.name:
         print(f"note: the name was normalised (Unicode NFKC, spaces trimmed) to {shown(normalize_name(args.name))}")
     print(f"submission written: {path} ({path.stat().st_size} bytes); validated by re-scoring every sample")
     return 0
+
+
+def _read_provenance(path: str | None) -> dict | None:
+    import json
+
+    if path is None:
+        return None
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise SubmissionError(f"--provenance {path}: not a readable JSON file ({exc})") from None
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -123,5 +147,21 @@ def _build(args: argparse.Namespace) -> int:
     return 0
 
 
+def _verify(args: argparse.Namespace) -> int:
+    from morbench.leaderboard.validate import TaskCache
+    from morbench.leaderboard.verify import verify_file
+
+    tasks, failed = TaskCache(), 0
+    for name in args.files:
+        outcome = verify_file(name, artifacts=args.artifacts, retrain=args.retrain, ledger=args.ledger, tasks=tasks)
+        if outcome.ok:
+            print(f"verified  {outcome.source} ({outcome.how}, {outcome.seconds:.1f} s), sha256 {outcome.sha256[:16]}")
+        else:
+            failed += 1
+            print(f"FAILED    {outcome.source}: {outcome.record.get('message')}", file=sys.stderr)
+    print(f"{len(args.files) - failed} verified, {failed} failed; recorded in the ledger")
+    return 0 if not failed else 1
+
+
 def leaderboard_command(args: argparse.Namespace) -> int:
-    return {"validate": _validate, "build": _build}[args.leaderboard_command](args)
+    return {"validate": _validate, "build": _build, "verify": _verify}[args.leaderboard_command](args)

@@ -61,6 +61,13 @@ class LeaderboardEntry:
     samples_per_preference: int
     slug: str
     rank: int | None = None
+    kind: str = "legacy"  # baseline, policy, samples, legacy (schema version 1)
+    verification: dict[str, Any] | None = None  # the passing ledger record of the file's current bytes
+    reason: str | None = None  # why it is unranked
+    intervals: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)  # t-intervals over seeds
+    protocol_samples: int | None = None
+    group: int | None = None  # rank group (1: the leader's)
+    vs_leader: dict[str, Any] | None = None  # hypervolume minus the leader's: diff, low, high, paired
 
     @property
     def name(self) -> str:
@@ -73,6 +80,14 @@ class LeaderboardEntry:
     def mean(self, key: str) -> float | None:
         value = self.metric(key)
         return value["mean"] if value is not None else None
+
+    def interval(self, key: str) -> tuple[float | None, float | None]:
+        value = self.intervals.get(key) or {}
+        return value.get("low"), value.get("high")
+
+    @property
+    def kl_verified(self) -> bool:
+        return self.verification is not None
 
 
 @dataclasses.dataclass
@@ -157,28 +172,114 @@ def _metric_column(title: str, key: str, help_text: str, digits: int = 3, ci: bo
     )
 
 
-COLUMNS: tuple[Column, ...] = (
+def fmt_t(entry: LeaderboardEntry, key: str, digits: int = 3) -> str:
+    """Mean over seeds with its 95% t-interval in brackets."""
+    value = entry.intervals.get(key) or {}
+    mean = value.get("mean", entry.mean(key))
+    if mean is None:
+        return "n/a"
+    low, high = value.get("low"), value.get("high")
+    interval = f" [{fmt(low, digits)}, {fmt(high, digits)}]" if low is not None and high is not None else ""
+    return fmt(mean, digits) + interval
+
+
+def fmt_vs_leader(entry: LeaderboardEntry) -> str:
+    if entry.rank == 1:
+        return "leader"
+    vs = entry.vs_leader
+    if vs is None:
+        return "n/a"
+    interval = f" [{fmt(vs['low'])}, {fmt(vs['high'])}]" if vs.get("low") is not None else ""
+    return f"{fmt(vs['diff'])}{interval}" + ("" if vs.get("paired") else " (unpaired)")
+
+
+def fmt_kl(entry: LeaderboardEntry) -> str:
+    text = fmt(entry.mean("kl_to_prior"), 2)
+    return text if entry.kl_verified or text == "n/a" else f"{text} (self-reported)"
+
+
+def verified_text(entry: LeaderboardEntry) -> str:
+    record = entry.verification
+    return str(record.get("how", "yes")) if record else "no"
+
+
+SELF = "self-reported"
+RANKED_COLUMNS: tuple[Column, ...] = (
     Column("#", True, lambda e: e.rank, lambda e: str(e.rank) if e.rank is not None else "-", "rank by hypervolume"),
+    Column(
+        "Group",
+        True,
+        lambda e: e.group,
+        lambda e: str(e.group) if e.group is not None else "-",
+        "rank group: entries whose 95% t-interval of hypervolume overlaps the group head's (1: the leader's)",
+    ),
     Column("Submission", False, lambda e: e.name, lambda e: e.name, "name given at submission"),
+    Column("Seeds", True, lambda e: len(e.results), lambda e: str(len(e.results)), "distinct seeds submitted"),
+    Column(
+        "Hypervolume [95% t-CI]",
+        True,
+        lambda e: e.mean("hypervolume"),
+        lambda e: fmt_t(e, "hypervolume"),
+        "primary metric (bias-corrected where the scorer corrects it); t-interval over seeds",
+    ),
+    Column(
+        "vs leader [95% CI]",
+        True,
+        lambda e: (e.vs_leader or {}).get("diff"),
+        fmt_vs_leader,
+        "hypervolume minus the leader's: seed-paired t-interval when the seeds match, else Welch",
+    ),
+    Column(
+        "Served utility [95% t-CI]",
+        True,
+        lambda e: e.mean("served_utility"),
+        lambda e: fmt_t(e, "served_utility"),
+        "mean over the grid of w . mean reward at w",
+    ),
+    _metric_column("Avg reward", "average_reward", "mean over objectives at the uniform preference"),
+    _metric_column("ICV", "icv", "mean/std of the per-objective means at the uniform preference", digits=2),
+    _metric_column("Expected utility", "expected_utility", "mean over the grid of the best weighted reward"),
+    _metric_column("Judge gap", "judge_gap", "training-oracle minus held-out-judge average reward (lower is better)"),
+    _metric_column("Validity", "validity", "fraction of valid samples at the uniform preference"),
+    Column(
+        "KL to prior",
+        True,
+        lambda e: e.mean("kl_to_prior"),
+        fmt_kl,
+        "from the verifier's own log-probabilities of the re-sampled sequences (else marked self-reported)",
+    ),
+    _metric_column(f"Oracle calls ({SELF})", "compute.oracle_calls", "training oracle calls per seed", digits=0),
+    _metric_column(f"Sampled tokens ({SELF})", "compute.sampled_tokens", "training tokens per seed", digits=0),
+    _metric_column(f"Wall s ({SELF})", "compute.wall_seconds", "training wall-clock seconds per seed", digits=0),
+    Column("Verified", False, verified_text, verified_text, "how verify re-produced the samples"),
+)
+UNRANKED_COLUMNS: tuple[Column, ...] = (
+    Column("Submission", False, lambda e: e.name, lambda e: e.name, "name given at submission"),
+    Column("Why unranked", False, lambda e: e.reason or "", lambda e: e.reason or "", "what keeps it off the ranking"),
+    Column("Provenance", False, lambda e: e.kind, lambda e: e.kind, "baseline, policy, samples, or legacy (v1)"),
     Column("Seeds", True, lambda e: len(e.results), lambda e: str(len(e.results)), "distinct seeds submitted"),
     Column(
         "Samples/pref",
         True,
         lambda e: e.samples_per_preference,
         lambda e: str(e.samples_per_preference),
-        "samples per preference and seed",
+        "samples per preference and seed (ranked entries use the protocol's count)",
     ),
-    _metric_column("Hypervolume [95% CI]", "hypervolume", "primary metric; bootstrap CI over seeds", ci=True),
+    Column(
+        "Hypervolume (not ranked)",
+        True,
+        lambda e: e.mean("hypervolume"),
+        lambda e: fmt(e.mean("hypervolume")),
+        "mean over seeds; not comparable with the ranked table",
+    ),
     _metric_column("Avg reward", "average_reward", "mean over objectives at the uniform preference"),
     _metric_column("ICV", "icv", "mean/std of the per-objective means at the uniform preference", digits=2),
-    _metric_column("Expected utility", "expected_utility", "mean over the grid of the best weighted reward"),
-    _metric_column("Judge gap", "judge_gap", "training-oracle minus held-out-judge average reward (lower is better)"),
+    _metric_column("Uniqueness", "uniqueness", "distinct valid samples / valid samples at the uniform preference"),
+    _metric_column("Novelty", "domain.novelty", "the task's novelty metric at the uniform preference (if any)"),
     _metric_column("Validity", "validity", "fraction of valid samples at the uniform preference"),
-    _metric_column("KL to prior", "kl_to_prior", "from submitted log-probabilities (not re-computed)", digits=2),
-    _metric_column("Oracle calls", "compute.oracle_calls", "training oracle calls per seed", digits=0),
-    _metric_column("Sampled tokens", "compute.sampled_tokens", "training tokens sampled per seed", digits=0),
-    _metric_column("Wall s", "compute.wall_seconds", "training wall-clock seconds per seed", digits=0),
+    Column("KL to prior", True, lambda e: e.mean("kl_to_prior"), fmt_kl, "from submitted log-probabilities"),
 )
+COLUMNS = RANKED_COLUMNS
 
 
 def _cell_text(column: Column, entry: LeaderboardEntry) -> str:
@@ -186,14 +287,16 @@ def _cell_text(column: Column, entry: LeaderboardEntry) -> str:
 
 
 # -- markdown -------------------------------------------------------------------------------------------------
-def _markdown_table(entries: Sequence[LeaderboardEntry]) -> list[str]:
-    header = "| " + " | ".join(column.title for column in COLUMNS) + " |"
-    rule = "|" + "|".join("---:" if column.numeric else "---" for column in COLUMNS) + "|"
+def _markdown_table(entries: Sequence[LeaderboardEntry], columns: Sequence[Column] = RANKED_COLUMNS) -> list[str]:
+    header = "| " + " | ".join(column.title for column in columns) + " |"
+    rule = "|" + "|".join("---:" if column.numeric else "---" for column in columns) + "|"
     rows = []
     for entry in entries:
         cells = []
-        for column in COLUMNS:
+        for column in columns:
             text = _cell_text(column, entry)  # numbers and fixed text, made here
+            if column.title in ("Why unranked", "Provenance"):
+                text = md(text)
             if column.title == "Submission":
                 text = f"**{md(text)}**"  # the only cell that comes from the submission
             cells.append(text)
@@ -226,14 +329,28 @@ def _markdown_env(board: EnvBoard) -> list[str]:
     if board.ranked:
         lines += [*_markdown_table(board.ranked), ""]
     else:
-        lines += [f"No ranked submission yet (a ranked submission has at least {_min_seeds()} seeds).", ""]
+        lines += [f"No ranked submission yet ({_rank_rule()}).", ""]
     lines += [f"![Pareto fronts of {md(board.env_id)}](site/plots/{board.stem}.svg)", ""]
     if board.unranked:
-        lines += [f"### Unranked (fewer than {_min_seeds()} seeds)", ""]
-        lines += [*_markdown_table(board.unranked), ""]
+        lines += [f"### {UNRANKED_TITLE}", "", UNRANKED_NOTE, ""]
+        lines += [*_markdown_table(board.unranked, UNRANKED_COLUMNS), ""]
     lines += ["### Submissions", ""]
     lines += [_markdown_details(entry) for entry in board.entries] + [""]
     return lines
+
+
+UNRANKED_TITLE = "Unranked: not verified, samples only, too few seeds or not at the protocol's sample count"
+UNRANKED_NOTE = (
+    "These rows are *not* comparable with the ranked table: their samples were not re-produced by the leaderboard "
+    "(or too few seeds / samples), so their numbers are self-reported."
+)
+
+
+def _rank_rule() -> str:
+    return (
+        f"a ranked entry is verified by `morbench leaderboard verify`, with at least {_min_seeds()} seeds at the "
+        "protocol's sample count"
+    )
 
 
 def _min_seeds() -> int:
@@ -258,11 +375,14 @@ def render_markdown(boards: Sequence[EnvBoard]) -> str:
         "[`SUBMITTING.md`](SUBMITTING.md).",
         "",
         f"Every submitted sequence is re-scored with the env's oracle (claimed rewards must match within "
-        f"{REWARD_TOLERANCE:g}) and every metric is recomputed from the raw samples. Submissions are ranked by "
-        f"**{PRIMARY_METRIC}** (mean over seeds, 95% percentile-bootstrap interval in brackets); other cells are "
-        "means over seeds; compute columns are per seed. Submissions with fewer than "
-        f"{_min_seeds()} seeds are listed as unranked. Metric definitions: "
-        "[`docs/metrics.md`](../docs/metrics.md).",
+        f"{REWARD_TOLERANCE:g}) and every metric is recomputed from the raw samples. Only **verified** entries "
+        "are ranked: `morbench leaderboard verify` re-produced their samples exactly (re-training the baseline, or "
+        "re-sampling its sha256-checked model files) and recorded the file's sha256 in `verified.json`; they "
+        f"need at least {_min_seeds()} seeds at the protocol's sample count. Ranked by **{PRIMARY_METRIC}** (mean "
+        "over seeds, 95% t-interval over seeds in brackets); *Group*: entries whose interval overlaps the group "
+        "head's share its rank group (1: the leader's); *vs leader*: hypervolume minus the leader's, seed-paired. "
+        "KL to prior is the verifier's own; compute columns are per seed and self-reported. Everything else is in "
+        "the unranked table, with the reason. Metric definitions: [`docs/metrics.md`](../docs/metrics.md).",
         "",
     ]
     if not boards:
@@ -273,9 +393,15 @@ def render_markdown(boards: Sequence[EnvBoard]) -> str:
 
 
 # -- HTML -----------------------------------------------------------------------------------------------------
-def _html_table(entries: Sequence[LeaderboardEntry], board: EnvBoard, caption: str, table_id: str) -> list[str]:
+def _html_table(
+    entries: Sequence[LeaderboardEntry],
+    board: EnvBoard,
+    caption: str,
+    table_id: str,
+    columns: Sequence[Column] = RANKED_COLUMNS,
+) -> list[str]:
     out = [f'<table class="board sortable" id="{h(table_id)}">', f"<caption>{h(caption)}</caption>", "<thead><tr>"]
-    for column in COLUMNS:
+    for column in columns:
         kind = "number" if column.numeric else "text"
         out.append(
             f'<th scope="col" data-type="{kind}" title="{h(column.help)}" tabindex="0" aria-sort="none">'
@@ -285,7 +411,7 @@ def _html_table(entries: Sequence[LeaderboardEntry], board: EnvBoard, caption: s
     out.append("<tbody>")
     for entry in entries:
         cells = []
-        for column in COLUMNS:
+        for column in columns:
             value = column.value(entry)
             text = h(_cell_text(column, entry))
             if column.title == "Submission":
@@ -342,7 +468,8 @@ def _seed_table(entry: LeaderboardEntry) -> list[str]:
 def _metrics_table(entry: LeaderboardEntry) -> list[str]:
     out = [
         '<table class="metrics"><thead><tr><th scope="col">Metric</th><th scope="col">Mean</th>'
-        '<th scope="col">Std</th><th scope="col">95% CI</th><th scope="col">Seeds</th></tr></thead><tbody>'
+        '<th scope="col">Std</th><th scope="col">95% CI (bootstrap)</th><th scope="col">Seeds</th></tr></thead>'
+        "<tbody>"
     ]
     for key in sorted(k for k, v in entry.summary.items() if isinstance(v, dict)):
         metric = entry.summary[key]
@@ -356,6 +483,36 @@ def _metrics_table(entry: LeaderboardEntry) -> list[str]:
     return out
 
 
+def _provenance_text(submission: dict[str, Any]) -> str:
+    provenance = submission.get("provenance")
+    if not provenance:
+        return "none (schema version 1)"
+    kind = provenance["kind"]
+    if kind == "baseline":
+        budget = ", ".join(f"{k}={v}" for k, v in sorted(provenance["budget"].items()) if v is not None) or "none"
+        saved = sum(len(a["files"]) for a in provenance.get("artifacts") or [])
+        return (
+            f"baseline {provenance['method']} (budget {budget}; {provenance['eval_samples']} samples per "
+            f"preference; {saved} saved model files with sha256)"
+        )
+    if kind == "policy":
+        models = provenance.get("models") or [m for ms in provenance["models_by_seed"].values() for m in ms]
+        return f"policy artifacts: {len(models)} model folder(s), serving rule {provenance['serving']}"
+    return "samples only (no policy: cannot be verified)"
+
+
+def _verification_text(entry: LeaderboardEntry) -> str:
+    record = entry.verification
+    if record is None:
+        return "not verified (the file's current bytes have no passing record in verified.json)"
+    seconds = [v.get("sampling_seconds") for v in (record.get("seeds") or {}).values()]
+    sampling = f"; sampling {fmt(float(np.mean(seconds)), 1)} s per seed" if seconds and None not in seconds else ""
+    return (
+        f"verified by {record.get('how')} on {record.get('date')} (morbench {record.get('morbench_version')}, "
+        f"commit {(record.get('commit') or 'n/a')[:12]}, {fmt(record.get('seconds'), 0)} s{sampling})"
+    )
+
+
 def _details(entry: LeaderboardEntry, board: EnvBoard) -> list[str]:
     submission = entry.submission
     url = safe_url(submission.get("code_url"))
@@ -365,7 +522,7 @@ def _details(entry: LeaderboardEntry, board: EnvBoard) -> list[str]:
         code = f"{h(submission['code_url'])} (not linked: only plain http(s) links are)"
     else:
         code = "none given"
-    status = f"rank {entry.rank}" if entry.rank is not None else f"unranked (fewer than {_min_seeds()} seeds)"
+    status = f"rank {entry.rank}, group {entry.group}" if entry.rank is not None else f"unranked: {entry.reason}"
     config = json.dumps(submission.get("config") or {}, indent=2, sort_keys=True, ensure_ascii=False)
     env = submission["env"]
     items = [
@@ -374,6 +531,8 @@ def _details(entry: LeaderboardEntry, board: EnvBoard) -> list[str]:
         ("Code", code),
         ("Seeds", h(", ".join(str(r["seed"]) for r in entry.results))),
         ("Samples per preference", h(entry.samples_per_preference)),
+        ("Provenance", h(_provenance_text(submission))),
+        ("Verification", h(_verification_text(entry))),
         (
             "morbench",
             f"{h(submission['morbench']['version'])}, commit "
@@ -390,7 +549,7 @@ def _details(entry: LeaderboardEntry, board: EnvBoard) -> list[str]:
         f"<summary>{h(entry.name)}</summary>",
         f'<p class="description">{h(submission.get("description") or "(no description)")}</p>',
         *_definition_list(items),
-        "<h4>Compute and hardware per seed</h4>",
+        "<h4>Compute and hardware per seed (self-reported)</h4>",
         *_seed_table(entry),
         "<h4>Configuration</h4>",
         f"<pre>{h(config)}</pre>",
@@ -412,15 +571,16 @@ def _html_env(board: EnvBoard) -> list[str]:
     if board.ranked:
         section += _html_table(board.ranked, board, f"{board.env_id}: ranked by {PRIMARY_METRIC}", f"t-{board.stem}")
     else:
-        section.append(f"<p>No ranked submission yet (at least {_min_seeds()} seeds are needed).</p>")
+        section.append(f"<p>No ranked submission yet ({h(_rank_rule())}).</p>")
     section.append(
         f'<figure><img src="plots/{h(board.stem)}.svg" alt="Pareto fronts of {h(board.env_id)}" class="plot">'
         "<figcaption>Mean reward vector at each preference (averaged over seeds), one panel per pair of "
         "objectives; grey crosses: the true Pareto front where it is known.</figcaption></figure>"
     )
     if board.unranked:
-        section.append(f"<h3>Unranked (fewer than {_min_seeds()} seeds)</h3>")
-        section += _html_table(board.unranked, board, f"{board.env_id}: unranked", f"u-{board.stem}")
+        section.append(f"<h3>{h(UNRANKED_TITLE)}</h3>")
+        section.append(f"<p>{h(UNRANKED_NOTE.replace('*', ''))}</p>")
+        section += _html_table(board.unranked, board, f"{board.env_id}: unranked", f"u-{board.stem}", UNRANKED_COLUMNS)
     section.append("<h3>Submissions</h3>")
     for entry in board.entries:
         section += _details(entry, board)
@@ -448,9 +608,12 @@ def render_html(boards: Sequence[EnvBoard]) -> str:
         "<body>",
         "<header><h1>morbench leaderboard</h1>",
         f"<p>Every submitted sequence is re-scored with the env's oracle (claimed rewards must match within "
-        f"{REWARD_TOLERANCE:g}); every metric is recomputed from the raw samples. Ranked by {PRIMARY_METRIC} "
-        f"(mean over seeds, 95% bootstrap interval in brackets); submissions with fewer than {_min_seeds()} "
-        "seeds are listed as unranked. Generated by <code>morbench leaderboard build</code>; how to submit: "
+        f"{REWARD_TOLERANCE:g}); every metric is recomputed from the raw samples. Only verified entries are "
+        "ranked (<code>morbench leaderboard verify</code> re-produced their samples exactly and recorded the file's "
+        f"sha256), with at least {_min_seeds()} seeds at the protocol's sample count; ranked by {PRIMARY_METRIC} "
+        "(mean over seeds, 95% t-interval over seeds in brackets), with rank groups (overlapping intervals) and a "
+        "seed-paired comparison against the leader. Compute is self-reported. Generated by "
+        "<code>morbench leaderboard build</code>; how to submit: "
         '<a href="../SUBMITTING.md">SUBMITTING.md</a>.</p>',
         f"<nav>{nav}</nav></header>",
         "<main>",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import gzip
+import hashlib
 import io
 import json
 import math
@@ -17,10 +18,13 @@ from morbench.leaderboard import names
 __all__ = [
     "MAX_FILE_BYTES",
     "MAX_JSON_BYTES",
+    "PROVENANCE_KINDS",
+    "READABLE_SCHEMA_VERSIONS",
     "SCHEMA_VERSION",
     "SUBMISSION_SUFFIXES",
     "check_name",
     "check_schema",
+    "content_sha256",
     "dumps_submission",
     "env_stem",
     "load_schema",
@@ -30,7 +34,9 @@ __all__ = [
     "submission_slug",
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # what `morbench submit` writes: version 1 plus the required `provenance`
+READABLE_SCHEMA_VERSIONS = (1, 2)  # version 1 files (no provenance) still load, as unverified entries
+PROVENANCE_KINDS = ("baseline", "policy", "samples")
 MAX_FILE_BYTES = 2 * 1024 * 1024  # a submission file as committed (gzipped JSON: about 100-500 KB for the baselines)
 MAX_JSON_BYTES = 64 * 1024 * 1024  # the decompressed JSON (guards against gzip bombs)
 SUBMISSION_SUFFIXES = (".json.gz", ".json")
@@ -161,10 +167,10 @@ def check_schema(submission: Any, source: str) -> None:
     if not isinstance(submission, dict):
         raise SubmissionError(f"{source}: the top level must be a JSON object")
     version = submission.get("schema_version")
-    if version != SCHEMA_VERSION:
+    if type(version) is not int or version not in READABLE_SCHEMA_VERSIONS:
         raise SubmissionError(
             f"{source}: schema_version {version!r} is not supported; this morbench reads schema_version "
-            f"{SCHEMA_VERSION} (write the file with `morbench submit`)"
+            f"{SCHEMA_VERSION} (and the legacy {READABLE_SCHEMA_VERSIONS[0]}; write the file with `morbench submit`)"
         )
     validator = jsonschema.Draft202012Validator(load_schema())
     errors = sorted(validator.iter_errors(_skeleton(submission)), key=lambda e: (list(e.absolute_path), e.message))
@@ -241,6 +247,11 @@ def _json_path(parts: Any) -> str:
 
 def _short(message: str, limit: int = 300) -> str:
     return message if len(message) <= limit else message[:limit] + "..."
+
+
+def content_sha256(data: bytes) -> str:
+    """The sha256 (hex) of a submission file's exact bytes: the key of its verification in the ledger."""
+    return hashlib.sha256(data).hexdigest()
 
 
 def dumps_submission(submission: dict[str, Any]) -> bytes:

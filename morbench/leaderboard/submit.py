@@ -120,10 +120,72 @@ def _check_consistent(runs: list[tuple[Path, dict[str, Any], dict[str, Any]]]) -
         seen[seed] = run_dir
 
 
+_RUN_RECORD_FILES = ("run.json", "evaluation.json.gz", "curve.jsonl", ".morbench.lock")
+
+
+def _saved_files(run_dir: Path) -> dict[str, str]:
+    """sha256 of every file a run saved besides its records (model folders), relative to the run directory."""
+    from morbench.serving import file_sha256
+
+    return {
+        p.relative_to(run_dir).as_posix(): file_sha256(p)
+        for p in sorted(run_dir.rglob("*"))
+        if p.is_file() and p.name not in _RUN_RECORD_FILES and "checkpoint" not in p.relative_to(run_dir).parts
+    }
+
+
+def baseline_provenance(runs: list[tuple[Path, dict[str, Any], dict[str, Any]]]) -> dict[str, Any]:
+    """How ``morbench.baselines.run_method`` re-creates these runs, and the sha256 of what each run saved.
+
+    Runs of other methods (``morbench.evaluate`` on any policy) get ``{"kind": "samples"}``: unranked until the
+    submitter declares policy artifacts (see SUBMITTING.md).
+    """
+    from morbench.baselines import METHODS
+    from morbench.registry import spec
+
+    _, first, first_eval = runs[0]
+    if first["method"] not in METHODS:
+        return {"kind": "samples"}
+    budgets, overrides = set(), set()
+    for _, record, _ in runs:
+        identity = (record.get("identity") or {}).get("fields") or {}
+        budget = identity.get("budget") or (record.get("compute") or {}).get("budget") or {}
+        budgets.add(json.dumps({k: budget.get(k) for k in ("sampled_tokens", "oracle_calls")}, sort_keys=True))
+        if "env_kwargs" in identity:
+            kwargs = identity["env_kwargs"] or {}
+        else:
+            registered = dict(spec(record["env"]["id"]).kwargs)
+            kwargs = {k: v for k, v in record["env"]["kwargs"].items() if registered.get(k, object()) != v}
+        overrides.add(json.dumps(kwargs, sort_keys=True))
+    if len(budgets) != 1 or len(overrides) != 1:
+        raise SubmissionError("the runs were made with different budgets or env kwargs; submit them separately")
+    convention = ((first.get("identity") or {}).get("fields") or {}).get("compute_convention")
+    provenance: dict[str, Any] = {
+        "kind": "baseline",
+        "method": first["method"],
+        "config": first.get("config") or {},
+        "budget": json.loads(budgets.pop()),
+        "env_kwargs": json.loads(overrides.pop()),
+        "eval_samples": len(first_eval["preferences"][0]["sequences"]),
+        "morbench_version": str((first.get("hardware") or {}).get("morbench") or "unknown"),
+        "artifacts": [
+            {"seed": record["seed"], "outputs": record.get("outputs") or {}, "files": _saved_files(run_dir)}
+            for run_dir, record, _ in runs
+        ],
+    }
+    if convention is not None:
+        provenance["compute_convention"] = convention
+    return provenance
+
+
 def make_submission(
-    run_dirs: list[Path], name: str, description: str = "", code_url: str | None = None
+    run_dirs: list[Path],
+    name: str,
+    description: str = "",
+    code_url: str | None = None,
+    provenance: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The submission record (schema version 1) of the runs of one (env, method)."""
+    """The submission record (schema version 2) of the runs of one (env, method), provenance included."""
     import morbench
 
     runs = [(d, *_read_seed(d)) for d in run_dirs]
@@ -147,6 +209,7 @@ def make_submission(
         },
         "config": first.get("config") or {},
         "protocol": first_eval.get("protocol"),
+        "provenance": provenance if provenance is not None else baseline_provenance(runs),
         "seeds": [
             {
                 "seed": record["seed"],
@@ -277,6 +340,7 @@ def submit(
     env_id: str | None = None,
     method: str | None = None,
     force: bool = False,
+    provenance: dict[str, Any] | None = None,
 ) -> Path:
     """Build, validate (schema and re-scoring) and atomically write ``<out_dir>/<env-stem>/<slug>.json.gz``.
 
@@ -292,7 +356,7 @@ def submit(
     folder = out_dir / env_stem(group_env)
     target = folder / f"{submission_slug(name)}{SUBMISSION_SUFFIXES[0]}"
     _check_target(folder, target, name, group_env, force)  # before the expensive part
-    submission = make_submission(run_dirs, name, description, code_url)
+    submission = make_submission(run_dirs, name, description, code_url, provenance)
     if submission["env"]["id"] != group_env:
         raise SubmissionError(
             f"{run_dirs[0]}: run.json names env {group_env} but the evaluation says {submission['env']['id']}"

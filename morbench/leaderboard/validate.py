@@ -21,6 +21,7 @@ from morbench.errors import MorbenchError, SubmissionError
 from morbench.leaderboard.schema import (
     SUBMISSION_SUFFIXES,
     check_schema,
+    content_sha256,
     env_stem,
     read_submission,
     submission_slug,
@@ -41,7 +42,7 @@ __all__ = [
 
 REWARD_TOLERANCE = 1e-4  # absolute, per objective, claimed vs recomputed (oracle and judge rewards)
 WEIGHT_TOLERANCE = 1e-6  # a submitted preference must equal a grid point to this precision
-MIN_RANKED_SEEDS = 3  # fewer distinct seeds: listed as unranked
+MIN_RANKED_SEEDS = 5  # fewer distinct seeds: listed as unranked
 MIN_SAMPLES_PER_PREFERENCE = 128  # the documented minimum (the quick suite's count); at most the protocol's count
 MAX_ROWS_SHOWN = 20
 
@@ -56,6 +57,7 @@ class ValidatedSubmission:
     evaluations: list[dict[str, Any]]
     samples_per_preference: int
     seconds: float = 0.0
+    sha256: str | None = None  # of the file's exact bytes (None for an in-memory submission)
 
     @property
     def name(self) -> str:
@@ -70,8 +72,35 @@ class ValidatedSubmission:
         return sorted(entry["seed"] for entry in self.submission["seeds"])
 
     @property
+    def provenance(self) -> dict[str, Any] | None:
+        """How the samples were produced (None: a schema-version-1 file, which has no provenance)."""
+        return self.submission.get("provenance")
+
+    @property
+    def kind(self) -> str:
+        """``baseline``, ``policy``, ``samples``, or ``legacy`` (schema version 1: no provenance)."""
+        return self.provenance["kind"] if self.provenance else "legacy"
+
+    def shape_blockers(self) -> list[str]:
+        """Why this submission cannot be ranked whatever its verification: provenance kind, seeds, sample count."""
+        reasons = []
+        if self.kind == "legacy":
+            reasons.append("schema v1: no provenance, not verifiable")
+        elif self.kind == "samples":
+            reasons.append("samples only")
+        if len(self.seeds) < MIN_RANKED_SEEDS:
+            reasons.append(f"fewer than {MIN_RANKED_SEEDS} seeds ({len(self.seeds)})")
+        protocol_n = int(self.task.protocol.samples_per_preference)
+        if self.samples_per_preference != protocol_n:
+            reasons.append(
+                f"not at the protocol's sample count ({self.samples_per_preference:,} of {protocol_n:,} per preference)"
+            )
+        return reasons
+
+    @property
     def ranked(self) -> bool:
-        return len(self.seeds) >= MIN_RANKED_SEEDS
+        """Rankable once verified: a verifiable provenance, enough seeds, the protocol's sample count."""
+        return not self.shape_blockers()
 
 
 @dataclasses.dataclass
@@ -224,6 +253,87 @@ def check_sample_counts(submission: dict[str, Any], task: Any, source: str) -> i
     return n
 
 
+def check_provenance(submission: dict[str, Any], task: Any, samples: int, source: str) -> None:
+    """What the schema cannot say about ``provenance``: it must match the method, seeds, grid and protocol."""
+    from morbench.preferences import preference_key
+
+    provenance = submission.get("provenance")
+    if provenance is None or provenance["kind"] == "samples":
+        return
+    seeds = sorted(entry["seed"] for entry in submission["seeds"])
+    if provenance["kind"] == "baseline":
+        from morbench.baselines import METHODS
+
+        if provenance["method"] not in METHODS:
+            raise _fail(
+                source, f"provenance.method {provenance['method']!r} is not a morbench baseline ({sorted(METHODS)})"
+            )
+        if provenance["method"] != submission["method"]:
+            raise _fail(
+                source, f"provenance.method {provenance['method']!r} differs from method {submission['method']!r}"
+            )
+        if provenance["eval_samples"] != samples:
+            raise _fail(
+                source,
+                f"provenance.eval_samples {provenance['eval_samples']} differs from the {samples} samples per "
+                "preference submitted",
+            )
+        artifact_seeds = [a["seed"] for a in provenance.get("artifacts") or []]
+        if len(set(artifact_seeds)) != len(artifact_seeds) or not set(artifact_seeds) <= set(seeds):
+            raise _fail(source, f"provenance.artifacts seeds {artifact_seeds} must be distinct submitted seeds {seeds}")
+        return
+    # policy artifacts
+    by_seed = provenance.get("models_by_seed")
+    if by_seed is not None and sorted(int(s) for s in by_seed) != seeds:
+        raise _fail(
+            source, f"provenance.models_by_seed names seeds {sorted(int(s) for s in by_seed)}; submitted: {seeds}"
+        )
+    model_lists = list(by_seed.values()) if by_seed is not None else [provenance["models"]]
+    serving, mapping = provenance["serving"], provenance.get("mapping")
+    keys = [preference_key(w) for w in task.preference_grid]
+    for models in model_lists:
+        if serving in ("single", "conditioned") and len(models) != 1:
+            raise _fail(source, f"provenance.serving {serving!r} takes exactly one model, got {len(models)}")
+        if serving == "interpolate" and len(models) != task.reward_dim:
+            raise _fail(
+                source,
+                f"provenance.serving 'interpolate' takes one expert per objective ({task.reward_dim}), "
+                f"got {len(models)} models",
+            )
+        if serving == "per_preference":
+            bad = [k for k in keys if not (isinstance((mapping or {}).get(k), int) and 0 <= mapping[k] < len(models))]
+            if bad:
+                raise _fail(
+                    source,
+                    f"provenance.mapping must give a model index (0..{len(models) - 1}) for every preference key "
+                    f"{keys}; missing or invalid: {bad[:5]}",
+                )
+    if serving == "conditioned":
+        bad = [
+            k
+            for k in keys
+            if not (
+                isinstance((mapping or {}).get(k), list)
+                and 0 < len(mapping[k]) <= 64
+                and all(type(t) is int and t >= 0 for t in mapping[k])
+            )
+        ]
+        if bad:
+            raise _fail(
+                source,
+                f"provenance.mapping must give a list of 1-64 prefix token ids for every preference key {keys}; "
+                f"missing or invalid: {bad[:5]}",
+            )
+    decoding = provenance["decoding"]
+    protocol = (task.protocol.temperature, task.protocol.top_p)
+    if (float(decoding["temperature"]), float(decoding["top_p"])) != (float(protocol[0]), float(protocol[1])):
+        raise _fail(
+            source,
+            f"provenance.decoding {decoding} differs from the protocol's temperature {protocol[0]} and top_p "
+            f"{protocol[1]}; the board compares policies under the protocol's decoding",
+        )
+
+
 def resolve_contexts(entry: dict[str, Any], task: Any, where: str, source: str) -> list[Any]:
     """The task's Context objects for the submitted context keys (None for unconditional tasks)."""
     keys = entry.get("contexts")
@@ -334,6 +444,7 @@ def validate_submission(
     check_objectives(submission, task, source)
     check_seeds(submission, source)
     samples = check_sample_counts(submission, task, source)
+    check_provenance(submission, task, samples, source)
     offending: list[str] = []
     evaluations = []
     for seed_entry in sorted(submission["seeds"], key=lambda s: s["seed"]):
@@ -412,6 +523,7 @@ def validate_files(
             submission = read_submission(path)
             result = validate_submission(submission, str(path), tasks, started)
             check_location(path, submission, root_path)
+            result.sha256 = content_sha256(path.read_bytes())
             valid.append(result)
         except SubmissionError as exc:
             errors.append(str(exc))

@@ -111,3 +111,63 @@ def board_dir(base: dict[str, Any], tmp_path: Path) -> Path:
     unranked["seeds"] = unranked["seeds"][:2]
     write_submission(submissions, unranked)
     return submissions
+
+
+# -- verified baselines ----------------------------------------------------------------------------------------
+SOUP = {"ppo.batch_size": 16, "ppo.minibatch_size": 8, "iterations": 1}  # one PPO iteration per expert
+
+
+def soup_runs(out: Path, seeds: list[int], samples: int) -> Path:
+    """Tiny Rewarded Soups runs (two experts, one PPO iteration each) written by ``morbench.baselines``."""
+    from morbench.baselines import build_config, run_method
+
+    for seed in seeds:
+        run_method(
+            "rewarded_soups",
+            ENV_ID,
+            out / f"seed_{seed}",
+            seed=seed,
+            config=build_config("rewarded_soups", SOUP),
+            eval_samples=samples,
+            progress=False,
+        )
+    return out
+
+
+@pytest.fixture(scope="session")
+def small_baseline(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(runs folder, submission file): Rewarded Soups, 2 seeds x 128 samples (verifiable, not rankable)."""
+    from morbench.leaderboard.submit import submit
+
+    root = tmp_path_factory.mktemp("small_baseline")
+    runs = soup_runs(root / "runs", [0, 1], SAMPLES)
+    return runs, submit(runs, "Soup small", root / "board" / "submissions")
+
+
+@pytest.fixture(scope="session")
+def ranked_board(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(board folder, runs folder): a Rewarded Soups entry with 5 seeds at the protocol's 512 samples, verified
+    from its saved experts (``board/verified.json``). Copy the board before changing it."""
+    from morbench.leaderboard.submit import submit
+    from morbench.leaderboard.verify import verify_file
+
+    root = tmp_path_factory.mktemp("ranked_board")
+    runs = soup_runs(root / "runs", [0, 1, 2, 3, 4], 512)
+    path = submit(runs, "Soup", root / "board" / "submissions", description="Rewarded Soups, tiny budget")
+    outcome = verify_file(path, artifacts=runs)
+    assert outcome.ok, outcome.record
+    return root / "board", runs
+
+
+def rescored(submission: dict[str, Any]) -> dict[str, Any]:
+    """The submission with every claimed reward and validity flag recomputed by the task (so it validates)."""
+    from morbench.leaderboard.validate import TaskCache
+
+    task = TaskCache().get(submission["env"]["id"], "test")
+    for seed in submission["seeds"]:
+        for entry in seed["preferences"]:
+            result = task.score(entry["sequences"], [None] * len(entry["sequences"]))
+            entry["rewards"] = [[round(float(v), 6) for v in row] for row in result.rewards]
+            entry["valid"] = [bool(v) for v in result.valid]
+            entry["logprobs"] = entry["prior_logprobs"] = None
+    return submission

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 from pathlib import Path
 from typing import Any
@@ -33,11 +34,13 @@ def test_build_writes_the_board(board_dir: Path, tmp_path: Path) -> None:
     }
     readme = (out / "README.md").read_text()
     assert "## morbench/Motifs\\-2obj\\-v0" in readme or "## morbench/Motifs-2obj-v0" in readme
-    assert "### Unranked (fewer than 3 seeds)" in readme
     ranked, unranked = readme.split("### Unranked")[0], readme.split("### Unranked")[1].split("### Submissions")[0]
-    assert "**Random letters**" in ranked and "**Two seeds**" in unranked
+    assert "No ranked submission yet" in ranked  # samples only: nothing the leaderboard re-produced
+    assert "**Random letters**" in unranked and "**Two seeds**" in unranked
+    row = next(line for line in unranked.splitlines() if line.startswith("| **Two seeds**"))
+    assert "samples only; fewer than 5 seeds \\(2\\)" in row
     page = (out / "site" / "index.html").read_text()
-    assert 'id="t-morbench_Motifs-2obj-v0"' in page and 'id="u-morbench_Motifs-2obj-v0"' in page
+    assert 'id="t-morbench_Motifs-2obj-v0"' not in page and 'id="u-morbench_Motifs-2obj-v0"' in page
     assert '<img src="plots/morbench_Motifs-2obj-v0.svg"' in page
 
 
@@ -71,10 +74,12 @@ def test_hostile_strings_are_inert_in_markdown(board_dir: Path, tmp_path: Path) 
     build_leaderboard(board_dir, out)
     readme = (out / "README.md").read_text()
     assert "<script" not in readme and "<img" not in readme and "](javascript" not in readme
-    header = next(line for line in readme.splitlines() if line.startswith("| # |"))
-    columns = header.count(" | ") + 1
-    for line in readme.splitlines():
-        if line.startswith("| ") and not line.startswith("| # |"):
+    lines = readme.splitlines()
+    headers = [i for i, line in enumerate(lines) if line.startswith("| ") and lines[i + 1].startswith("|---")]
+    assert headers
+    for start in headers:
+        columns = lines[start].count(" | ") + 1
+        for line in itertools.takewhile(lambda text: text.startswith("|"), lines[start + 2 :]):
             unescaped = len(re.findall(r"(?<!\\)\|", line))
             assert unescaped == columns + 1, line  # a submitted "|" never adds a cell
     assert "\n# heading" not in readme  # newlines in a description never start a markdown block
@@ -89,13 +94,14 @@ def test_md_and_safe_url() -> None:
         assert safe_url(url) is None
 
 
-def test_ranking_by_hypervolume(board_dir: Path, tmp_path: Path) -> None:
+def test_unranked_rows_are_ordered_by_hypervolume(board_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "board"
     build_leaderboard(board_dir, out)
     readme = (out / "README.md").read_text()
-    rows = [line for line in readme.split("### Unranked")[0].splitlines() if re.match(r"\| \d+ \|", line)]
-    assert [row.split(" | ")[0] for row in rows] == ["| 1", "| 2"]
-    hypervolumes = [float(row.split(" | ")[4].split(" ")[0]) for row in rows]
+    unranked = readme.split("### Unranked")[1].split("### Submissions")[0]
+    rows = [line for line in unranked.splitlines() if line.startswith("| **")]
+    assert len(rows) == 3
+    hypervolumes = [float(row.split(" | ")[5]) for row in rows]
     assert hypervolumes == sorted(hypervolumes, reverse=True)
 
 

@@ -40,11 +40,16 @@ def file_error(path: Path, root: Path | None = None) -> str:
     return report.errors[0]
 
 
-def test_valid_submission_passes_and_is_ranked(base_file: Path) -> None:
+def test_valid_submission_passes_but_samples_alone_cannot_rank(base_file: Path) -> None:
     report = validate_files([base_file])
     assert report.ok, report.errors
     (item,) = report.valid
-    assert item.ranked and item.seeds == [0, 1, 2] and item.samples_per_preference == 128
+    assert item.kind == "samples" and item.seeds == [0, 1, 2] and item.samples_per_preference == 128
+    assert not item.ranked and item.shape_blockers() == [
+        "samples only",
+        f"fewer than {MIN_RANKED_SEEDS} seeds (3)",
+        "not at the protocol's sample count (128 of 512 per preference)",
+    ]
     # the board scores the recomputed rewards, one evaluation per seed, in grid order
     assert [e["seed"] for e in item.evaluations] == [0, 1, 2]
     assert [p["weights"] for p in item.evaluations[0]["preferences"]] == item.task.preference_grid.tolist()
@@ -83,8 +88,11 @@ def test_top_level_not_an_object(tmp_path: Path) -> None:
 
 
 def test_wrong_schema_version(base: dict[str, Any], tmp_path: Path) -> None:
+    base["schema_version"] = 3
+    assert "schema_version 3 is not supported" in rejected(base, tmp_path)
     base["schema_version"] = 2
-    assert "schema_version 2 is not supported" in rejected(base, tmp_path)
+    del base["provenance"]
+    assert "'provenance' is a required property" in rejected(base, tmp_path)
 
 
 def test_schema_violation_names_the_field(base: dict[str, Any], tmp_path: Path) -> None:
@@ -217,6 +225,7 @@ def test_fewer_seeds_are_unranked_and_zero_is_rejected(base: dict[str, Any], tmp
     path = write_submission(tmp_path, base)
     report = validate_files([path], root=tmp_path)
     assert report.ok and not report.valid[0].ranked
+    assert f"fewer than {MIN_RANKED_SEEDS} seeds (3)" in report.valid[0].shape_blockers()
     base["seeds"] = []
     assert "should be non-empty" in rejected(base, tmp_path)
 
@@ -294,7 +303,7 @@ def test_cli_validate(base: dict[str, Any], tmp_path: Path, capsys: pytest.Captu
 
 
 def test_read_submission_round_trip(base_file: Path) -> None:
-    assert read_submission(base_file)["schema_version"] == 1
+    assert read_submission(base_file)["schema_version"] == schema.SCHEMA_VERSION == 2
 
 
 def test_schema_file_is_a_valid_json_schema() -> None:
@@ -302,7 +311,7 @@ def test_schema_file_is_a_valid_json_schema() -> None:
 
     jsonschema.Draft202012Validator.check_schema(schema.load_schema())
     assert schema.load_schema()["properties"]["schema_version"] == {
-        "const": 1,
+        "enum": [1, 2],
         "description": schema.load_schema()["properties"]["schema_version"]["description"],
     }
 

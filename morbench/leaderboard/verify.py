@@ -1,0 +1,408 @@
+"""``morbench leaderboard verify``: re-produce a submission's samples, and record the outcome in the ledger.
+
+A ranked entry must come from a policy the leaderboard samples itself. ``verify`` validates the file (schema,
+protocol, re-scoring), then re-produces every seed's samples from what the file's ``provenance`` names:
+
+* ``baseline``, ``how="retrain"``: re-runs :func:`morbench.baselines.run_method` with the recorded method,
+  config, budget, env kwargs and sample count for each seed, in a temporary folder (CPU runs are bit-exact);
+* ``baseline``, ``how="artifacts"``: loads the run's saved models from ``--artifacts DIR`` (a benchmark output
+  or run folder), after checking every file against the sha256 the submission records, rebuilds the method's
+  serving rule from the run's ``outputs`` record, and re-samples with the protocol's seeds;
+* ``baseline`` prior and best-of-N, ``how="resample"``: nothing was trained (the shipped prior; best-of-N selects
+  among prior samples with the training oracle at evaluation time), so re-sampling is re-running the method,
+  which costs about one evaluation;
+* ``policy``, ``how="artifacts"``: loads the declared safetensors model folders (sha256-checked), builds the
+  serving rule of :mod:`morbench.serving` and re-samples.
+
+The re-sampled sequences must equal the submitted ones exactly (per seed, preference and index). KL to the prior
+is recomputed from the verifier's own log-probabilities, and sampling wall time (re-training: oracle calls,
+sampled tokens and wall time too) is measured. The outcome goes to the ledger ``leaderboard/verified.json``,
+keyed by the sha256 of the submission file's bytes: ``morbench leaderboard build`` ranks an entry only if its
+*current* bytes have a passing record, so editing a verified file (or copying a record to another file) unranks
+it. Only this module writes the ledger.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import inspect
+import json
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from morbench.errors import MorbenchError, SubmissionError, VerificationError
+from morbench.leaderboard.schema import content_sha256, parse_submission
+from morbench.leaderboard.validate import TaskCache, ValidatedSubmission, validate_submission
+from morbench.runs import RUN_FILE, atomic_write_bytes, find_runs, git_commit, hardware_info
+
+__all__ = [
+    "LEDGER_FILE",
+    "LEDGER_FORMAT",
+    "VerifyOutcome",
+    "compare_samples",
+    "default_ledger",
+    "passing_record",
+    "read_ledger",
+    "verify_file",
+    "verify_submission",
+]
+
+LEDGER_FILE = "verified.json"
+LEDGER_FORMAT = "morbench-verified/1"
+RUN_RECORD_FILES = ("run.json", "evaluation.json.gz", "curve.jsonl", ".morbench.lock")
+UNTRAINED_METHODS = ("prior", "best_of_n")  # nothing trained: re-sampling them is re-running them (cheap)
+MAX_MISMATCHES_SHOWN = 10
+
+
+@dataclasses.dataclass
+class VerifyOutcome:
+    source: str
+    sha256: str
+    verdict: str  # "verified" or "failed"
+    how: str | None
+    seconds: float
+    record: dict[str, Any]
+
+    @property
+    def ok(self) -> bool:
+        return self.verdict == "verified"
+
+
+# -- the ledger -----------------------------------------------------------------------------------------------
+def default_ledger(path: str | Path) -> Path:
+    """The ledger of a submission file: ``<board>/verified.json`` for ``<board>/submissions/<env>/<file>``."""
+    path = Path(path).resolve()
+    for parent in path.parents:
+        if parent.name == "submissions":
+            return parent.parent / LEDGER_FILE
+    from morbench.leaderboard.build import default_root
+
+    return default_root() / LEDGER_FILE
+
+
+def read_ledger(path: str | Path) -> dict[str, dict[str, Any]]:
+    """The ledger's records by submission sha256 (empty when the file does not exist)."""
+    path = Path(path)
+    if not path.exists():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise SubmissionError(f"{path}: unreadable verification ledger ({exc})") from None
+    if not isinstance(data, dict) or data.get("format") != LEDGER_FORMAT or not isinstance(data.get("entries"), dict):
+        raise SubmissionError(f"{path}: not a {LEDGER_FORMAT} ledger (written only by `morbench leaderboard verify`)")
+    return data["entries"]
+
+
+def _write_ledger(path: Path, entries: dict[str, dict[str, Any]]) -> None:
+    text = json.dumps({"format": LEDGER_FORMAT, "entries": entries}, indent=1, sort_keys=True, ensure_ascii=False)
+    atomic_write_bytes(path, (text + "\n").encode("utf-8"))
+
+
+def passing_record(entries: dict[str, dict[str, Any]], sha256: str | None) -> dict[str, Any] | None:
+    """The ledger record of exactly these bytes, if it says verified."""
+    record = entries.get(sha256) if sha256 else None
+    return record if isinstance(record, dict) and record.get("verdict") == "verified" else None
+
+
+# -- comparing samples ----------------------------------------------------------------------------------------
+def compare_samples(submitted: dict[str, Any], resampled: dict[str, Any], seed: int) -> list[str]:
+    """Every (preference, index) where the submitted sequence (or context) is not the re-sampled one."""
+    problems: list[str] = []
+    subs, news = submitted["preferences"], resampled["preferences"]
+    if len(subs) != len(news):
+        return [f"seed {seed}: {len(subs)} preferences submitted, {len(news)} re-sampled"]
+    for sub, new in zip(subs, news, strict=True):
+        if not np.allclose(sub["weights"], new["weights"], atol=1e-9):
+            problems.append(f"seed {seed}: preference {sub['weights']} vs re-sampled {new['weights']}")
+            continue
+        a, b = sub["sequences"], new["sequences"]
+        if len(a) != len(b):
+            problems.append(f"seed {seed}, preference {sub['weights']}: {len(a)} samples vs {len(b)} re-sampled")
+            continue
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            if x != y:
+                problems.append(
+                    f"seed {seed}, preference {sub['weights']}, index {i}: submitted {x!r}, re-sampled {y!r}"
+                )
+        if (sub.get("contexts") or None) != (new.get("contexts") or None):
+            problems.append(f"seed {seed}, preference {sub['weights']}: context keys differ from the protocol's")
+    return problems
+
+
+# -- re-producing samples -------------------------------------------------------------------------------------
+def _tasks(env_id: str, env_kwargs: dict[str, Any]) -> tuple[Any, Any]:
+    from morbench.evaluation import evaluation_env_kwargs
+    from morbench.registry import make
+
+    task = make(env_id, **env_kwargs).unwrapped
+    return task, make(env_id, **evaluation_env_kwargs(task, env_kwargs)).unwrapped
+
+
+def _resample(policy: Any, eval_task: Any, seed: int, samples: int, prior: torch.nn.Module) -> dict[str, Any]:
+    from morbench.evaluation import evaluate_on_env
+
+    torch.manual_seed(seed)
+    return evaluate_on_env(policy, eval_task, seed, samples_per_preference=samples, prior=prior, progress=False)
+
+
+def _retrain(validated: ValidatedSubmission, seed: int, folder: Path, progress: bool) -> tuple[dict, dict]:
+    from morbench.baselines import get_method, run_method
+    from morbench.baselines.training import Budget
+    from morbench.runs import read_evaluation, read_run
+
+    provenance = validated.provenance
+    spec = get_method(provenance["method"])
+    try:
+        config = spec.config(**provenance["config"])
+    except (TypeError, MorbenchError) as exc:
+        raise VerificationError(f"provenance.config does not build a {spec.config.__name__}: {exc}") from None
+    kwargs: dict[str, Any] = {}
+    if provenance.get("compute_convention") and "compute_convention" in inspect.signature(run_method).parameters:
+        kwargs["compute_convention"] = provenance["compute_convention"]
+    out = folder / f"seed_{seed}"
+    run_method(
+        provenance["method"],
+        validated.env_id,
+        out,
+        seed=seed,
+        config=config,
+        budget=Budget(**provenance["budget"]),
+        env_kwargs=provenance["env_kwargs"],
+        eval_samples=provenance["eval_samples"],
+        progress=progress,
+        **kwargs,
+    )
+    compute = read_run(out).get("compute") or {}
+    measured = {k: compute.get(k) for k in ("oracle_calls", "sampled_tokens", "wall_seconds")}
+    return read_evaluation(out), measured
+
+
+def _find_run_dir(validated: ValidatedSubmission, seed: int, files: dict[str, str], artifacts: Path) -> Path:
+    """The run directory under ``artifacts`` of this (env, method, seed) whose files have the recorded digests."""
+    from morbench.serving import file_sha256
+
+    candidates = []
+    for run_dir in find_runs(artifacts):
+        try:
+            record = json.loads((run_dir / RUN_FILE).read_text())
+            same = (record["env"]["id"], record["method"], record["seed"]) == (
+                validated.env_id,
+                validated.provenance["method"],
+                seed,
+            )
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if same:
+            candidates.append(run_dir)
+    problems = []
+    for run_dir in candidates:
+        bad = [
+            name
+            for name, digest in sorted(files.items())
+            if not (run_dir / name).is_file() or file_sha256(run_dir / name) != digest
+        ]
+        if not bad:
+            return run_dir
+        problems.append(f"{run_dir}: {bad[:3]} missing or changed")
+    where = "; ".join(problems) if problems else "no run of this env, method and seed"
+    raise VerificationError(
+        f"seed {seed}: no run directory under {artifacts} has the model files this submission records ({where})"
+    )
+
+
+def _checked(run_dir: Path, relative: str, files: dict[str, str]) -> Path:
+    """A model folder of a run, every file of which the submission declared (digests were checked)."""
+    folder = run_dir / relative
+    undeclared = sorted(
+        p.relative_to(run_dir).as_posix()
+        for p in folder.rglob("*")
+        if p.is_file() and p.relative_to(run_dir).as_posix() not in files
+    )
+    if not folder.is_dir() or undeclared:
+        raise VerificationError(f"{folder}: missing, or holds files the submission did not declare {undeclared[:5]}")
+    return folder
+
+
+def baseline_policy(method: str, outputs: dict[str, Any], run_dir: Path, files: dict, task: Any, prior) -> Any:
+    """The policy a trained baseline run served, rebuilt from its saved models as its ``outputs`` record says.
+
+    Experts (Rewarded Soups, IterativeRS): interpolated by ``w`` with the Rewarded Soups merge. A dict of models
+    (MORLHF's trained preferences, IterativeRS's per-preference trajectories): the nearest trained preference
+    (L1, ties to the first in training order). Rewards-in-Context: its own conditioned policy, with the level
+    support it recorded.
+    """
+    from morbench import serving
+    from morbench.preferences import preference_key
+
+    def model(relative: str) -> torch.nn.Module:
+        return serving.model_from_state(prior, serving.load_state(_checked(run_dir, relative, files)))
+
+    if isinstance(outputs.get("experts"), dict):
+        experts = outputs["experts"]
+        states = [serving.load_state(_checked(run_dir, experts[name], files)) for name in task.objective_names]
+        return serving.interpolation_policy(prior, states, task)
+    for field in ("models", "merged"):
+        if isinstance(outputs.get(field), dict):
+            paths = outputs[field]
+            order = [preference_key(w) for w in outputs.get("trained_preferences") or []] or list(paths)
+            return serving.nearest_policy({key: model(paths[key]) for key in order}, task)
+    if method == "rewards_in_context":
+        from morbench.baselines.rewards_in_context import RiCPolicy
+
+        policy = RiCPolicy(model(outputs["model"]), task, int(outputs["base_vocab_size"]), int(outputs["levels"]))
+        if outputs.get("support") is not None and hasattr(policy, "support"):
+            policy.support = np.asarray(outputs["support"])
+        return policy
+    raise VerificationError(
+        f"{method}: its run's outputs record ({sorted(outputs)}) names no saved models this verifier can serve; "
+        "verify with --retrain"
+    )
+
+
+def _baseline_from_artifacts(validated, seed, artifacts: Path | None) -> dict[str, Any]:
+    from morbench.models import load_prior
+
+    provenance = validated.provenance
+    task, eval_task = _tasks(validated.env_id, provenance["env_kwargs"])
+    entry = next((a for a in provenance.get("artifacts") or [] if a["seed"] == seed), None)
+    if entry is None or not entry["files"]:
+        raise VerificationError(f"seed {seed}: the submission records no saved model files; verify with --retrain")
+    if artifacts is None:
+        raise VerificationError(f"seed {seed}: pass the run folder with --artifacts DIR, or verify with --retrain")
+    run_dir = _find_run_dir(validated, seed, entry["files"], artifacts)
+    prior = load_prior(task, seed=seed).eval()
+    policy = baseline_policy(provenance["method"], entry["outputs"], run_dir, entry["files"], task, prior)
+    return _resample(policy, eval_task, seed, validated.samples_per_preference, prior)
+
+
+def _policy_from_artifacts(validated, seed, artifacts: Path | None) -> dict[str, Any]:
+    from morbench.models import load_prior
+    from morbench.serving import policy_from_provenance
+
+    if artifacts is None:
+        raise VerificationError("a policy submission is verified from its model folders: pass --artifacts DIR")
+    task, eval_task = _tasks(validated.env_id, {})
+    policy = policy_from_provenance(validated.provenance, artifacts, task, seed)
+    return _resample(policy, eval_task, seed, validated.samples_per_preference, load_prior(task).eval())
+
+
+def _kl(record: dict[str, Any], task: Any) -> float | None:
+    from morbench.scoring import score_evaluation
+
+    value = score_evaluation(record, task, domain=False).get("kl_to_prior")
+    return float(value) if value is not None and np.isfinite(value) else None
+
+
+def verify_submission(
+    validated: ValidatedSubmission, artifacts: str | Path | None = None, retrain: bool = False, progress: bool = False
+) -> tuple[str, dict[str, Any]]:
+    """Re-produce every seed's samples; returns (how, per-seed measurements) or raises VerificationError."""
+    kind = validated.kind
+    if kind == "legacy":
+        raise VerificationError(
+            "schema version 1: the file has no provenance, so nothing can re-produce its samples; re-submit with "
+            "`morbench submit` (schema version 2)"
+        )
+    if kind == "samples":
+        raise VerificationError(
+            "provenance kind 'samples': samples alone cannot be re-produced; the entry stays in the unranked table "
+            "(submit a baseline config or policy artifacts to be ranked)"
+        )
+    artifacts = Path(artifacts) if artifacts is not None else None
+    if artifacts is not None and not artifacts.is_dir():
+        raise VerificationError(f"--artifacts {artifacts}: no such directory")
+    if kind == "baseline":
+        method = validated.provenance["method"]
+        if retrain and method not in UNTRAINED_METHODS:
+            how = "retrain"
+        elif method in UNTRAINED_METHODS:
+            how = "resample"
+        elif artifacts is not None:
+            how = "artifacts"
+        else:
+            how = "retrain"
+    else:
+        how = "artifacts"
+    submitted = {e["seed"]: e for e in validated.evaluations}
+    seeds: dict[str, Any] = {}
+    problems: list[str] = []
+    workdir = tempfile.TemporaryDirectory(prefix="morbench-verify-") if kind == "baseline" else None
+    try:
+        for seed in validated.seeds:
+            started = time.perf_counter()
+            measured = None
+            if how in ("retrain", "resample") and kind == "baseline":
+                record, measured = _retrain(validated, seed, Path(workdir.name), progress)
+            elif kind == "baseline":
+                record = _baseline_from_artifacts(validated, seed, artifacts)
+            else:
+                record = _policy_from_artifacts(validated, seed, artifacts)
+            problems += compare_samples(submitted[seed], record, seed)
+            if problems:
+                break  # the first seed that differs decides; the others need not be re-produced
+            info: dict[str, Any] = {
+                "kl_to_prior": _kl(record, validated.task),
+                "sampling_seconds": round(float((record.get("evaluation_compute") or {}).get("wall_seconds", 0)), 3),
+                "seconds": round(time.perf_counter() - started, 3),
+            }
+            if measured is not None:
+                info["compute"] = measured
+            seeds[str(seed)] = info
+    finally:
+        if workdir is not None:
+            workdir.cleanup()
+    if problems:
+        shown = "\n  ".join(problems[:MAX_MISMATCHES_SHOWN])
+        more = (
+            f"\n  ... and {len(problems) - MAX_MISMATCHES_SHOWN} more" if len(problems) > MAX_MISMATCHES_SHOWN else ""
+        )
+        raise VerificationError(
+            f"{len(problems)} submitted sample(s) differ from the re-produced ones ({how}):\n  {shown}{more}"
+        )
+    return how, seeds
+
+
+def verify_file(
+    path: str | Path,
+    artifacts: str | Path | None = None,
+    retrain: bool = False,
+    ledger: str | Path | None = None,
+    progress: bool = False,
+    tasks: TaskCache | None = None,
+) -> VerifyOutcome:
+    """Validate and verify one submission file; record the verdict under the sha256 of its bytes."""
+    import morbench
+
+    path = Path(path)
+    started = time.perf_counter()
+    data = path.read_bytes()
+    sha = content_sha256(data)
+    ledger_path = Path(ledger) if ledger is not None else default_ledger(path)
+    record: dict[str, Any] = {
+        "file": path.name,
+        "morbench_version": morbench.__version__,
+        "commit": git_commit(),
+        "hardware": {k: v for k, v in hardware_info().items() if k in ("processor", "cpu_count", "torch_threads")},
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+    how = None
+    try:
+        submission = parse_submission(data, str(path), gzipped=path.name.endswith(".gz"))
+        validated = validate_submission(submission, str(path), tasks or TaskCache())
+        record.update(name=validated.name, env=validated.env_id, kind=validated.kind)
+        how, seeds = verify_submission(validated, artifacts, retrain, progress)
+        record.update(verdict="verified", how=how, seeds=seeds)
+    except SubmissionError as exc:  # VerificationError included
+        record.update(verdict="failed", how=how, message=str(exc)[:4000])
+    record["seconds"] = round(time.perf_counter() - started, 3)
+    entries = read_ledger(ledger_path)
+    entries[sha] = record
+    _write_ledger(ledger_path, entries)
+    return VerifyOutcome(str(path), sha, record["verdict"], record.get("how"), record["seconds"], record)
