@@ -30,7 +30,8 @@ JSON_VALUES = st.recursive(
     | st.integers(-(2**70), 2**70)
     | st.floats()  # NaN and infinities too: json.dumps writes them, json.loads reads them back
     | st.sampled_from([1e308, -1e308, 5.0, -3.0, 0.5, "", "\u202e", "<script>"])
-    | st.text(max_size=12),
+    | st.text(max_size=12)
+    | st.text(st.characters(categories=("Cs", "Ll")), min_size=1, max_size=4),  # lone surrogates, as "\ud800"
     lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=6), children, max_size=3),
     max_leaves=6,
 )
