@@ -106,11 +106,9 @@ def model_from_state(template: torch.nn.Module, state: Mapping[str, torch.Tensor
     """
     lm = copy.deepcopy(template)
     embeddings = lm.get_input_embeddings().weight
-    for key, value in state.items():
-        if value.ndim == 2 and value.shape[1] == embeddings.shape[1] and key.endswith("wte.weight"):
-            if value.shape[0] != embeddings.shape[0]:
-                lm.resize_token_embeddings(value.shape[0], mean_resizing=False)
-            break
+    key = next((name for name, p in lm.named_parameters(remove_duplicate=False) if p is embeddings), None)
+    if key in state and state[key].shape[0] != embeddings.shape[0]:  # e.g. Rewards-in-Context's reward tokens
+        lm.resize_token_embeddings(state[key].shape[0], mean_resizing=False)
     missing, unexpected = lm.load_state_dict(dict(state), strict=False)
     tensors = dict(lm.named_parameters(remove_duplicate=False))
     loaded = {id(tensors[k]) for k in state if k in tensors}

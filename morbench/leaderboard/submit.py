@@ -150,7 +150,10 @@ def baseline_provenance(runs: list[tuple[Path, dict[str, Any], dict[str, Any]]])
     for _, record, _ in runs:
         identity = (record.get("identity") or {}).get("fields") or {}
         budget = identity.get("budget") or (record.get("compute") or {}).get("budget") or {}
-        budgets.add(json.dumps({k: budget.get(k) for k in ("sampled_tokens", "oracle_calls")}, sort_keys=True))
+        kept = {k: budget.get(k) for k in ("sampled_tokens", "oracle_calls")}
+        if budget.get("convention") is not None:
+            kept["convention"] = budget["convention"]
+        budgets.add(json.dumps(kept, sort_keys=True))
         if "env_kwargs" in identity:
             kwargs = identity["env_kwargs"] or {}
         else:
@@ -159,7 +162,8 @@ def baseline_provenance(runs: list[tuple[Path, dict[str, Any], dict[str, Any]]])
         overrides.add(json.dumps(kwargs, sort_keys=True))
     if len(budgets) != 1 or len(overrides) != 1:
         raise SubmissionError("the runs were made with different budgets or env kwargs; submit them separately")
-    convention = ((first.get("identity") or {}).get("fields") or {}).get("compute_convention")
+    identity = (first.get("identity") or {}).get("fields") or {}
+    convention = identity.get("compute_convention") or (identity.get("budget") or {}).get("convention")
     provenance: dict[str, Any] = {
         "kind": "baseline",
         "method": first["method"],
