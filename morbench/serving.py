@@ -156,12 +156,22 @@ def per_preference_policy(
 
 
 def nearest_policy(
-    models: Mapping[str, torch.nn.Module], task: Any, temperature: float | None = None, top_p: float | None = None
+    models: Mapping[str, torch.nn.Module],
+    task: Any,
+    temperature: float | None = None,
+    top_p: float | None = None,
+    points: Sequence[Sequence[float]] | None = None,
 ) -> LMPolicy:
-    """Models trained at the preferences their keys name, in training order; every grid point is served by the
-    nearest (L1; ties go to the first in that order), as MORLHF serves its untrained preferences."""
+    """Models trained at ``points`` (default: the grid points, else the preferences their keys name), in training
+    order; every grid point is served by the nearest (L1; ties go to the first in that order), as MORLHF serves
+    the preferences it did not train."""
     keys = list(models)
-    points = np.array([[float(x) for x in key.split("_")] for key in keys])
+    if points is None:
+        grid = {preference_key(w): np.asarray(w, dtype=np.float64) for w in task.preference_grid}
+        points = [grid[key] if key in grid else [float(x) for x in key.split("_")] for key in keys]
+    points = np.asarray(points, dtype=np.float64)
+    if points.shape[0] != len(keys):
+        raise VerificationError(f"{len(keys)} trained models but {points.shape[0]} trained preferences")
     mapping = {}
     for weights in task.preference_grid:
         mapping[preference_key(weights)] = keys[int(np.argmin(np.abs(points - weights).sum(axis=1)))]

@@ -250,9 +250,10 @@ def baseline_policy(method: str, outputs: dict[str, Any], run_dir: Path, files: 
         return serving.interpolation_policy(prior, states, task)
     for field in ("models", "merged"):
         if isinstance(outputs.get(field), dict):
-            paths = outputs[field]
-            order = [preference_key(w) for w in outputs.get("trained_preferences") or []] or list(paths)
-            return serving.nearest_policy({key: model(paths[key]) for key in order}, task)
+            paths, trained = outputs[field], outputs.get("trained_preferences")
+            order = [preference_key(w) for w in trained] if trained else list(paths)
+            models = {key: model(paths[key]) for key in order}
+            return serving.nearest_policy(models, task, points=trained)
     if method == "rewards_in_context":
         from morbench.baselines.rewards_in_context import RiCPolicy
 

@@ -277,3 +277,24 @@ def test_rank_groups_and_the_paired_comparison() -> None:
     assert paired["high"] < 0  # b is consistently below a, seed by seed, although the intervals overlap
     unpaired = difference_interval({5: 0.5, 6: 0.6}, {0: 0.5, 1: 0.52})
     assert unpaired is not None and not unpaired["paired"]
+
+
+def test_nearest_serving_matches_morlhf_on_ties() -> None:
+    """MORLHF's anchors on a 3-objective grid leave L1 ties (e.g. (0, 1/3, 2/3) is as near to (0, 0, 1) as to the
+    uniform point): verify's rule must pick the model MORLHF served, from the exact trained preferences."""
+    import torch
+
+    from morbench.baselines.morlhf import nearest_policy as morlhf_nearest
+    from morbench.baselines.morlhf import trained_preferences
+    from morbench.preferences import preference_key
+    from morbench.registry import make
+    from morbench.serving import nearest_policy
+
+    task = make("morbench/QM9-v0").unwrapped
+    points = trained_preferences(task, "anchors")
+    keys = [preference_key(w) for w in points]
+    models = {key: torch.nn.Identity() for key in keys}
+    ours = nearest_policy(models, task, points=json.loads(json.dumps(points.tolist())))  # as run.json stores them
+    theirs = morlhf_nearest(models, points, task)
+    for weights in task.preference_grid:
+        assert ours.model_for(weights) is theirs.model_for(weights), weights
