@@ -120,7 +120,7 @@ def _validate(args: argparse.Namespace) -> int:
         raise SubmissionError(f"{root}: no submission files to validate")
     report = validate_files(paths, root=root, progress=not args.quiet and len(paths) > 1)
     for item in report.valid:
-        status = "ranked" if item.ranked else "unranked"
+        status = "rankable once verified" if item.ranked else "unranked: " + "; ".join(item.shape_blockers())
         print(f"ok  {item.source}: {item.env_id}, {item.name!r}, seeds {item.seeds} ({status}), {item.seconds:.1f} s")
     for error in report.errors:
         print(f"REJECTED {error}", file=sys.stderr)
