@@ -131,6 +131,7 @@ def test_cli_build(board_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixtur
     assert "built the leaderboard from 3 submission(s)" in capsys.readouterr().out
 
 
+@pytest.mark.slow  # re-validates and re-scores every committed submission (minutes): CI runs it (.ci/run)
 def test_committed_board_is_regenerated_exactly(tmp_path: Path) -> None:
     """`morbench leaderboard build` on a fresh clone reproduces the committed leaderboard byte for byte."""
     root = default_root()
