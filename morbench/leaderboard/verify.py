@@ -24,6 +24,7 @@ it. Only this module writes the ledger.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import inspect
@@ -98,6 +99,25 @@ def read_ledger(path: str | Path) -> dict[str, dict[str, Any]]:
     if not isinstance(data, dict) or data.get("format") != LEDGER_FORMAT or not isinstance(data.get("entries"), dict):
         raise SubmissionError(f"{path}: not a {LEDGER_FORMAT} ledger (written only by `morbench leaderboard verify`)")
     return data["entries"]
+
+
+@contextlib.contextmanager
+def _ledger_lock(path: Path):
+    """An exclusive ``flock`` on ``<ledger>.lock`` around a read-modify-write of the ledger (waits its turn)."""
+    import fcntl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "a+") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        yield
+
+
+def record_in_ledger(path: Path, sha: str, record: dict[str, Any]) -> None:
+    """Add (or replace) the record of the file whose bytes hash to ``sha``; concurrent verifiers wait their turn."""
+    with _ledger_lock(path):
+        entries = read_ledger(path)
+        entries[sha] = record
+        _write_ledger(path, entries)
 
 
 def _write_ledger(path: Path, entries: dict[str, dict[str, Any]]) -> None:
@@ -403,7 +423,5 @@ def verify_file(
     except SubmissionError as exc:  # VerificationError included
         record.update(verdict="failed", how=how, message=str(exc)[:4000])
     record["seconds"] = round(time.perf_counter() - started, 3)
-    entries = read_ledger(ledger_path)
-    entries[sha] = record
-    _write_ledger(ledger_path, entries)
+    record_in_ledger(ledger_path, sha, record)
     return VerifyOutcome(str(path), sha, record["verdict"], record.get("how"), record["seconds"], record)

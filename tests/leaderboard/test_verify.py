@@ -298,3 +298,23 @@ def test_nearest_serving_matches_morlhf_on_ties() -> None:
     theirs = morlhf_nearest(models, points, task)
     for weights in task.preference_grid:
         assert ours.model_for(weights) is theirs.model_for(weights), weights
+
+
+def test_concurrent_verifiers_keep_every_ledger_record(tmp_path):
+    """Two verifiers finishing at once must not drop each other's record (read-modify-write under a lock)."""
+    import threading
+
+    from morbench.leaderboard.verify import read_ledger, record_in_ledger
+
+    ledger = tmp_path / "verified.json"
+
+    def write(prefix: str) -> None:
+        for i in range(25):
+            record_in_ledger(ledger, f"{prefix}{i:062d}", {"verdict": "verified", "file": f"{prefix}{i}"})
+
+    threads = [threading.Thread(target=write, args=(p,)) for p in ("aa", "bb", "cc")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(read_ledger(ledger)) == 75
