@@ -20,7 +20,6 @@ against the declared digests. :func:`load_model_folder` is the loader for extern
 from __future__ import annotations
 
 import copy
-import hashlib
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -29,6 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from morbench.assets import sha256_file
 from morbench.errors import VerificationError
 from morbench.evaluation import LMPolicy, PolicySamples, PreferenceLMPolicy, sample_sequences
 from morbench.preferences import preference_key
@@ -52,12 +52,7 @@ SERVING_RULES = ("single", "per_preference", "interpolate", "conditioned")
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".h5", ".msgpack")
 
 
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+file_sha256 = sha256_file  # the assets' streaming sha256 of a file, under the name the serving rules use
 
 
 def folder_digests(folder: str | Path) -> dict[str, str]:
