@@ -71,30 +71,25 @@ def test_every_method_is_covered():
 
 @pytest.mark.parametrize("method", sorted(OVERRIDES))
 def test_method_runs_on_the_tiny_summarize_task(tmp_path, method):
+    def run():
+        return run_method(
+            method,
+            TINY,
+            tmp_path / method,
+            config=build_config(method, OVERRIDES[method]),
+            env_kwargs={"max_prompt_length": 160},
+            eval_samples=2,
+            progress=False,
+        )
+
     if method == "rewards_in_context":
         # RiC learns only from valid samples; the random tiny prior writes almost none (about 1 in 200), so RiC
         # must stop with a clear error instead of training on floor-labelled junk (SmolLM2: test below)
         with pytest.raises(ConfigError, match="offline prior samples is valid"):
-            run_method(
-                method,
-                TINY,
-                tmp_path / method,
-                config=build_config(method, OVERRIDES[method]),
-                env_kwargs={"max_prompt_length": 160},
-                eval_samples=2,
-                progress=False,
-            )
+            run()
         return
     start = time.perf_counter()
-    run_dir = run_method(
-        method,
-        TINY,
-        tmp_path / method,
-        config=build_config(method, OVERRIDES[method]),
-        env_kwargs={"max_prompt_length": 160},
-        eval_samples=2,
-        progress=False,
-    ).parent
+    run_dir = run().parent
     record = _check_run(run_dir, TINY, samples=2)
     assert record["compute"]["wall_seconds"] <= time.perf_counter() - start + 1
 
