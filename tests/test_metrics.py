@@ -166,20 +166,18 @@ def test_crossfit_hypervolume_of_a_preference_blind_policy_equals_its_pooled_poi
     assert np.mean(plugin) > 0.15  # the plug-in (the former headline) inflates it by about 20%
 
 
-def _real_rewards(name):
-    import gzip
-    import json
+def _first_build_rewards(name):
+    """Per-seed, per-preference QM9-v0 rewards of a first-build baseline (frozen copy; see tests/data/README.md)."""
     from pathlib import Path
 
-    path = Path(__file__).parents[1] / "leaderboard" / "submissions" / "morbench_QM9-v0" / f"{name}.json.gz"
-    submission = json.loads(gzip.decompress(path.read_bytes()))
-    return [[np.asarray(p["rewards"]) for p in seed["preferences"]] for seed in submission["seeds"]]
+    with np.load(Path(__file__).parent / "data" / "qm9_first_build_rewards.npz", allow_pickle=False) as data:
+        return [list(seed) for seed in data[name]]  # (seeds, preferences, samples, objectives)
 
 
 def test_crossfit_hypervolume_on_real_preference_blind_morlhf_rewards():
     ref = np.zeros(3)  # QM9-v0's reference point
     errors, plugin = [], []
-    for rewards in _real_rewards("morlhf-baseline"):  # one policy served at every preference (3 seeds)
+    for rewards in _first_build_rewards("morlhf_uniform_w"):  # one policy served at every preference (3 seeds)
         pooled = _pooled_hypervolume(rewards, ref)
         errors.append(metrics.crossfit_hypervolume(rewards, ref) / pooled - 1)
         plugin.append(metrics.hypervolume([r.mean(axis=0) for r in rewards], ref) / pooled - 1)
@@ -199,7 +197,7 @@ def test_crossfit_hypervolume_keeps_a_genuine_front():
     assert -0.08 < corrected / true_volume - 1 < 0.02
     assert corrected > 1.3 * _pooled_hypervolume(rewards, ref)
     # real preference-dependent methods keep most of their advantage over their pooled point
-    for rewards in _real_rewards("rewarded-soups-baseline"):
+    for rewards in _first_build_rewards("rewarded_soups"):
         assert metrics.crossfit_hypervolume(rewards, np.zeros(3)) > 2.0 * _pooled_hypervolume(rewards, np.zeros(3))
 
 
