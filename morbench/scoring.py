@@ -298,11 +298,21 @@ def prior_judge_gap(task: Any, seed: int, samples: int) -> float:
     return _PRIOR_GAPS[key]
 
 
-def add_judge_gap_vs_prior(results: list[dict[str, Any]], sample_prior: bool = True) -> None:
+def add_judge_gap_vs_prior(
+    results: list[dict[str, Any]], sample_prior: bool = True, use_prior_runs: bool = True
+) -> None:
     """Set ``judge_gap_vs_prior`` (and ``prior_judge_gap``, ``prior_judge_gap_source``) on every result with a
-    judge gap: the prior's gap comes from the prior run of the same env and seed among ``results``, else (with
-    ``sample_prior``) from :func:`prior_judge_gap`."""
-    priors = {(r["env"], r["seed"]): r for r in results if r["method"] == PRIOR_METHOD and "judge_gap" in r}
+    judge gap: the prior's gap comes from the prior run of the same env and seed among ``results`` (unless
+    ``use_prior_runs`` is False), else (with ``sample_prior``) from :func:`prior_judge_gap`.
+
+    The leaderboard passes ``use_prior_runs=False``: a submission that calls its method "prior" must not set the
+    reference its own judge gap is measured against, so the board always samples the prior itself.
+    """
+    priors = {
+        (r["env"], r["seed"]): r
+        for r in results
+        if use_prior_runs and r["method"] == PRIOR_METHOD and "judge_gap" in r
+    }
     for result in results:
         if "judge_gap" not in result:
             continue

@@ -122,9 +122,11 @@ def score_submission(
     """Every metric of every seed (``score_evaluation``) and their aggregate over seeds (``aggregate``).
 
     With a passing ``verification`` record, each seed's KL to the prior is the verifier's (from its own
-    log-probabilities); otherwise it is computed from the submitted log-probabilities (self-reported).
+    log-probabilities); otherwise it is computed from the submitted log-probabilities (self-reported). On tasks
+    with a held-out judge, ``judge_gap_vs_prior`` is the seed's judge gap minus that of the prior sampled by the
+    builder at the same seed and sample count (never a submitted "prior" run).
     """
-    from morbench.scoring import aggregate, score_evaluation
+    from morbench.scoring import add_judge_gap_vs_prior, aggregate, score_evaluation
 
     seeds = {entry["seed"]: entry for entry in validated.submission["seeds"]}
     verified_seeds = (verification or {}).get("seeds") or {}
@@ -140,6 +142,7 @@ def score_submission(
             kl = (verified_seeds.get(str(evaluation["seed"])) or {}).get("kl_to_prior")
             result["kl_to_prior"] = float(kl) if kl is not None else float("nan")
         results.append(result)
+    add_judge_gap_vs_prior(results, sample_prior=True, use_prior_runs=False)  # the prior sampled by us, per seed
     summary = aggregate(results)[f"{validated.env_id}::{validated.name}"]
     intervals = {}
     for key in INTERVAL_METRICS:

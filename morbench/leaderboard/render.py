@@ -239,7 +239,12 @@ RANKED_COLUMNS: tuple[Column, ...] = (
     _metric_column("Avg reward", "average_reward", "mean over objectives at the uniform preference"),
     _metric_column("ICV", "icv", "mean/std of the per-objective means at the uniform preference", digits=2),
     _metric_column("Expected utility", "expected_utility", "mean over the grid of the best weighted reward"),
-    _metric_column("Judge gap", "judge_gap", "training-oracle minus held-out-judge average reward (lower is better)"),
+    _metric_column(
+        "Judge gap vs prior",
+        "judge_gap_vs_prior",
+        "training-oracle minus held-out-judge average reward, minus the untuned prior's (0: as the prior; "
+        "higher: the training oracle is exploited more)",
+    ),
     _metric_column("Validity", "validity", "fraction of valid samples at the uniform preference"),
     Column(
         "KL to prior",

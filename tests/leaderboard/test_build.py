@@ -143,3 +143,44 @@ def test_committed_board_is_regenerated_exactly(tmp_path: Path) -> None:
     assert sorted(built) == sorted(committed), "files differ: run `morbench leaderboard build` and commit"
     for name, data in built.items():
         assert data == committed[name], f"leaderboard/{name} is stale: run `morbench leaderboard build` and commit"
+
+
+def test_judge_gap_is_measured_against_the_prior_the_board_samples(tmp_path: Path) -> None:
+    """A submission named "prior" must not become its own reference: the board samples the prior itself."""
+    import math
+
+    import numpy as np
+
+    import morbench
+    from morbench.leaderboard.build import build_boards
+    from morbench.leaderboard.submit import submit
+    from morbench.leaderboard.validate import validate_files
+    from morbench.scoring import prior_judge_gap
+
+    molecules = ["CCO", "c1ccccc1O", "CC(=O)N", "OCC(O)CO", "CCN(CC)CC", "C1CCOC1", "CC#N", "O=C1CCCC1"]
+
+    def fixed_molecules(preference: np.ndarray, num_samples: int, seed: int) -> list[str]:
+        return [molecules[i % len(molecules)] for i in range(num_samples)]
+
+    runs = tmp_path / "runs"
+    morbench.evaluate(
+        fixed_molecules,
+        "morbench/QM9-v0",
+        seeds=[0],
+        out=runs,
+        method="prior",
+        compute={"oracle_calls": 0, "sampled_tokens": 0, "wall_seconds": 0.0},
+        samples_per_preference=128,
+        progress=False,
+    )
+    path = submit(runs, "prior", tmp_path / "submissions", description="eight fixed molecules")
+    report = validate_files([path])
+    assert report.ok, report.errors
+    (board,) = build_boards(report.valid)
+    (entry,) = board.unranked
+    (result,) = entry.results
+    reference = prior_judge_gap(board.task, 0, 128)
+    assert math.isfinite(reference)
+    assert result["prior_judge_gap"] == reference and "sampled" in result["prior_judge_gap_source"]
+    assert result["judge_gap_vs_prior"] == pytest.approx(result["judge_gap"] - reference)
+    assert result["judge_gap_vs_prior"] != 0.0  # not zeroed by calling itself the prior
