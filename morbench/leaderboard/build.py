@@ -37,7 +37,7 @@ from morbench.leaderboard.render import (
 )
 from morbench.leaderboard.schema import submission_slug
 from morbench.leaderboard.validate import ValidatedSubmission, find_submissions, validate_files
-from morbench.leaderboard.verify import LEDGER_FILE, read_ledger
+from morbench.leaderboard.verify import LEDGER_FILE, read_ledger, trusted_digests
 
 __all__ = [
     "BuildResult",
@@ -67,6 +67,7 @@ class BuildResult:
     submissions: int
     validation_seconds: dict[str, float]
     seconds: float
+    rescored: int = 0  # files re-scored (the others were scored from claims their verification matched)
 
 
 def _finite_or_none(value: float) -> float | None:
@@ -280,11 +281,14 @@ def build_leaderboard(
     out: str | Path | None = None,
     progress: bool = False,
     ledger: str | Path | None = None,
+    rescore: bool = False,
 ) -> BuildResult:
     """Validate and score every submission under ``submissions``; render the board into ``out``.
 
     Both default to the board found from the current directory; a missing submissions folder is an error. The
-    verification ledger is ``ledger`` (default: ``verified.json`` beside the submissions folder).
+    verification ledger is ``ledger`` (default: ``verified.json`` beside the submissions folder). Files whose
+    exact bytes the ledger says were verified with claims matching the re-scoring are scored from their claims
+    (:func:`morbench.leaderboard.verify.trusted_digests`); ``rescore`` re-scores every file regardless.
     """
     started = time.perf_counter()
     if submissions is None or out is None:
@@ -293,8 +297,9 @@ def build_leaderboard(
         out = out if out is not None else root
     submissions, out = Path(submissions), Path(out)
     paths = find_submissions(submissions)
-    report = validate_files(paths, root=submissions, progress=progress)
     ledger_entries = read_ledger(Path(ledger) if ledger is not None else submissions.parent / LEDGER_FILE)
+    trusted = set() if rescore else trusted_digests(ledger_entries)
+    report = validate_files(paths, root=submissions, progress=progress, trusted=trusted)
     if not report.ok:
         raise SubmissionError(
             f"{len(report.errors)} submission(s) failed validation; the board was not changed:\n\n"
@@ -305,6 +310,7 @@ def build_leaderboard(
     return BuildResult(
         files={k: len(v) for k, v in sorted(files.items())},
         submissions=len(report.valid),
+        rescored=sum(v.claims_error is not None for v in report.valid),
         validation_seconds={v.source: v.seconds for v in report.valid},
         seconds=time.perf_counter() - started,
     )

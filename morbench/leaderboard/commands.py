@@ -59,6 +59,11 @@ def add_leaderboard_parser(sub: argparse._SubParsersAction) -> None:
     build.add_argument("--out", default=None, help="leaderboard folder to write (default: <board>)")
     build.add_argument("--board", default=None, help=BOARD_HELP)
     build.add_argument("--quiet", action="store_true", help="no progress bar")
+    build.add_argument(
+        "--rescore",
+        action="store_true",
+        help="re-score every file, also those the ledger says were verified with matching claims (slow)",
+    )
     verify = actions.add_parser(
         "verify", help="re-produce submissions' samples (re-sample artifacts or re-train) and record it in the ledger"
     )
@@ -140,10 +145,13 @@ def _build(args: argparse.Namespace) -> int:
             f"{submissions}: no submission files found; nothing to build (add submissions with `morbench submit`, "
             "or pass --board / --submissions)"
         )
-    result = build_leaderboard(submissions, out, progress=not args.quiet)
+    result = build_leaderboard(submissions, out, progress=not args.quiet, rescore=args.rescore)
     for relative, size in result.files.items():
         print(f"  {out / relative} ({size} bytes)")
-    print(f"built the leaderboard from {result.submissions} submission(s) in {result.seconds:.1f} s")
+    print(
+        f"built the leaderboard from {result.submissions} submission(s) ({result.rescored} re-scored, the rest "
+        f"scored from claims their verification matched) in {result.seconds:.1f} s"
+    )
     return 0
 
 

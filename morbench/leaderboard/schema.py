@@ -31,6 +31,7 @@ __all__ = [
     "name_skeleton",
     "parse_submission",
     "read_submission",
+    "read_submission_bytes",
     "submission_slug",
 ]
 
@@ -137,6 +138,12 @@ def parse_submission(data: bytes, source: str, gzipped: bool) -> dict[str, Any]:
 def read_submission(path: str | Path) -> dict[str, Any]:
     """Read one submission file (``.json`` or ``.json.gz``) within the size limits."""
     path = Path(path)
+    return parse_submission(read_submission_bytes(path), str(path), gzipped=path.name.endswith(".gz"))
+
+
+def read_submission_bytes(path: str | Path) -> bytes:
+    """The exact bytes of a submission file, after its name and size checks (parse them once, hash them once)."""
+    path = Path(path)
     source = str(path)
     if not path.name.endswith(SUBMISSION_SUFFIXES):
         raise SubmissionError(f"{source}: a submission file must end in .json.gz or .json")
@@ -149,7 +156,10 @@ def read_submission(path: str | Path) -> dict[str, Any]:
             f"{source}: {size} bytes is over the size limit of {MAX_FILE_BYTES} bytes; submit gzipped JSON "
             "(`morbench submit` writes .json.gz) with the protocol's sample count"
         )
-    return parse_submission(path.read_bytes(), source, gzipped=path.name.endswith(".gz"))
+    data = path.read_bytes()
+    if len(data) > MAX_FILE_BYTES:  # grew after the size check
+        raise SubmissionError(f"{source}: {len(data)} bytes is over the size limit of {MAX_FILE_BYTES} bytes")
+    return data
 
 
 PER_SAMPLE_FIELDS = ("sequences", "rewards", "valid", "judge_rewards", "logprobs", "prior_logprobs", "contexts")

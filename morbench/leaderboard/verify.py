@@ -39,7 +39,7 @@ import torch
 
 from morbench.errors import MorbenchError, SubmissionError, VerificationError
 from morbench.leaderboard.schema import content_sha256, parse_submission
-from morbench.leaderboard.validate import TaskCache, ValidatedSubmission, validate_submission
+from morbench.leaderboard.validate import TRUSTED_CLAIM_ERROR, TaskCache, ValidatedSubmission, validate_submission
 from morbench.runs import RUN_FILE, atomic_write_bytes, find_runs, git_commit, hardware_info
 
 __all__ = [
@@ -49,6 +49,7 @@ __all__ = [
     "compare_samples",
     "default_ledger",
     "passing_record",
+    "trusted_digests",
     "read_ledger",
     "verify_file",
     "verify_submission",
@@ -129,6 +130,18 @@ def passing_record(entries: dict[str, dict[str, Any]], sha256: str | None) -> di
     """The ledger record of exactly these bytes, if it says verified."""
     record = entries.get(sha256) if sha256 else None
     return record if isinstance(record, dict) and record.get("verdict") == "verified" else None
+
+
+def trusted_digests(entries: dict[str, dict[str, Any]]) -> set[str]:
+    """Bytes whose claimed rewards the builder may take instead of re-scoring: verified, with every claimed reward
+    and judge reward within ``TRUSTED_CLAIM_ERROR`` of the verifier's re-scoring (records written before this
+    was measured, or with a larger error, are re-scored)."""
+    trusted = set()
+    for sha, record in entries.items():
+        error = record.get("claims_max_error") if passing_record(entries, sha) else None
+        if isinstance(error, (int, float)) and not isinstance(error, bool) and 0 <= error <= TRUSTED_CLAIM_ERROR:
+            trusted.add(sha)
+    return trusted
 
 
 # -- comparing samples ----------------------------------------------------------------------------------------
@@ -418,6 +431,9 @@ def verify_file(
         submission = parse_submission(data, str(path), gzipped=path.name.endswith(".gz"))
         validated = validate_submission(submission, str(path), tasks or TaskCache())
         record.update(name=validated.name, env=validated.env_id, kind=validated.kind)
+        error = validated.claims_error
+        # lets the builder take the claims for these bytes (None: some claim missing, e.g. no judge rewards)
+        record["claims_max_error"] = error if error is not None and np.isfinite(error) else None
         how, seeds = verify_submission(validated, artifacts, retrain, progress)
         record.update(verdict="verified", how=how, seeds=seeds)
     except SubmissionError as exc:  # VerificationError included

@@ -318,3 +318,63 @@ def test_concurrent_verifiers_keep_every_ledger_record(tmp_path):
     for t in threads:
         t.join()
     assert len(read_ledger(ledger)) == 75
+
+
+# -- scoring verified bytes from their claims -------------------------------------------------------------------
+def test_verified_bytes_are_scored_from_their_claims_and_everything_else_is_rescored(
+    ranked_board: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """The builder re-scores once per file's bytes: the verifier's record (claims within TRUSTED_CLAIM_ERROR of its
+    re-scoring) lets build take the claims; an edited file, or one without such a record, is re-scored."""
+    from morbench.leaderboard.validate import TRUSTED_CLAIM_ERROR
+    from morbench.leaderboard.verify import trusted_digests
+
+    board, _ = copy_board(ranked_board, tmp_path)
+    path = board / "submissions" / STEM / "soup.json.gz"
+    sha = content_sha256(path.read_bytes())
+    ledger = read_ledger(board / "verified.json")
+    assert 0 <= ledger[sha]["claims_max_error"] <= TRUSTED_CLAIM_ERROR  # `morbench submit` rounds to 6 decimals
+    assert trusted_digests(ledger) == {sha}
+    edited = soup(board)
+    edited["name"] = "Soup edited"
+    write_submission(board / "submissions", edited)
+    paths = sorted((board / "submissions").rglob("*.json.gz"))
+    trusted = validate_files(paths, trusted=trusted_digests(ledger))
+    rescored_all = validate_files(paths)
+    assert trusted.ok and rescored_all.ok
+    by_name = {v.name: v for v in trusted.valid}
+    assert by_name["Soup"].claims_error is None  # claims taken
+    assert by_name["Soup edited"].claims_error is not None  # other bytes: re-scored
+    # the claims differ from the re-scoring by the 6-decimal rounding only: the board's numbers agree to that
+    full = {v.name: v for v in rescored_all.valid}["Soup"]
+    for a, b in zip(by_name["Soup"].evaluations, full.evaluations, strict=True):
+        for pa, pb in zip(a["preferences"], b["preferences"], strict=True):
+            assert pa["sequences"] == pb["sequences"] and pa["valid"] == pb["valid"]
+            np.testing.assert_allclose(pa["rewards"], pb["rewards"], atol=TRUSTED_CLAIM_ERROR)
+    assert build_leaderboard(board / "submissions", board).rescored == 1
+    assert build_leaderboard(board / "submissions", board, rescore=True).rescored == 2
+
+
+def test_claims_shifted_within_the_tolerance_are_rescored_not_trusted(
+    ranked_board: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """A verified submitter who nudges every claimed reward up by less than the validation tolerance (1e-4) gets
+    no credit for it: verification measures the error, so the builder re-scores those bytes."""
+    from morbench.leaderboard.verify import trusted_digests
+
+    board, runs = copy_board(ranked_board, tmp_path)
+    nudged = soup(board)
+    nudged["name"] = "Soup nudged"
+    for seed in nudged["seeds"]:
+        for entry in seed["preferences"]:
+            entry["rewards"] = [[min(1.0, v + 5e-5) for v in row] for row in entry["rewards"]]
+    path = write_submission(board / "submissions", nudged)
+    outcome = verify_file(path, artifacts=runs, ledger=board / "verified.json")
+    assert outcome.ok, outcome.record  # the samples are re-produced; the claims pass the 1e-4 tolerance
+    assert outcome.record["claims_max_error"] > 4e-5
+    assert content_sha256(path.read_bytes()) not in trusted_digests(read_ledger(board / "verified.json"))
+    (nudged_result,) = validate_files([path], trusted=trusted_digests(read_ledger(board / "verified.json"))).valid
+    assert nudged_result.claims_error is not None  # re-scored: the board scores the recomputed rewards
+    claimed = sum(np.sum(entry["rewards"]) for entry in nudged["seeds"][0]["preferences"])
+    scored = sum(np.sum(entry["rewards"]) for entry in nudged_result.evaluations[0]["preferences"])
+    assert scored < claimed
