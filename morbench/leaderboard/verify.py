@@ -170,12 +170,17 @@ def compare_samples(submitted: dict[str, Any], resampled: dict[str, Any], seed: 
 
 
 # -- re-producing samples -------------------------------------------------------------------------------------
-def _tasks(env_id: str, env_kwargs: dict[str, Any]) -> tuple[Any, Any]:
+def _tasks(validated: ValidatedSubmission, env_kwargs: dict[str, Any]) -> tuple[Any, Any]:
+    """(the task the policy was trained on, the evaluation-protocol task it is re-sampled on). Without env kwargs
+    the latter is the task validation used, so re-sampled sequences (the submitted ones, if they reproduce) are
+    scored from its oracle caches instead of a second time."""
     from morbench.evaluation import evaluation_env_kwargs
     from morbench.registry import make
 
-    task = make(env_id, **env_kwargs).unwrapped
-    return task, make(env_id, **evaluation_env_kwargs(task, env_kwargs)).unwrapped
+    task = make(validated.env_id, **env_kwargs).unwrapped
+    if not env_kwargs:
+        return task, validated.task
+    return task, make(validated.env_id, **evaluation_env_kwargs(task, env_kwargs)).unwrapped
 
 
 def _resample(policy: Any, eval_task: Any, seed: int, samples: int, prior: torch.nn.Module) -> dict[str, Any]:
@@ -304,7 +309,7 @@ def _baseline_from_artifacts(validated, seed, artifacts: Path | None) -> dict[st
     from morbench.models import load_prior
 
     provenance = validated.provenance
-    task, eval_task = _tasks(validated.env_id, provenance["env_kwargs"])
+    task, eval_task = _tasks(validated, provenance["env_kwargs"])
     entry = next((a for a in provenance.get("artifacts") or [] if a["seed"] == seed), None)
     if entry is None or not entry["files"]:
         raise VerificationError(f"seed {seed}: the submission records no saved model files; verify with --retrain")
@@ -322,7 +327,7 @@ def _policy_from_artifacts(validated, seed, artifacts: Path | None) -> dict[str,
 
     if artifacts is None:
         raise VerificationError("a policy submission is verified from its model folders: pass --artifacts DIR")
-    task, eval_task = _tasks(validated.env_id, {})
+    task, eval_task = _tasks(validated, {})
     policy = policy_from_provenance(validated.provenance, artifacts, task, seed)
     return _resample(policy, eval_task, seed, validated.samples_per_preference, load_prior(task).eval())
 
