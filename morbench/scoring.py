@@ -309,10 +309,9 @@ def add_judge_gap_vs_prior(
     reference its own judge gap is measured against, so the board always samples the prior itself.
     """
     priors = {
-        (r["env"], r["seed"]): r
-        for r in results
-        if use_prior_runs and r["method"] == PRIOR_METHOD and "judge_gap" in r
+        (r["env"], r["seed"]): r for r in results if use_prior_runs and r["method"] == PRIOR_METHOD and "judge_gap" in r
     }
+    tasks: dict[str, Any] = {}  # one env per id, not one per result
     for result in results:
         if "judge_gap" not in result:
             continue
@@ -324,8 +323,9 @@ def add_judge_gap_vs_prior(
             samples = samples if isinstance(samples, int) else max(samples)
             from morbench.registry import make
 
-            task = make(result["env"]).unwrapped
-            gap = prior_judge_gap(task, result["seed"], samples)
+            if result["env"] not in tasks:
+                tasks[result["env"]] = make(result["env"]).unwrapped
+            gap = prior_judge_gap(tasks[result["env"]], result["seed"], samples)
             source = f"prior sampled by the scorer, seed {result['seed']}, {samples} samples"
         else:
             continue

@@ -29,7 +29,6 @@ from morbench.leaderboard.schema import (
     content_sha256,
     env_stem,
     parse_submission,
-    read_submission,
     read_submission_bytes,
     submission_slug,
 )
@@ -368,15 +367,16 @@ def resolve_contexts(entry: dict[str, Any], task: Any, where: str, source: str) 
 
 
 # -- re-scoring -----------------------------------------------------------------------------------------------
-def _compare(
-    claimed: list[list[float]], recomputed: np.ndarray, claimed_valid: list[bool] | None, valid: np.ndarray | None
-) -> np.ndarray:
-    """Indices of rows whose claimed rewards (or validity) do not match the recomputed ones."""
-    difference = np.abs(np.asarray(claimed, dtype=np.float64) - recomputed.astype(np.float64))
+def _compare(difference: np.ndarray, claimed_valid: list[bool] | None, valid: np.ndarray | None) -> np.ndarray:
+    """Indices of rows whose claimed rewards (``difference``: |claimed - recomputed|) or validity do not match."""
     bad = np.any(difference > REWARD_TOLERANCE, axis=1)
     if claimed_valid is not None and valid is not None:
         bad |= np.asarray(claimed_valid, dtype=bool) != valid
     return np.flatnonzero(bad)
+
+
+def _difference(claimed: list[list[float]], recomputed: np.ndarray) -> np.ndarray:
+    return np.abs(np.asarray(claimed, dtype=np.float64) - recomputed.astype(np.float64))
 
 
 def _offending_row(
@@ -388,12 +388,8 @@ def _offending_row(
     )
 
 
-def _claims_error(claimed: list[list[float]] | None, recomputed: np.ndarray) -> float:
-    if claimed is None:
-        return float("inf")
-    if not len(recomputed):
-        return 0.0
-    return float(np.max(np.abs(np.asarray(claimed, dtype=np.float64) - recomputed)))
+def _largest(difference: np.ndarray) -> float:
+    return float(difference.max()) if difference.size else 0.0
 
 
 def _trusted_entry(entry: dict[str, Any], task: Any, contexts: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
@@ -439,9 +435,10 @@ def rescore_seed(
             continue
         result = task.score(sequences, contexts)
         rewards = np.asarray(result.rewards, dtype=np.float64)
+        difference = _difference(entry["rewards"], rewards)
         if errors is not None:
-            errors.append(_claims_error(entry["rewards"], rewards))
-        for i in _compare(entry["rewards"], rewards, entry["valid"], result.valid):
+            errors.append(_largest(difference))
+        for i in _compare(difference, entry["valid"], result.valid):
             offending.append(
                 _offending_row(
                     seed_entry["seed"],
@@ -456,10 +453,14 @@ def rescore_seed(
         judge = None
         if task.judge is not None:
             judge = np.asarray(task.judge_score(sequences, contexts).rewards, dtype=np.float64)
-            if errors is not None:
-                errors.append(_claims_error(entry.get("judge_rewards"), judge))
-            if entry.get("judge_rewards") is not None:
-                for i in _compare(entry["judge_rewards"], judge, None, None):
+            if entry.get("judge_rewards") is None:
+                if errors is not None:
+                    errors.append(float("inf"))  # nothing claimed: these bytes cannot stand in for re-scoring
+            else:
+                difference = _difference(entry["judge_rewards"], judge)
+                if errors is not None:
+                    errors.append(_largest(difference))
+                for i in _compare(difference, None, None):
                     offending.append(
                         _offending_row(
                             seed_entry["seed"],

@@ -49,8 +49,8 @@ __all__ = [
     "compare_samples",
     "default_ledger",
     "passing_record",
-    "trusted_digests",
     "read_ledger",
+    "trusted_digests",
     "verify_file",
     "verify_submission",
 ]
