@@ -19,7 +19,7 @@ from gymnasium.vector import AutoresetMode
 from torch import nn
 
 from morbench.errors import ConfigError, MorbenchError
-from morbench.sampling import Generation, bos_prompts, sample
+from morbench.sampling import Generation, prompt_tensors, sample
 from morbench.vector import TokenVectorEnv
 
 __all__ = [
@@ -147,16 +147,6 @@ class Rollout:
         return self.generation.mask
 
 
-def _prompts(venv: TokenVectorEnv) -> tuple[torch.Tensor, torch.Tensor]:
-    contexts = venv.current_contexts
-    if contexts[0] is None:
-        return bos_prompts(venv.num_envs, venv.bos_token_id)
-    ids = torch.as_tensor(venv.env.prompt_array(contexts))
-    lengths = torch.tensor([min(len(c.prompt_ids), venv.max_prompt_length) for c in contexts])
-    mask = torch.arange(ids.shape[1])[None, :] >= (ids.shape[1] - lengths)[:, None]
-    return ids, mask
-
-
 @torch.no_grad()
 def collect_rollout(
     model: PolicyValueModel,
@@ -178,7 +168,7 @@ def collect_rollout(
         raise ConfigError(f"vector env has {venv.num_envs} sub-envs but PPOConfig.batch_size is {config.batch_size}")
     model.eval()
     venv.reset(seed=env_seed)
-    prompt_ids, prompt_mask = _prompts(venv)
+    prompt_ids, prompt_mask = prompt_tensors(venv.env, venv.current_contexts)
     reward_vectors = np.zeros((venv.num_envs, venv.reward_dim), dtype=np.float32)
     valid = np.zeros(venv.num_envs, dtype=bool)
 

@@ -22,7 +22,8 @@ import torch
 
 from morbench.baselines.training import RunContext
 from morbench.errors import ConfigError
-from morbench.evaluation import LMPolicy, PolicySamples, _prompt_tensors
+from morbench.evaluation import LMPolicy
+from morbench.sampling import PolicySamples, prompt_tensors
 
 __all__ = ["BestOfNConfig", "PriorConfig", "train_best_of_n", "train_prior"]
 
@@ -113,7 +114,7 @@ def _sample_prior(policy: LMPolicy, contexts: list, seed: int) -> tuple[list[str
     sequences, tokens = [], 0
     for start in range(0, len(contexts), 256):
         chunk = contexts[start : start + 256]
-        prompt_ids, prompt_mask = _prompt_tensors(task, chunk)
+        prompt_ids, prompt_mask = prompt_tensors(task, chunk)
         generation = sample(
             policy.model,
             prompt_ids,

@@ -32,8 +32,8 @@ import torch
 
 from morbench.baselines.training import RunContext
 from morbench.errors import ConfigError
-from morbench.evaluation import LMPolicy, PolicySamples, _prompt_tensors, sample_sequences
-from morbench.sampling import sample
+from morbench.evaluation import LMPolicy
+from morbench.sampling import PolicySamples, prompt_tensors, sample, sample_sequences
 
 __all__ = ["RewardsInContextConfig", "preference_to_levels", "train"]
 
@@ -177,7 +177,7 @@ def _generate(
             break
         picks = rng.integers(0, len(task.contexts), size=n) if task.contexts is not None else np.full(n, -1)
         contexts = [task.contexts[i] if i >= 0 else None for i in picks]
-        prompt_ids, prompt_mask = _prompt_tensors(task, contexts)
+        prompt_ids, prompt_mask = prompt_tensors(task, contexts)
         if level_targets is not None:
             prefixes = torch.tensor([policy.prefix(t) for t in level_targets[start : start + n]], dtype=torch.long)
             prompt_ids = torch.cat([prompt_ids, prefixes], dim=1)

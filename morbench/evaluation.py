@@ -16,7 +16,6 @@ and writes one run directory per seed that ``morbench score`` and the leaderboar
 
 from __future__ import annotations
 
-import dataclasses
 import inspect
 import time
 from collections.abc import Callable, Sequence
@@ -31,6 +30,7 @@ from morbench.core import Context, TokenEnv
 from morbench.errors import ConfigError
 from morbench.preferences import validate_preference
 from morbench.runs import write_evaluation, write_run
+from morbench.sampling import PolicySamples, prompt_tensors, sample_sequences
 
 __all__ = [
     "CallablePolicy",
@@ -44,68 +44,8 @@ __all__ = [
 ]
 
 
-@dataclasses.dataclass
-class PolicySamples:
-    sequences: list[str]
-    logprobs: np.ndarray | None = None  # sequence log-probability under the sampling distribution
-
-
 class Policy(Protocol):
     def sample(self, preference: np.ndarray, contexts: list[Context | None], seed: int) -> PolicySamples: ...
-
-
-def _prompt_tensors(task: TokenEnv, contexts: list[Context | None]) -> tuple[torch.Tensor, torch.Tensor]:
-    if contexts[0] is None:
-        n = len(contexts)
-        return torch.full((n, 1), task.bos_token_id, dtype=torch.long), torch.ones(n, 1, dtype=torch.bool)
-    ids = torch.as_tensor(task.prompt_array(contexts))
-    lengths = torch.tensor([min(len(c.prompt_ids), task.max_prompt_length) for c in contexts])
-    return ids, torch.arange(ids.shape[1])[None, :] >= (ids.shape[1] - lengths)[:, None]
-
-
-def sample_sequences(
-    model: torch.nn.Module,
-    task: TokenEnv,
-    contexts: list[Context | None],
-    seed: int,
-    temperature: float,
-    top_p: float,
-    batch_size: int = 256,
-    prefix_ids: Sequence[int] = (),
-    forbid_token_ids: Sequence[int] | None = None,
-) -> PolicySamples:
-    """Sample one sequence per context from a causal LM (optionally after extra ``prefix_ids``).
-
-    Special tokens other than EOS are masked out (the evaluation protocol), so every sample decodes to text.
-    """
-    from morbench.sampling import sample
-
-    generator = torch.Generator().manual_seed(seed)
-    sequences: list[str] = []
-    logprobs: list[float] = []
-    for start in range(0, len(contexts), batch_size):
-        chunk = contexts[start : start + batch_size]
-        prompt_ids, prompt_mask = _prompt_tensors(task, chunk)
-        if prefix_ids:
-            extra = torch.tensor(list(prefix_ids), dtype=torch.long).expand(len(chunk), -1)
-            prompt_ids = torch.cat([prompt_ids, extra], dim=1)
-            prompt_mask = torch.cat([prompt_mask, torch.ones_like(extra, dtype=torch.bool)], dim=1)
-        generation = sample(
-            model,
-            prompt_ids,
-            prompt_mask,
-            task.max_length,
-            eos_token_id=task.eos_token_id,
-            pad_token_id=task.pad_token_id,
-            temperature=temperature,
-            top_p=top_p,
-            generator=generator,
-            forbid_token_ids=list(task.forbidden_token_ids if forbid_token_ids is None else forbid_token_ids),
-        )
-        decoded, _ = task.decode_token_ids(generation.rows())
-        sequences.extend(decoded)
-        logprobs.extend((generation.logprobs * generation.mask).sum(dim=1).tolist())
-    return PolicySamples(sequences, np.asarray(logprobs))
 
 
 class LMPolicy:
@@ -184,7 +124,7 @@ def prior_logprobs(
     ids = task.tokenizer(sequences, add_special_tokens=False)["input_ids"]
     for start in range(0, len(sequences), batch_size):
         rows = list(range(start, min(start + batch_size, len(sequences))))
-        prompt_ids, prompt_mask = _prompt_tensors(task, [contexts[i] for i in rows])
+        prompt_ids, prompt_mask = prompt_tensors(task, [contexts[i] for i in rows])
         bodies = [[*ids[i], task.eos_token_id] if len(ids[i]) < task.max_length else list(ids[i]) for i in rows]
         width = max(len(b) for b in bodies)
         body = torch.full((len(rows), width), task.pad_token_id, dtype=torch.long)

@@ -4,13 +4,24 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
-__all__ = ["Generation", "bos_prompts", "new_kv_cache", "sample"]
+if TYPE_CHECKING:
+    from morbench.core import Context, TokenEnv
+
+__all__ = [
+    "Generation",
+    "PolicySamples",
+    "bos_prompts",
+    "new_kv_cache",
+    "prompt_tensors",
+    "sample",
+    "sample_sequences",
+]
 
 
 @dataclasses.dataclass
@@ -137,3 +148,61 @@ def sample(
         position_ids = position_ids[:, -1:] + 1
     steps = t + 1 if max_new_tokens else 0
     return Generation(tokens[:, :steps], mask[:, :steps], logprobs[:, :steps], prompt_ids, prompt_mask.to(device))
+
+
+@dataclasses.dataclass
+class PolicySamples:
+    sequences: list[str]
+    logprobs: np.ndarray | None = None  # sequence log-probability under the sampling distribution
+
+
+def prompt_tensors(task: TokenEnv, contexts: list[Context | None]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Left-padded prompt ids and mask for ``contexts`` (a single BOS per row for unconditional tasks)."""
+    if contexts[0] is None:
+        return bos_prompts(len(contexts), task.bos_token_id)
+    ids = torch.as_tensor(task.prompt_array(contexts))
+    lengths = torch.tensor([min(len(c.prompt_ids), task.max_prompt_length) for c in contexts])
+    return ids, torch.arange(ids.shape[1])[None, :] >= (ids.shape[1] - lengths)[:, None]
+
+
+def sample_sequences(
+    model: torch.nn.Module,
+    task: TokenEnv,
+    contexts: list[Context | None],
+    seed: int,
+    temperature: float,
+    top_p: float,
+    batch_size: int = 256,
+    prefix_ids: Sequence[int] = (),
+    forbid_token_ids: Sequence[int] | None = None,
+) -> PolicySamples:
+    """Sample one sequence per context from a causal LM (optionally after extra ``prefix_ids``).
+
+    Special tokens other than EOS are masked out (the evaluation protocol), so every sample decodes to text.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    sequences: list[str] = []
+    logprobs: list[float] = []
+    for start in range(0, len(contexts), batch_size):
+        chunk = contexts[start : start + batch_size]
+        prompt_ids, prompt_mask = prompt_tensors(task, chunk)
+        if prefix_ids:
+            extra = torch.tensor(list(prefix_ids), dtype=torch.long).expand(len(chunk), -1)
+            prompt_ids = torch.cat([prompt_ids, extra], dim=1)
+            prompt_mask = torch.cat([prompt_mask, torch.ones_like(extra, dtype=torch.bool)], dim=1)
+        generation = sample(
+            model,
+            prompt_ids,
+            prompt_mask,
+            task.max_length,
+            eos_token_id=task.eos_token_id,
+            pad_token_id=task.pad_token_id,
+            temperature=temperature,
+            top_p=top_p,
+            generator=generator,
+            forbid_token_ids=list(task.forbidden_token_ids if forbid_token_ids is None else forbid_token_ids),
+        )
+        decoded, _ = task.decode_token_ids(generation.rows())
+        sequences.extend(decoded)
+        logprobs.extend((generation.logprobs * generation.mask).sum(dim=1).tolist())
+    return PolicySamples(sequences, np.asarray(logprobs))

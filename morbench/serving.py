@@ -30,8 +30,9 @@ import torch
 
 from morbench.assets import sha256_file
 from morbench.errors import VerificationError
-from morbench.evaluation import LMPolicy, PolicySamples, PreferenceLMPolicy, sample_sequences
+from morbench.evaluation import LMPolicy, PreferenceLMPolicy
 from morbench.preferences import preference_key
+from morbench.sampling import PolicySamples, sample_sequences
 
 __all__ = [
     "SERVING_RULES",

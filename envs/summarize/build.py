@@ -244,8 +244,8 @@ def evaluate_prior(config: BuildConfig) -> dict[str, Any]:
     """Prior samples on the test papers, scored by the oracle and the judge, plus throughput figures."""
     from morbench.envs.summarize.env import OBJECTIVE_NAMES, SummarizeEnv
     from morbench.envs.summarize.policy import ensure_prior
-    from morbench.evaluation import sample_sequences
     from morbench.models import load_causal_lm
+    from morbench.sampling import sample_sequences
 
     env = SummarizeEnv(
         split="test",
@@ -301,8 +301,7 @@ def sampling_throughput(model, env, config: BuildConfig) -> dict[str, Any]:
     """Generated tokens per second of the KV-cache sampler for batches of 8 and 16 test prompts."""
     import torch
 
-    from morbench.evaluation import _prompt_tensors
-    from morbench.sampling import sample
+    from morbench.sampling import prompt_tensors, sample
 
     out: dict[str, Any] = {
         "prompt_width": env.max_prompt_length,
@@ -311,7 +310,7 @@ def sampling_throughput(model, env, config: BuildConfig) -> dict[str, Any]:
     }
     for batch in (8, 16):
         contexts = env.contexts[:batch]
-        prompt_ids, prompt_mask = _prompt_tensors(env, contexts)
+        prompt_ids, prompt_mask = prompt_tensors(env, contexts)
         generator = torch.Generator().manual_seed(config.seed)
         start = time.perf_counter()
         generation = sample(

