@@ -42,6 +42,7 @@ __all__ = [
     "comparison_rows",
     "correlation_matrices",
     "environment_record",
+    "first_rows",
     "hardware_record",
     "load_average",
     "package_versions",
@@ -272,6 +273,17 @@ def agreement(a: np.ndarray, b: np.ndarray, names: Sequence[str]) -> dict[str, d
         }
         for k, name in enumerate(names)
     }
+
+
+def first_rows(keys: Sequence[str | None]) -> tuple[list[str], np.ndarray]:
+    """The distinct keys (canonical forms of valid samples; None for invalid ones), sorted, and the row where
+    each first occurs: the rows that stand for the unique valid samples in per-molecule figures."""
+    first: dict[str, int] = {}
+    for row, key in enumerate(keys):
+        if key is not None and key not in first:
+            first[key] = row
+    unique = sorted(first)
+    return unique, np.array([first[key] for key in unique], dtype=np.int64)
 
 
 # -- invalid-reason summaries ---------------------------------------------------------------------------------

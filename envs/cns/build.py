@@ -24,7 +24,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from morbench.assets import write_manifest
@@ -34,6 +33,7 @@ from morbench.buildkit import (
     command_line,
     compare_reports,
     comparison_by_figure,
+    first_rows,
     hardware_record,
     load_average,
     package_versions,
@@ -249,13 +249,7 @@ def _score_samples(config: BuildConfig, strings: list[str], train_set: set[str])
         oracle.close()
         judge.close()
     valid = result.valid
-    canonical = [k for k, v in zip(result.keys, valid, strict=True) if v]
-    unique = sorted(set(canonical))
-    first = {}
-    for i, key in enumerate(result.keys):
-        if key is not None and key not in first:
-            first[key] = i
-    rows = np.array([first[k] for k in unique], dtype=np.int64)
+    unique, rows = first_rows([key if ok else None for key, ok in zip(result.keys, valid, strict=True)])
     rewards = result.rewards[rows]
     judge_bbb = judged.rewards[rows, 2]
     objectives = {n: rewards[:, k] for k, n in enumerate(oracle.objective_names)}
@@ -264,7 +258,7 @@ def _score_samples(config: BuildConfig, strings: list[str], train_set: set[str])
         "temperature": 1.0,
         "seed": config.sample_seed,
         "validity": float(valid.mean()),
-        "uniqueness": len(unique) / max(1, len(canonical)),
+        "uniqueness": len(unique) / max(1, int(valid.sum())),
         "novelty": sum(s not in train_set for s in unique) / max(1, len(unique)),
         "internal_diversity_unique_valid": float(internal_diversity(unique)),
         "invalid_reasons": reason_counts(result.reasons, REASON_CLASS),
