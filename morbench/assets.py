@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from morbench.errors import AssetError
+from morbench.errors import AssetError, MorbenchError
 
 MANIFEST_NAME = "MANIFEST.sha256"
 
 __all__ = [
     "MANIFEST_NAME",
+    "asset_loading",
     "cpu_model",
     "read_manifest",
     "reproduction_check",
     "require_file",
     "sha256_file",
+    "verify_assets",
     "verify_manifest",
     "write_manifest",
 ]
@@ -111,6 +115,37 @@ def require_file(path: str | Path, rebuild_command: str) -> Path:
     if not path.is_file():
         raise AssetError(f"asset file {path} is missing; rebuild the assets with `{rebuild_command}`")
     return path
+
+
+def verify_assets(directory: str | Path, rebuild_command: str, required: Sequence[str] = ()) -> Path:
+    """Check an env's asset directory before anything is loaded from it, and return it as a ``Path``.
+
+    The directory must exist, hold exactly the files its manifest lists with the listed sha256 (subdirectories
+    with their own manifest, such as ``prior/``, are verified the same way: :func:`verify_manifest`), and hold
+    every file of ``required`` (paths relative to it, e.g. ``"prior/model.safetensors"``). Raises
+    :class:`AssetError` naming the first bad file and ``rebuild_command``.
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise AssetError(f"asset directory {directory} is missing; rebuild the assets with `{rebuild_command}`")
+    verify_manifest(directory, rebuild_command)
+    for name in required:
+        require_file(directory / name, rebuild_command)
+    return directory
+
+
+@contextlib.contextmanager
+def asset_loading(what: str | Path, rebuild_command: str) -> Iterator[None]:
+    """Turn a failure to load verified assets (a stale manifest, a bad build) into :class:`AssetError` naming
+    ``what`` and ``rebuild_command``; a :class:`MorbenchError` raised inside passes through unchanged."""
+    try:
+        yield
+    except MorbenchError:
+        raise
+    except Exception as exc:
+        raise AssetError(
+            f"could not load {what} ({type(exc).__name__}: {exc}); rebuild the assets with `{rebuild_command}`"
+        ) from exc
 
 
 def cpu_model() -> str | None:

@@ -225,8 +225,8 @@ class InputCheck:
 class Oracle(ABC):
     """A batched, deterministic, cached scorer of finished sequences.
 
-    Subclasses set ``objective_names``, ``reward_low``/``reward_high`` (the true bounds of each objective) and
-    implement :meth:`canonicalize` (string -> cache key, raising :class:`InvalidSequence`) and :meth:`evaluate`
+    Subclasses set ``objective_names`` (and ``reward_low``/``reward_high``, the true bounds of each objective,
+    where they are not the default [0, 1]) and implement :meth:`canonicalize` (string -> cache key, raising :class:`InvalidSequence`) and :meth:`evaluate`
     (a batch of new keys -> rewards and raw properties). The base class handles caching, PMO-style call
     counting, the floor reward of invalid sequences, budgets, and isolates exceptions so that a bad sequence
     can never crash an episode. Before anything is parsed, :meth:`screen` applies the task's
@@ -235,8 +235,8 @@ class Oracle(ABC):
 
     objective_names: tuple[str, ...] = ()
     property_names: tuple[str, ...] = ()
-    reward_low: np.ndarray
-    reward_high: np.ndarray
+    _reward_low: np.ndarray | None = None  # None: the default bound, see reward_low / reward_high
+    _reward_high: np.ndarray | None = None
 
     def __init__(self, budget: int | None = None) -> None:
         if budget is not None and budget < 0:
@@ -298,6 +298,30 @@ class Oracle(ABC):
     @property
     def reward_dim(self) -> int:
         return len(self.objective_names)
+
+    @property
+    def reward_low(self) -> np.ndarray:
+        """The lower bound of each objective, float32 ``(K,)``; 0 unless a subclass sets another."""
+        low = self._reward_low
+        return np.zeros(self.reward_dim, dtype=np.float32) if low is None else low
+
+    @reward_low.setter
+    def reward_low(self, value: Sequence[float] | np.ndarray) -> None:
+        self._reward_low = np.asarray(value, dtype=np.float32)
+
+    @property
+    def reward_high(self) -> np.ndarray:
+        """The upper bound of each objective, float32 ``(K,)``; 1 unless a subclass sets another."""
+        high = self._reward_high
+        return np.ones(self.reward_dim, dtype=np.float32) if high is None else high
+
+    @reward_high.setter
+    def reward_high(self, value: Sequence[float] | np.ndarray) -> None:
+        self._reward_high = np.asarray(value, dtype=np.float32)
+
+    def close(self) -> None:  # noqa: B027 (an optional hook, not abstract)
+        """Release what the oracle holds outside this process (e.g. worker processes); the default does nothing.
+        :meth:`TokenEnv.close` calls it for the oracle and the judge."""
 
     @property
     def floor(self) -> np.ndarray:
@@ -371,6 +395,7 @@ class Oracle(ABC):
         return ScoreResult(list(sequences), rewards, valid, reasons, keys, properties, self.objective_names)
 
     def _evaluate_new(self, items: list[tuple[Hashable, tuple[str, Context | None]]]) -> None:
+        low, high = self.reward_low, self.reward_high
         keys = [key for _, (key, _) in items]
         contexts = [context for _, (_, context) in items]
         try:
@@ -398,7 +423,7 @@ class Oracle(ABC):
                 if failure is None and not np.all(np.isfinite(row)):
                     failure = f"oracle returned a non-finite reward {row.tolist()}"
                 if failure is None:
-                    row = np.clip(row, self.reward_low, self.reward_high).astype(np.float32)
+                    row = np.clip(row, low, high).astype(np.float32)
                 props = {name: float(evaluation.properties[name][local]) for name in evaluation.properties}
                 self._cache[items[j][0]] = (row, props, failure)
         self.calls += len(items)
@@ -463,15 +488,9 @@ class Oracle(ABC):
                 ) from None
         self.calls, self.requests, self._cache = calls, requests, cache
 
-    def cache_size(self) -> int:
-        return len(self._cache)
-
     def clear_cache(self) -> None:
         """Forget cached scores (call counters are kept)."""
         self._cache.clear()
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if not k.startswith("_pool")}
 
 
 def _is_count(value: Any) -> bool:
@@ -695,6 +714,18 @@ class TokenEnv(gym.Env):
         the scorer itself computes validity and uniqueness for every task.
         """
         return {}
+
+    def pareto_front(self) -> np.ndarray | None:
+        """The exact Pareto front in reward space, ``(P, K)``, where the task knows it (synthetic tasks such as
+        Motifs); None where it is unknown, the default. The scorer reports IGD and utility loss against it."""
+        return None
+
+    def close(self) -> None:
+        """Release what the oracle and the judge hold outside this process (e.g. CNS's worker processes)."""
+        for scorer in (getattr(self, "oracle", None), getattr(self, "judge", None)):
+            if scorer is not None:
+                scorer.close()
+        super().close()
 
     # -- helpers ------------------------------------------------------------------------------------------
     def check_action(self, action: Any) -> int:

@@ -242,7 +242,7 @@ def plot_all(results: list[dict[str, Any]], root: Path, out: Path) -> list[Path]
     for env_id, env_results in sorted(by_env.items()):
         stem = env_id.replace("/", "_")
         task = make(env_id).unwrapped
-        true_front = task.pareto_front() if hasattr(task, "pareto_front") else None
+        true_front = task.pareto_front()
         figures.append(plot_fronts(env_results, out / f"{stem}_fronts.png", true_front))
         figures.append(plot_samples(env_results, out / f"{stem}_samples.png"))
         curve = plot_learning_curves(env_results, out / f"{stem}_learning_curves.png")

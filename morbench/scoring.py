@@ -224,8 +224,8 @@ def score_evaluation(
     if prior_logprobs is not None:
         values = np.asarray(prior_logprobs, dtype=np.float64)
         result["prior_logprob"] = float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
-    if hasattr(task, "pareto_front"):
-        front = task.pareto_front()
+    front = task.pareto_front()
+    if front is not None:
         result["igd"] = metrics.igd(means, front)
         result["maximum_utility_loss_plugin"] = metrics.maximum_utility_loss(means, front, grid)
         result["maximum_utility_loss"] = (

@@ -133,7 +133,7 @@ def test_load_state_dict_rejects_bad_counters_and_a_replaced_budget(change, mess
     oracle = LengthOracle(budget=2)
     with pytest.raises(OracleStateError, match=re.escape(message)):
         oracle.load_state_dict(state)
-    assert (oracle.calls, oracle.requests, oracle.budget, oracle.cache_size()) == (0, 0, 2, 0)  # nothing restored
+    assert (oracle.calls, oracle.requests, oracle.budget, len(oracle.state_dict()["cache"])) == (0, 0, 2, 0)  # nothing restored
 
 
 def test_load_state_dict_round_trips_and_rejects_a_non_dict():
@@ -141,7 +141,7 @@ def test_load_state_dict_round_trips_and_rejects_a_non_dict():
     source(["a", "bb", "a"])
     oracle = LengthOracle(budget=5)
     oracle.load_state_dict(source.state_dict())
-    assert (oracle.calls, oracle.requests, oracle.cache_size()) == (2, 3, 2)
+    assert (oracle.calls, oracle.requests, len(oracle.state_dict()["cache"])) == (2, 3, 2)
     with pytest.raises(OracleStateError, match="must be a dict"):
         oracle.load_state_dict([])
 
@@ -154,7 +154,7 @@ def test_morbench_errors_from_an_oracle_are_raised_not_cached_as_invalid():
     oracle = TimingOut()
     with pytest.raises(OracleTimeoutError):
         oracle(["abc"])
-    assert oracle.calls == 0 and oracle.cache_size() == 0
+    assert oracle.calls == 0 and len(oracle.state_dict()["cache"]) == 0
 
 
 # -- the input check: bounds and tokenizer-level validity before parsing -----------------------------------------

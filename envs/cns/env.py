@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -10,14 +11,14 @@ from typing import Any
 import numpy as np
 from transformers import PreTrainedTokenizerFast
 
-from morbench.assets import require_file, verify_manifest
+from morbench.assets import asset_loading, verify_assets
 from morbench.chem import internal_diversity
-from morbench.core import Context, EvaluationProtocol, InvalidSequence, Oracle, OracleEvaluation, ScoreResult, TokenEnv
+from morbench.core import Context, InvalidSequence, Oracle, OracleEvaluation, ScoreResult, TokenEnv
 from morbench.envs.cns.bbb import BBBModel, feature_matrix, load_bbb_model
 from morbench.envs.cns.data import read_smiles_gz
 from morbench.envs.cns.featurize import MoleculeRecord, canonicalize_smiles, process_smiles
 from morbench.envs.cns.pool import MoleculeFunction, RDKitPool
-from morbench.errors import AssetError, ConfigError
+from morbench.errors import ConfigError
 from morbench.models import CONDITIONING_SLACK
 from morbench.preferences import simplex_lattice
 from morbench.vector import vector_entry_point
@@ -70,8 +71,6 @@ class CNSOracle(Oracle):
         super().__init__(budget=budget)
         self.model = model
         self.spec = model.config.spec
-        self.reward_low = np.zeros(3, dtype=np.float32)
-        self.reward_high = np.ones(3, dtype=np.float32)
         self.worker_settings = {
             "workers": workers,
             "chunk_size": chunk_size,
@@ -85,19 +84,26 @@ class CNSOracle(Oracle):
         self._canonical: dict[str, tuple[str | None, str | None]] = {}  # string -> (canonical, reason if invalid)
         self._pending: dict[str, MoleculeRecord] = {}  # features computed for this call, not yet evaluated
 
-    # -- the process pool (lazy; dropped when pickled) ----------------------------------------------------
-    @property
+    def with_model(self, model: BBBModel, budget: int | None = None) -> CNSOracle:
+        """A new oracle that scores with another BBB model in a pool of the same settings (the env's judge)."""
+        settings = dict(self.worker_settings)
+        return CNSOracle(model, budget=budget, molecule_function=settings.pop("function"), **settings)
+
+    # -- the process pool (started on first use; not pickled: a copy starts its own) ---------------------
+    @functools.cached_property
     def pool(self) -> RDKitPool:
-        pool = getattr(self, "_pool", None)
-        if pool is None:
-            pool = self._pool = RDKitPool(self.spec, **self.worker_settings)
-        return pool
+        return RDKitPool(self.spec, **self.worker_settings)
 
     def close(self) -> None:
         """Stop the worker processes (the next call starts them again)."""
-        pool = getattr(self, "_pool", None)
+        pool = self.__dict__.get("pool")
         if pool is not None:
             pool.close()
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state.pop("pool", None)
+        return state
 
     # -- scoring ------------------------------------------------------------------------------------------
     def __call__(self, sequences: Sequence[str], contexts: Sequence[Context | None] | None = None) -> ScoreResult:
@@ -169,17 +175,13 @@ class CNSOracle(Oracle):
         return out
 
 
-def _load_assets(assets_dir: Path) -> tuple[PreTrainedTokenizerFast, BBBModel, BBBModel]:
-    verify_manifest(assets_dir, REBUILD_COMMAND)  # covers every shipped file, the prior's included
-    for name in (f"{ORACLE_MODEL}.json", f"{JUDGE_MODEL}.json", TRAIN_SMILES, "prior/tokenizer.json"):
-        require_file(assets_dir / name, REBUILD_COMMAND)
-    try:
-        tokenizer = PreTrainedTokenizerFast.from_pretrained(assets_dir / "prior", local_files_only=True)
-        return tokenizer, load_bbb_model(assets_dir, ORACLE_MODEL), load_bbb_model(assets_dir, JUDGE_MODEL)
-    except (OSError, ValueError, KeyError, RuntimeError) as exc:
-        raise AssetError(
-            f"could not load the CNS assets in {assets_dir}: {exc}; rebuild them with `{REBUILD_COMMAND}`"
-        ) from exc
+REQUIRED_FILES = (
+    f"{ORACLE_MODEL}.json",
+    f"{JUDGE_MODEL}.json",
+    TRAIN_SMILES,
+    "prior/tokenizer.json",
+    "prior/config.json",
+)
 
 
 class CNSEnv(TokenEnv):
@@ -254,39 +256,40 @@ class CNSEnv(TokenEnv):
         assets_dir: str | Path | None = None,
         render_mode: str | None = None,
     ) -> None:
-        self.assets_dir = Path(assets_dir) if assets_dir is not None else ASSETS_DIR
-        tokenizer, oracle_model, judge_model = _load_assets(self.assets_dir)
-        longest = _prior_positions(self.assets_dir) - 1 - CONDITIONING_SLACK  # [BOS] and conditioning tokens
+        assets = verify_assets(assets_dir if assets_dir is not None else ASSETS_DIR, REBUILD_COMMAND, REQUIRED_FILES)
+        self.assets_dir = assets
+        with asset_loading(f"the CNS assets in {assets}", REBUILD_COMMAND):
+            tokenizer = PreTrainedTokenizerFast.from_pretrained(assets / "prior", local_files_only=True)
+            oracle_model, judge_model = load_bbb_model(assets, ORACLE_MODEL), load_bbb_model(assets, JUDGE_MODEL)
+            positions = int(json.loads((assets / "prior" / "config.json").read_text())["n_positions"])
+        longest = positions - 1 - CONDITIONING_SLACK  # [BOS] and conditioning tokens
         if not 1 <= max_length <= longest:
             raise ConfigError(
                 f"max_length must be in 1..{longest} (the prior's context less [BOS] and {CONDITIONING_SLACK} "
                 f"conditioning positions), got {max_length}"
             )
-        settings: dict[str, Any] = {
-            "workers": workers,
-            "chunk_timeout": chunk_timeout,
-            "molecule_timeout": molecule_timeout,
-        }
-        oracle = CNSOracle(oracle_model, budget=oracle_budget, **settings)
-        judge = CNSOracle(judge_model, **settings)
+        oracle = CNSOracle(
+            oracle_model,
+            workers=workers,
+            chunk_timeout=chunk_timeout,
+            molecule_timeout=molecule_timeout,
+            budget=oracle_budget,
+        )
         super().__init__(
             tokenizer=tokenizer,
             oracle=oracle,
-            judge=judge,
+            judge=oracle.with_model(judge_model),
             max_length=max_length,
             preference_grid=simplex_lattice(3, preference_divisions),
             reference_point=np.zeros(3),
-            prior_path=self.assets_dir / "prior",
-            protocol=EvaluationProtocol(samples_per_preference=1024, temperature=1.0, top_p=1.0, seeds=(0, 1, 2)),
+            prior_path=assets / "prior",
             render_mode=render_mode,
         )
-        self._training_smiles: frozenset[str] | None = None
 
-    def training_smiles(self) -> frozenset[str]:
-        """The canonical SMILES the prior was trained on (loaded on first use)."""
-        if self._training_smiles is None:
-            self._training_smiles = frozenset(read_smiles_gz(self.assets_dir / TRAIN_SMILES))
-        return self._training_smiles
+    @functools.cached_property
+    def train_smiles(self) -> frozenset[str]:
+        """The canonical SMILES the prior was trained on (loaded on first use; novelty is measured against it)."""
+        return frozenset(read_smiles_gz(self.assets_dir / TRAIN_SMILES))
 
     def domain_metrics(self, sequences: Sequence[str]) -> dict[str, float]:
         """``novelty``: fraction of the unique valid molecules not in the prior's training set;
@@ -294,20 +297,8 @@ class CNSEnv(TokenEnv):
         unique = sorted({c for c in self.oracle.canonical_forms(sequences) if c is not None})
         if not unique:
             return {"novelty": float("nan"), "internal_diversity": float("nan")}
-        training = self.training_smiles()
-        novelty = sum(s not in training for s in unique) / len(unique)
+        novelty = sum(s not in self.train_smiles for s in unique) / len(unique)
         return {"novelty": float(novelty), "internal_diversity": float(internal_diversity(unique))}
-
-    def close(self) -> None:
-        self.oracle.close()
-        if self.judge is not None:
-            self.judge.close()
-        super().close()
-
-
-def _prior_positions(assets_dir: Path) -> int:
-    config = json.loads(require_file(assets_dir / "prior" / "config.json", REBUILD_COMMAND).read_text())
-    return int(config["n_positions"])
 
 
 make_vec = vector_entry_point(CNSEnv)

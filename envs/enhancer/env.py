@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import functools
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from morbench.assets import require_file, verify_manifest
-from morbench.core import Context, EvaluationProtocol, InvalidSequence, Oracle, OracleEvaluation, TokenEnv
+from morbench.assets import asset_loading, require_file, verify_assets
+from morbench.core import Context, InvalidSequence, Oracle, OracleEvaluation, TokenEnv
 from morbench.envs.enhancer import metrics
 from morbench.envs.enhancer.motifs import MotifSet, motif_enrichment
 from morbench.envs.enhancer.sequences import (
@@ -19,7 +21,7 @@ from morbench.envs.enhancer.sequences import (
     sequence_problem,
     tokens_per_sequence,
 )
-from morbench.errors import AssetError, ConfigError
+from morbench.errors import ConfigError
 from morbench.preferences import simplex_lattice
 from morbench.vector import vector_entry_point
 
@@ -37,6 +39,7 @@ RUNTIME_FILES = (
     f"{JUDGE_NAME}.json",
     "motifs.json",
     "reference.json",
+    "prior/model.safetensors",
 )
 
 
@@ -57,8 +60,6 @@ class CellTypeOracle(Oracle):
             raise ConfigError(f"the {description} has {network.config.num_outputs} outputs; expected {len(CELL_TYPES)}")
         self.network = network
         self.description = description
-        self.reward_low = np.zeros(len(CELL_TYPES), dtype=np.float32)
-        self.reward_high = np.ones(len(CELL_TYPES), dtype=np.float32)
 
     def canonicalize(self, sequence: str, context: Context | None = None) -> str:
         problem = sequence_problem(sequence)
@@ -90,37 +91,17 @@ class CellTypeOracle(Oracle):
         return predict_logits(self.network, encode(list(sequences), SEQUENCE_LENGTH)).astype(np.float64)
 
 
-def _verified_dir(assets_dir: Path) -> Path:
-    if not assets_dir.is_dir():
-        raise AssetError(f"asset directory {assets_dir} is missing; rebuild the assets with `{REBUILD_COMMAND}`")
-    verify_manifest(assets_dir, REBUILD_COMMAND)
-    for name in RUNTIME_FILES:
-        require_file(assets_dir / name, REBUILD_COMMAND)
-    prior = assets_dir / "prior"
-    if not prior.is_dir():
-        raise AssetError(f"prior directory {prior} is missing; rebuild the assets with `{REBUILD_COMMAND}`")
-    verify_manifest(prior, REBUILD_COMMAND)
-    require_file(prior / "model.safetensors", REBUILD_COMMAND)
-    return assets_dir
-
-
 def _load_network(assets_dir: Path, name: str):
     from morbench.envs.enhancer.networks import load_network
 
-    try:
+    # a file that passed the manifest but does not load: stale manifest or bad build
+    with asset_loading(f"asset {assets_dir / name}.safetensors/.json", REBUILD_COMMAND):
         network, _ = load_network(assets_dir, name)
-    except Exception as exc:  # a file that passed the manifest but does not load: stale manifest or bad build
-        raise AssetError(
-            f"asset {assets_dir / name}.safetensors/.json could not be loaded ({type(exc).__name__}: {exc}); "
-            f"rebuild the assets with `{REBUILD_COMMAND}`"
-        ) from exc
     return network
 
 
 def load_reference(assets_dir: Path = ASSETS_DIR) -> dict[str, Any]:
     """The natural-sequence statistics the metrics compare against (3-mer counts of the chr2 test set, ...)."""
-    import json
-
     return json.loads(require_file(Path(assets_dir) / "reference.json", REBUILD_COMMAND).read_text())
 
 
@@ -191,14 +172,13 @@ class EnhancerEnv(TokenEnv):
     ) -> None:
         if not 0 < top_fraction <= 1:
             raise ConfigError(f"top_fraction must be in (0, 1], got {top_fraction}")
-        assets = _verified_dir(Path(assets_dir) if assets_dir is not None else ASSETS_DIR)
+        assets = verify_assets(assets_dir if assets_dir is not None else ASSETS_DIR, REBUILD_COMMAND, RUNTIME_FILES)
         self.assets_dir = assets
         self.prior_likelihood_metric = prior_likelihood_metric
         self.top_fraction = float(top_fraction)
         self.motif_set = MotifSet.from_json(assets / "motifs.json")
         reference = load_reference(assets)
         self.reference_kmer3_counts = np.asarray(reference["test_kmer3_counts"], dtype=np.float64)
-        self._prior = None
         oracle = CellTypeOracle(_load_network(assets, ORACLE_NAME), "CNN oracle", budget=oracle_budget)
         judge = CellTypeOracle(_load_network(assets, JUDGE_NAME), "k-mer MLP judge")
         super().__init__(
@@ -209,17 +189,15 @@ class EnhancerEnv(TokenEnv):
             preference_grid=simplex_lattice(len(CELL_TYPES), 3),
             reference_point=np.zeros(len(CELL_TYPES)),
             prior_path=assets / "prior",
-            protocol=EvaluationProtocol(samples_per_preference=1024, temperature=1.0, top_p=1.0, seeds=(0, 1, 2)),
             render_mode=render_mode,
         )
 
+    @functools.cached_property
     def prior(self):
-        """The pretrained 4-mer GPT-2 prior (loaded once, manifest-verified)."""
-        if self._prior is None:
-            from morbench.models import load_causal_lm
+        """The pretrained 4-mer GPT-2 prior (loaded on first use, manifest-verified; not pickled)."""
+        from morbench.models import load_causal_lm
 
-            self._prior = load_causal_lm(self.prior_path, rebuild_command=REBUILD_COMMAND)
-        return self._prior
+        return load_causal_lm(self.prior_path, rebuild_command=REBUILD_COMMAND)
 
     def domain_metrics(self, sequences: Sequence[str]) -> dict[str, float]:
         """Naturalness, diversity and motif metrics of the valid designs among ``sequences``.
@@ -246,7 +224,7 @@ class EnhancerEnv(TokenEnv):
         out["longest_homopolymer"] = float(np.mean(metrics.longest_homopolymer(valid)))
         out["median_pairwise_hamming"] = metrics.median_pairwise_hamming(valid)
         if self.prior_likelihood_metric:
-            loglik = metrics.prior_log_likelihood_per_bp(self.prior(), self.tokenizer, valid)
+            loglik = metrics.prior_log_likelihood_per_bp(self.prior, self.tokenizer, valid)
             out["prior_loglik_per_bp"] = float(np.mean(loglik))
         scores = self.oracle.logits(valid)  # ranks only; not counted as oracle calls
         hits = self.motif_set.cell_type_hits(valid)
@@ -259,7 +237,7 @@ class EnhancerEnv(TokenEnv):
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        state["_prior"] = None  # reloaded on demand
+        state.pop("prior", None)  # reloaded on demand
         return state
 
 

@@ -36,8 +36,6 @@ class MotifOracle(Oracle):
         self.motif_length = len(motifs[0])
         self.objective_names = tuple(f"motif_{k + 1}" for k in range(len(motifs)))
         self.property_names = tuple(f"matches_motif_{k + 1}" for k in range(len(motifs)))
-        self.reward_low = np.zeros(len(motifs), dtype=np.float32)
-        self.reward_high = np.ones(len(motifs), dtype=np.float32)
         self._letter_index = {c: i for i, c in enumerate(alphabet)}
         self._motif_codes = np.array([[self._letter_index[c] for c in m] for m in motifs], dtype=np.int64)
 
@@ -136,7 +134,7 @@ class MotifsEnv(TokenEnv):
             max_length=max_length,
             preference_grid=simplex_lattice(num_motifs, preference_divisions),
             reference_point=np.zeros(num_motifs),
-            protocol=EvaluationProtocol(samples_per_preference=512, temperature=1.0, top_p=1.0, seeds=(0, 1, 2)),
+            protocol=EvaluationProtocol(samples_per_preference=512),
             render_mode=render_mode,
         )
 

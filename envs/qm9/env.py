@@ -12,9 +12,9 @@ import numpy as np
 from rdkit import Chem
 from transformers import PreTrainedTokenizerFast
 
-from morbench.assets import require_file, verify_manifest
+from morbench.assets import asset_loading, verify_assets
 from morbench.chem import internal_diversity
-from morbench.core import Context, EvaluationProtocol, InvalidSequence, Oracle, OracleEvaluation, TokenEnv
+from morbench.core import Context, InvalidSequence, Oracle, OracleEvaluation, TokenEnv
 from morbench.envs.qm9.molecules import canonical_qm9_smiles
 from morbench.envs.qm9.predictors import PROPERTY_NAMES, PropertyPredictor
 from morbench.envs.qm9.rewards import DEFAULT_GAP_TARGET_EV, DEFAULT_GAP_WIDTH_EV, OBJECTIVE_NAMES, RewardTransform
@@ -55,8 +55,6 @@ class QM9PropertyOracle(Oracle):
         super().__init__(budget=budget)
         self.predictor = predictor
         self.transform = transform
-        self.reward_low = np.zeros(len(OBJECTIVE_NAMES), dtype=np.float32)
-        self.reward_high = np.ones(len(OBJECTIVE_NAMES), dtype=np.float32)
 
     def canonicalize(self, sequence: str, context: Context | None = None) -> str:
         return canonical_qm9_smiles(sequence)
@@ -143,19 +141,19 @@ class QM9Env(TokenEnv):
         oracle_budget: int | None = None,
         render_mode: str | None = None,
     ) -> None:
-        assets = Path(assets_dir) if assets_dir is not None else ASSETS_DIR
-        verify_manifest(assets, REBUILD_COMMAND)
-        for name in REQUIRED_FILES:
-            require_file(assets / name, REBUILD_COMMAND)
+        assets = verify_assets(assets_dir if assets_dir is not None else ASSETS_DIR, REBUILD_COMMAND, REQUIRED_FILES)
         self.assets_dir = assets
         task = json.loads((assets / "task.json").read_text())
         if not task.get("max_length"):
             raise AssetError(f"{assets / 'task.json'} has no max_length; rebuild the assets with `{REBUILD_COMMAND}`")
-        tokenizer = PreTrainedTokenizerFast.from_pretrained(assets / "prior", local_files_only=True)
-        transforms = json.loads((assets / "reward_transforms.json").read_text())
-        transform = RewardTransform.from_dict(transforms, gap_target_ev, gap_width_ev)
-        oracle = QM9PropertyOracle(PropertyPredictor.load(assets, "oracle_mlp"), transform, budget=oracle_budget)
-        judge = QM9PropertyOracle(PropertyPredictor.load(assets, "judge_gnn"), transform)
+        with asset_loading(f"the QM9 assets in {assets}", REBUILD_COMMAND):
+            tokenizer = PreTrainedTokenizerFast.from_pretrained(assets / "prior", local_files_only=True)
+            transforms = json.loads((assets / "reward_transforms.json").read_text())
+            transform = RewardTransform.from_dict(transforms, gap_target_ev, gap_width_ev)
+            oracle_predictor = PropertyPredictor.load(assets, "oracle_mlp")
+            judge_predictor = PropertyPredictor.load(assets, "judge_gnn")
+        oracle = QM9PropertyOracle(oracle_predictor, transform, budget=oracle_budget)
+        judge = QM9PropertyOracle(judge_predictor, transform)
         super().__init__(
             tokenizer=tokenizer,
             oracle=oracle,
@@ -164,7 +162,6 @@ class QM9Env(TokenEnv):
             preference_grid=simplex_lattice(len(OBJECTIVE_NAMES), 3),
             reference_point=np.zeros(len(OBJECTIVE_NAMES)),
             prior_path=assets / "prior",
-            protocol=EvaluationProtocol(samples_per_preference=1024, temperature=1.0, top_p=1.0, seeds=(0, 1, 2)),
             render_mode=render_mode,
         )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import json
 import math
@@ -13,7 +14,7 @@ from typing import Any
 import numpy as np
 from transformers import PreTrainedTokenizerFast
 
-from morbench.assets import require_file, verify_manifest
+from morbench.assets import asset_loading, verify_assets
 from morbench.core import Context, EvaluationProtocol, InvalidSequence, Oracle, OracleEvaluation, TokenEnv
 from morbench.envs.summarize.documents import (
     DEFAULT_MAX_PROMPT_LENGTH,
@@ -92,13 +93,17 @@ class _SummaryScorer(Oracle):
         self.max_length = int(max_length)
         self.settings = settings
         self.embedder_sha256 = embedder_sha256
-        self.reward_low = np.zeros(len(OBJECTIVE_NAMES), dtype=np.float32)
-        self.reward_high = np.ones(len(OBJECTIVE_NAMES), dtype=np.float32)
         self._reference_embeddings: dict[str, np.ndarray] = {}
 
-    @property
+    @functools.cached_property
     def embedder(self):
+        """The MiniLM embedder (loaded on first use, one per process: oracle and judge share it; not pickled)."""
         return shared_embedder(str(minilm_directory()), self.embedder_sha256)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state.pop("embedder", None)
+        return state
 
     def canonicalize(self, sequence: str, context: Context | None = None) -> str:
         if context is None or not isinstance(context.data, Document):
@@ -306,10 +311,7 @@ class SummarizeEnv(TokenEnv):
             raise ConfigError(f"split {split!r} is not one of {SPLITS}")
         if policy not in POLICIES:
             raise ConfigError(f"policy {policy!r} is not one of {POLICIES}")
-        assets = Path(assets_dir) if assets_dir is not None else ASSETS_DIR
-        verify_manifest(assets, REBUILD_COMMAND)
-        for name in REQUIRED_FILES:
-            require_file(assets / name, REBUILD_COMMAND)
+        assets = verify_assets(assets_dir if assets_dir is not None else ASSETS_DIR, REBUILD_COMMAND, REQUIRED_FILES)
         self.assets_dir = assets
         self.task_info = json.loads((assets / "task.json").read_text())
         for key in ("gguf_sha256", "embedder_sha256"):
@@ -321,7 +323,8 @@ class SummarizeEnv(TokenEnv):
         self.policy = policy
         self.cache_dir = cache_dir
         self.tiny_config = TinyLlamaConfig(seed=tiny_seed)
-        tokenizer = PreTrainedTokenizerFast.from_pretrained(assets / "tokenizer", local_files_only=True)
+        with asset_loading(f"the Summarize tokenizer in {assets / 'tokenizer'}", REBUILD_COMMAND):
+            tokenizer = PreTrainedTokenizerFast.from_pretrained(assets / "tokenizer", local_files_only=True)
         builder = PromptBuilder(tokenizer, max_prompt_length)
         contexts = builder.contexts(load_documents(assets / "documents.jsonl", split))
         settings = RewardSettings()
@@ -337,11 +340,7 @@ class SummarizeEnv(TokenEnv):
             contexts=contexts,
             max_prompt_length=max_prompt_length,
             protocol=EvaluationProtocol(
-                samples_per_preference=len(load_documents(assets / "documents.jsonl", "test")),
-                temperature=1.0,
-                top_p=1.0,
-                seeds=(0, 1, 2),
-                context_split="test",
+                samples_per_preference=len(load_documents(assets / "documents.jsonl", "test")), context_split="test"
             ),
             render_mode=render_mode,
             extra_forbidden_token_ids=CONTROL_TOKEN_IDS,

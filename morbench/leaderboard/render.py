@@ -665,7 +665,8 @@ def render_plot_svg(board: EnvBoard) -> str:
     names = list(task.objective_names)
     pairs = list(itertools.combinations(range(len(names)), 2)) or [(0, 0)]
     series = [(entry, preference_means(entry)) for entry in board.entries]
-    front = np.asarray(task.pareto_front(), dtype=np.float64) if hasattr(task, "pareto_front") else None
+    front = task.pareto_front()
+    front = None if front is None else np.asarray(front, dtype=np.float64)
     every = [points for _, points in series] + ([front] if front is not None else [])
     low, high = _bounds(task, np.concatenate(every) if every else np.zeros((0, len(names))))
     cell = PANEL + 2 * MARGIN

@@ -200,7 +200,7 @@ def test_hanging_molecule_raises_and_leaves_no_verdict(model):
             oracle(["CCN", "CCCC"])
         assert oracle.pool.restarts >= 1
         assert oracle.calls == calls  # nothing charged, nothing cached: no verdict about either string
-        assert "CCCC" not in oracle._canonical and oracle.cache_size() == calls
+        assert "CCCC" not in oracle._canonical and len(oracle.state_dict()["cache"]) == calls
     finally:
         oracle.close()
     assert not oracle.pool.running
@@ -259,7 +259,7 @@ def test_env_close_stops_workers():
 
 def test_domain_metrics(env):
     task = env.unwrapped
-    training = sorted(task.training_smiles())[:3]
+    training = sorted(task.train_smiles)[:3]
     metrics = task.domain_metrics([*training, "not a molecule"])
     assert metrics["novelty"] == 0.0
     assert 0.0 < metrics["internal_diversity"] <= 1.0
