@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test bench fuzz lint format assets-deps clean
+.PHONY: install demo test bench fuzz lint typecheck format assets-deps clean
 
 install: $(STAMP)
 
@@ -34,6 +34,11 @@ fuzz: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	TYPECHECK_PYTHON=$(BIN)/python .ci/typecheck.sh
+
+# mypy on the installed package layout (configured in pyproject.toml); also part of `make lint`
+typecheck: $(STAMP)
+	TYPECHECK_PYTHON=$(BIN)/python .ci/typecheck.sh
 
 format: $(STAMP)
 	$(BIN)/ruff format .
@@ -45,4 +50,4 @@ assets-deps: $(STAMP)
 	$(BIN)/pip install --quiet --no-deps molsets dnadiffusion
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache build/typecheck
