@@ -41,6 +41,7 @@ __all__ = [
     "comparison_failures",
     "comparison_rows",
     "correlation_matrices",
+    "distribution_summary",
     "environment_record",
     "first_rows",
     "hardware_record",
@@ -272,6 +273,19 @@ def agreement(a: np.ndarray, b: np.ndarray, names: Sequence[str]) -> dict[str, d
             "mean_abs_difference": float(np.mean(np.abs(a[:, k] - b[:, k]))),
         }
         for k, name in enumerate(names)
+    }
+
+
+def distribution_summary(values: Sequence[float] | np.ndarray) -> dict[str, float]:
+    """Minimum, 5th percentile, median, mean, 95th percentile and maximum of ``values``."""
+    array = np.asarray(values, dtype=np.float64)
+    return {
+        "min": float(array.min()),
+        "p05": float(np.percentile(array, 5)),
+        "median": float(np.median(array)),
+        "mean": float(array.mean()),
+        "p95": float(np.percentile(array, 95)),
+        "max": float(array.max()),
     }
 
 
