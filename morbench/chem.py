@@ -1,4 +1,4 @@
-"""Shared chemistry helpers for SMILES tasks: atom-level tokenization, canonicalization, fingerprints."""
+"""Shared chemistry helpers for SMILES tasks: atom-level tokenization, fingerprints, diversity."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ import numpy as np
 from rdkit import Chem, DataStructs, RDLogger
 from rdkit.Chem import rdFingerprintGenerator
 
-from morbench.core import InvalidSequence
 from morbench.tokenization import build_word_level_tokenizer
 
 RDLogger.DisableLog("rdApp.*")  # RDKit's parse errors become `reason` strings instead of stderr noise
@@ -22,7 +21,6 @@ _SMILES_RE = re.compile(SMILES_PATTERN)
 __all__ = [
     "SMILES_PATTERN",
     "build_smiles_tokenizer",
-    "canonical_smiles",
     "ecfp4",
     "internal_diversity",
     "tokenize_smiles",
@@ -44,24 +42,6 @@ def build_smiles_tokenizer(corpus: Iterable[str], min_count: int = 1):
         counts.update(tokenize_smiles(smiles))
     tokens = sorted(t for t, c in counts.items() if c >= min_count)
     return build_word_level_tokenizer(tokens, SMILES_PATTERN)
-
-
-def canonical_smiles(smiles: str, allowed_elements: frozenset[str] | None = None) -> str:
-    """RDKit canonical SMILES, or :class:`InvalidSequence` saying why the string is not an acceptable molecule."""
-    if not smiles:
-        raise InvalidSequence("empty sequence")
-    mol = Chem.MolFromSmiles(smiles)
-    if mol is None:
-        raise InvalidSequence(f"RDKit cannot parse SMILES {smiles!r}")
-    if mol.GetNumAtoms() == 0:
-        raise InvalidSequence("molecule has no atoms")
-    if "." in smiles:
-        raise InvalidSequence(f"SMILES {smiles!r} has several fragments")
-    if allowed_elements is not None:
-        outside = sorted({a.GetSymbol() for a in mol.GetAtoms()} - allowed_elements)
-        if outside:
-            raise InvalidSequence(f"elements {outside} are outside the task's element set {sorted(allowed_elements)}")
-    return Chem.MolToSmiles(mol)
 
 
 _ECFP4 = rdFingerprintGenerator.GetMorganGenerator(radius=2, fpSize=2048)

@@ -37,7 +37,7 @@ __all__ = [
     "score_run",
 ]
 
-# the columns of results tables, in order (direction: all higher-is-better except those in LOWER_IS_BETTER)
+# the columns of results tables, in order (all higher-is-better except judge_gap_vs_prior and kl_to_prior)
 HEADLINE_METRICS = (
     "hypervolume",
     "served_utility",
@@ -51,14 +51,6 @@ HEADLINE_METRICS = (
     "judge_gap_vs_prior",
     "kl_to_prior",
 )
-LOWER_IS_BETTER = {
-    "igd",
-    "maximum_utility_loss",
-    "maximum_utility_loss_plugin",
-    "judge_gap",
-    "judge_gap_vs_prior",
-    "kl_to_prior",
-}
 PRIOR_METHOD = "prior"  # the method name of the untuned prior's runs (baselines.reference.train_prior)
 
 # shipped in every report.md (a pip install has no docs/ folder); docs/metrics.md has the full text
@@ -657,10 +649,3 @@ def format_table(payload: dict[str, Any]) -> str:
     if warnings:
         text += "\n\nWARNINGS\n" + "\n".join(f"- {w}" for w in warnings)
     return text + "\n"
-
-
-def load_metrics(path: str | Path) -> dict[str, Any]:
-    try:
-        return json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise InvalidRunError(f"{path}: cannot read metrics ({exc})") from None
