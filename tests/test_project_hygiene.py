@@ -1,0 +1,49 @@
+"""Project hygiene: the docs point only at files inside the repository, and every declared pytest marker is used."""
+
+import re
+import tomllib
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SKIPPED_DIRS = {"build", "dist", "runs", "results", "node_modules"}
+
+# a markdown link target, or a backticked relative path (`../x/y.md`, `docs/metrics.md`)
+LINK = re.compile(r"\]\(([^)\s]+)\)")
+BACKTICKED_PATH = re.compile(r"`(\.{1,2}/[^`\s]+)`")
+
+
+def _markdown_files() -> list[Path]:
+    return sorted(
+        path
+        for path in ROOT.rglob("*.md")
+        if not any(part.startswith(".") or part in SKIPPED_DIRS for part in path.relative_to(ROOT).parts[:-1])
+    )
+
+
+def _local_references(text: str) -> list[str]:
+    targets = [t.strip("<>") for t in LINK.findall(text)]
+    targets = [t for t in targets if not re.match(r"[a-z][a-z0-9+.-]*:|#", t)]
+    return [t.split("#", 1)[0] for t in targets] + BACKTICKED_PATH.findall(text)
+
+
+@pytest.mark.parametrize("doc", _markdown_files(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_docs_reference_only_files_inside_the_repository(doc: Path) -> None:
+    outside, missing = [], []
+    for target in _local_references(doc.read_text(encoding="utf-8")):
+        resolved = (doc.parent / target).resolve()
+        if not resolved.is_relative_to(ROOT):
+            outside.append(target)
+        elif not resolved.exists():
+            missing.append(target)
+    assert outside == [], f"{doc.relative_to(ROOT)} points outside the repository: cite the source in words instead"
+    assert missing == [], f"{doc.relative_to(ROOT)} links to files that do not exist"
+
+
+def test_every_declared_pytest_marker_is_used() -> None:
+    markers = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]["markers"]
+    test_sources = "\n".join(p.read_text(encoding="utf-8") for p in (ROOT / "tests").rglob("*.py"))
+    names = [m.split(":", 1)[0].strip() for m in markers]
+    unused = [n for n in names if f"mark.{n}" not in test_sources and f'"{n}" in item.keywords' not in test_sources]
+    assert unused == [], f"markers declared in pyproject.toml but used by no test: remove them ({unused})"
