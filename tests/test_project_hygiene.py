@@ -1,7 +1,6 @@
 """Project hygiene: the docs point only at files inside the repository, and every declared pytest marker is used."""
 
 import re
-import tomllib
 from pathlib import Path
 
 import pytest
@@ -42,6 +41,7 @@ def test_docs_reference_only_files_inside_the_repository(doc: Path) -> None:
 
 
 def test_every_declared_pytest_marker_is_used() -> None:
+    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
     markers = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]["markers"]
     test_sources = "\n".join(p.read_text(encoding="utf-8") for p in (ROOT / "tests").rglob("*.py"))
     names = [m.split(":", 1)[0].strip() for m in markers]
