@@ -2,8 +2,8 @@
 
 Read top to bottom: :class:`PPOConfig` -> :class:`PolicyValueModel` -> :func:`collect_rollout` ->
 :func:`ppo_update` -> :class:`PPOLearner` (one learner = one policy trained on one scalar reward) ->
-:func:`merge_state_dicts` -> :func:`train_policies` (several PPO policies sharing one budget). Checkpointing
-and compute accounting live in ``baselines/training.py``.
+:func:`merge_state_dicts`, then the helpers several methods share (expert seeds, saving policies). The training
+schedule's loop, checkpointing and compute accounting live in ``baselines/training.py``.
 """
 
 from __future__ import annotations
@@ -29,10 +29,13 @@ __all__ = [
     "PolicyValueModel",
     "Rollout",
     "collect_rollout",
+    "expert_seed",
+    "iterations_per",
     "merge_state_dicts",
+    "policy_seed",
     "ppo_update",
+    "save_policies",
     "token_logprobs",
-    "train_policies",
 ]
 
 
@@ -426,41 +429,27 @@ def merge_state_dicts(states: Sequence[dict[str, torch.Tensor]], weights: Sequen
     return merged
 
 
-def train_policies(
-    run: Any,
-    ppo: PPOConfig,
-    jobs: Sequence[tuple[str, int, Callable[[np.ndarray], np.ndarray], dict[str, Any]]],
-    max_iterations: int,
-    checkpoint_every: int,
-    store: str,
-) -> dict[str, dict[str, torch.Tensor]]:
-    """Train one PPO policy per job ``(key, seed, scalarize, log tags)``, one after the other, sharing the budget.
+# -- what several methods share ------------------------------------------------------------------------------------
+def expert_seed(seed: int, objective: int) -> int:
+    """The seed of objective ``k``'s expert (Rewarded Soups and IterativeRS share it, so m = T is Rewarded Soups)."""
+    return seed * 1000 + 100 + objective
 
-    Each policy gets an equal share of what is left of the run's budget when it starts (``run.limit``: the
-    i-th of n policies may spend ``remaining / (n - i)``, so what one leaves unspent goes to the next ones) and
-    runs PPO iterations while the worst case of the next one fits in its share, up to ``max_iterations``. The
-    final policy weights are kept in ``run.state[store]`` (key -> weights), so a resumed run skips them.
-    """
-    done = run.state.setdefault(store, {})
-    cost = run.ppo_cost(ppo)
-    run.start_progress(None if run.budget.limited else len(jobs) * max_iterations, "train")
-    for index, (key, seed, scalarize, tags) in enumerate(jobs):
-        if key in done:
-            continue
-        learner = run.learner(ppo, seed=seed)
-        if run.state.get("current") == key:  # resuming in the middle of this policy
-            learner.load_state(run.state["learner"])
-            limit = run.state["limit"]
-        else:
-            limit = run.limit(parts=len(jobs) - index, policies=len(jobs))
-            run.require(cost, limit, f"PPO iteration for each of the {len(jobs) - index} policies left to train")
-        while learner.iterations < max_iterations and run.fits(cost, limit):
-            run.log(learner.iteration(scalarize), **tags)
-            if learner.iterations % checkpoint_every == 0:
-                run.state.update(current=key, learner=learner.state(), limit=limit)
-                run.checkpoint()
-        done[key] = learner.model.policy_state()
-        for name in ("learner", "current", "limit"):
-            run.state.pop(name, None)
-        run.checkpoint()
-    return done
+
+def policy_seed(seed: int, index: int) -> int:
+    """The seed of MORLHF's ``index``-th trained preference."""
+    return seed * 1000 + index
+
+
+def save_policies(run: Any, states: dict[str, dict[str, torch.Tensor]], folder: str) -> dict[str, str]:
+    """Write each policy's weights as a transformers folder ``<out>/<folder>/<name>`` (safetensors); return the
+    run-relative paths by name (the run's ``outputs`` record)."""
+    paths = {}
+    for name, state in states.items():
+        run.policy_from_state(state).save_pretrained(run.out / folder / name, safe_serialization=True)
+        paths[name] = f"{folder}/{name}"
+    return paths
+
+
+def iterations_per(run: Any, tag: str, names: Sequence[str]) -> dict[str, int]:
+    """PPO iterations each policy ran, from the learning curve (they depend on the tokens actually sampled)."""
+    return {name: sum(1 for entry in run.curve if entry.get(tag) == name) for name in names}

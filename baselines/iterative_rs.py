@@ -10,7 +10,7 @@ run's ``outputs["serving"]`` says so). ``training="per_preference"`` instead run
 preference with the budget split across them, and serves each preference by its own final merge.
 
 Budget: the experts of a round run ``m`` iterations each in turn (round robin), so every expert of a round gets the
-same number of iterations; the last round is shortened to what still fits (see :func:`_trajectory`).
+same number of iterations; the last round is shortened to what still fits (``RunContext.train_rounds``).
 
 State at a merge (as in the reference code): an expert's **policy weights** are replaced by ``rho``; its **value
 head** is kept (each expert keeps the critic of its own objective across rounds); its **optimizer** (AdamW
@@ -23,12 +23,11 @@ import dataclasses
 
 import numpy as np
 
-from morbench.baselines.common import PPOConfig, merge_state_dicts
-from morbench.baselines.morlhf import nearest_policy
-from morbench.baselines.rewarded_soups import expert_seed, save_experts, soup_policy
-from morbench.baselines.training import RunContext
+from morbench.baselines.common import PPOConfig, iterations_per, merge_state_dicts, save_policies
+from morbench.baselines.training import Rounds, RunContext, objective_experts
 from morbench.errors import ConfigError
 from morbench.preferences import preference_key
+from morbench.serving import interpolation_policy, nearest_policy
 
 __all__ = ["IterativeRSConfig", "train"]
 
@@ -73,148 +72,82 @@ class IterativeRSConfig:
 
 
 def train(run: RunContext, config: IterativeRSConfig):
-    k_objectives = run.task.reward_dim
-    run.start_progress(None if run.budget.limited else k_objectives * config.iterations, "train")
     if config.training == "per_preference":
         return _train_per_preference(run, config)
+    k_objectives = run.task.reward_dim
     weights = (
         np.full(k_objectives, 1.0 / k_objectives) if config.merge_weights is None else np.asarray(config.merge_weights)
     )
     if weights.shape != (k_objectives,) or np.any(weights < 0) or abs(weights.sum() - 1) > 1e-6:
         raise ConfigError(f"merge_weights {config.merge_weights} must be a preference over {k_objectives} objectives")
-    experts, rounds = _trajectory(run, config, weights, run.state, parts=1, policies=k_objectives)
-    final = merge_state_dicts(experts, weights)
-    run.policy_from_state(final).save_pretrained(run.out / "merged", safe_serialization=True)
-    outputs = save_experts(run, experts)
-    outputs.update(
-        merged="merged",
-        merge_weights=weights.tolist(),
-        rounds=rounds,
-        iterations_per_expert=_iterations_per_expert(run),
-        merge_every=config.merge_every,
-        training="single",
-        serving=f"the final merge for the merge weights {weights.tolist()}; every other preference w: "
-        "interpolated final experts theta(w) = sum_k w_k theta_k",
+    experts, rounds = run.train_rounds(config.ppo, _rounds(run, config, weights), config.checkpoint_every)
+    run.policy_from_state(merge_state_dicts(experts, weights)).save_pretrained(
+        run.out / "merged", safe_serialization=True
     )
-    return soup_policy(run, experts), outputs
+    outputs = {
+        "experts": save_policies(run, dict(zip(run.task.objective_names, experts, strict=True)), "experts"),
+        "recipe": "theta(l) = sum_k l_k * theta_k over the experts in objective order (l = preference)",
+        "merged": "merged",
+        "merge_weights": weights.tolist(),
+        "rounds": rounds,
+        "iterations_per_expert": iterations_per(run, "expert", run.task.objective_names),
+        "merge_every": config.merge_every,
+        "training": "single",
+        "serving": f"the final merge for the merge weights {weights.tolist()}; every other preference w: "
+        "interpolated final experts theta(w) = sum_k w_k theta_k",
+    }
+    return interpolation_policy(run.prior, experts, run.task), outputs
+
+
+def _rounds(run: RunContext, config: IterativeRSConfig, weights: np.ndarray) -> Rounds:
+    """The schedule: rounds of ``m`` iterations per expert of the round's subset, then the merge
+    ``rho = sum_{k in S} l_k theta_k`` with ``l`` the merge weights renormalised over the subset."""
+    k_objectives = run.task.reward_dim
+    size = min(config.objectives_per_round or k_objectives, k_objectives)
+
+    def members(round_index: int) -> list[int]:
+        """All objectives, or ``size`` of them drawn uniformly (seeded by run and round)."""
+        if size >= k_objectives:
+            return list(range(k_objectives))
+        rng = np.random.default_rng([run.seed, round_index])
+        return sorted(rng.choice(k_objectives, size=size, replace=False).tolist())
+
+    def merge(states: list, subset: list[int]) -> dict:
+        if weights[subset].sum() <= 0:
+            raise ConfigError(f"merge_weights {weights.tolist()} are zero on the objectives {subset} of a round")
+        return merge_state_dicts(states, weights[subset] / weights[subset].sum())
+
+    return Rounds(objective_experts(run), config.merge_every, config.iterations, merge, members)
 
 
 def _train_per_preference(run: RunContext, config: IterativeRSConfig):
-    """One IterativeRS trajectory per grid preference (merge weights = that preference); the budget is split
-    across the trajectories as ``common.train_policies`` splits it across policies."""
+    """One IterativeRS trajectory per grid preference (merge weights = that preference), the budget split across
+    the trajectories as ``RunContext.train_each`` splits it across policies; each is a stage of the run."""
     grid = np.asarray(run.task.preference_grid, dtype=np.float64)
     keys = [preference_key(w) for w in grid]
-    finals = run.state.setdefault("trajectories", {})  # preference key -> final merge
+    finals = {}
     for index, (key, weights) in enumerate(zip(keys, grid, strict=True)):
-        if key in finals:
-            continue
-        if run.state.get("trajectory", {}).get("key") != key:
-            run.state["trajectory"] = {"key": key}
-        experts, _ = _trajectory(
-            run,
-            config,
-            weights,
-            run.state["trajectory"],
-            parts=len(keys) - index,
-            policies=len(keys) * run.task.reward_dim,
-            tags={"preference": key},
-        )
-        finals[key] = merge_state_dicts(experts, weights)
-        run.state.pop("trajectory")
-        run.checkpoint()
-    models = {key: run.policy_from_state(finals[key]) for key in keys}
-    for key, lm in models.items():
-        lm.save_pretrained(run.out / "merged" / key, safe_serialization=True)
+
+        def trajectory(index: int = index, key: str = key, weights: np.ndarray = weights) -> dict:
+            experts, _ = run.train_rounds(
+                config.ppo,
+                _rounds(run, config, weights),
+                config.checkpoint_every,
+                parts=len(keys) - index,
+                policies=len(keys) * run.task.reward_dim,
+                name=f"rounds {key}",
+                tags={"preference": key},
+            )
+            return merge_state_dicts(experts, weights)
+
+        finals[key] = run.stage(f"trajectory {key}", trajectory)
     outputs = {
-        "merged": {key: f"merged/{key}" for key in keys},
+        "merged": save_policies(run, finals, "merged"),
         "training": "per_preference",
         "merge_every": config.merge_every,
-        "iterations_per_preference": {k: sum(1 for e in run.curve if e.get("preference") == k) for k in keys},
+        "iterations_per_preference": iterations_per(run, "preference", keys),
         "serving": f"each of the {len(keys)} grid preferences: the final merge of its own trajectory; "
         "any other preference: the nearest (L1) of them",
     }
-    return nearest_policy(models, grid, run.task), outputs
-
-
-def _trajectory(run: RunContext, config, weights, state: dict, parts: int, policies: int, tags=None):
-    """One merge trajectory: rounds of ``m`` PPO iterations per expert of the round's subset, then a merge.
-
-    Budget: the trajectory's limit is fixed when it starts (``run.limit(parts, policies)``); a round's block is
-    the largest ``b <= m`` (and <= what is left of T) whose worst case for every expert of the round fits, so the
-    experts of a round always get equal iterations, and training stops when not even ``b = 1`` fits.
-    Returns the final experts' policy weights and the number of rounds.
-    """
-    k_objectives = run.task.reward_dim
-    subset_size = min(config.objectives_per_round or k_objectives, k_objectives)
-    cost = run.ppo_cost(config.ppo)
-    if "limit" not in state:
-        state["limit"] = run.limit(parts=parts, policies=policies)
-        run.require(
-            {name: subset_size * value for name, value in cost.items()},
-            state["limit"],
-            f"PPO iteration for each of the {subset_size} experts of a round",
-        )
-    limit = state["limit"]
-    learners = [run.learner(config.ppo, seed=expert_seed(run.seed, k)) for k in range(k_objectives)]
-    if "learners" in state:  # resuming
-        for learner, saved in zip(learners, state["learners"], strict=True):
-            learner.load_state(saved)
-    merged = state.get("merged", run.prior.state_dict())
-    round_index, done = state.get("round", 0), state.get("done", 0)
-
-    while True:
-        subset = _subset(run.seed, round_index, k_objectives, subset_size)
-        if state.get("block") is None:  # the start of a round: how many iterations each expert gets
-            block = min(config.merge_every, config.iterations - done)
-            while block > 0 and not run.fits({n: len(subset) * block * v for n, v in cost.items()}, limit):
-                block -= 1
-            if block == 0:
-                break
-            state["block"] = block
-        block = state["block"]
-        for position in range(state.get("position", 0), len(subset)):
-            k = subset[position]
-            learner = learners[k]
-            if state.get("block_start") is None:  # start of this expert's block: restart from the merge
-                learner.load_policy(merged)
-                learner.reset_optimizer()
-                state["block_start"] = learner.iterations
-            while learner.iterations < state["block_start"] + block:
-                stats = learner.iteration(lambda rewards, k=k: rewards[:, k])
-                run.log(stats, expert=run.task.objective_names[k], round=round_index, **(tags or {}))
-                if learner.iterations % config.checkpoint_every == 0:
-                    _save(run, state, learners, merged, round_index, position, done)
-            state["block_start"] = None
-            _save(run, state, learners, merged, round_index, position + 1, done)
-        subset_weights = weights[subset] / weights[subset].sum() if weights[subset].sum() > 0 else None
-        if subset_weights is None:
-            raise ConfigError(f"merge_weights {weights.tolist()} are zero on the objectives {subset} of a round")
-        merged = merge_state_dicts([learners[k].model.policy_state() for k in subset], subset_weights)
-        round_index, done = round_index + 1, done + block
-        state.update(position=0, block=None)
-        _save(run, state, learners, merged, round_index, 0, done)
-
-    return [learner.model.policy_state() for learner in learners], round_index
-
-
-def _iterations_per_expert(run: RunContext) -> dict[str, int]:
-    return {name: sum(1 for e in run.curve if e.get("expert") == name) for name in run.task.objective_names}
-
-
-def _subset(seed: int, round_index: int, k_objectives: int, size: int) -> list[int]:
-    """The objectives updated in a round: all of them, or ``size`` drawn uniformly (seeded by run and round)."""
-    if size >= k_objectives:
-        return list(range(k_objectives))
-    rng = np.random.default_rng([seed, round_index])
-    return sorted(rng.choice(k_objectives, size=size, replace=False).tolist())
-
-
-def _save(run: RunContext, state: dict, learners, merged, round_index: int, position: int, done: int) -> None:
-    state.update(
-        learners=[learner.state() for learner in learners],
-        merged=merged,
-        round=round_index,
-        position=position,
-        done=done,
-    )
-    run.checkpoint()
+    models = {key: run.policy_from_state(finals[key]) for key in keys}
+    return nearest_policy(models, run.task, points=grid), outputs

@@ -1,6 +1,6 @@
 """MORLHF: PPO on the linear scalarization ``w . r`` of the reward vector, one policy per trained preference.
 
-The budget is split across a documented set of trained preferences (``common.train_policies``: each policy gets
+The budget is split across a documented set of trained preferences (``RunContext.train_each``: each policy gets
 an equal share of what is left when it starts); every other preference is served by the nearest trained one
 (L1 distance; ties go to the first in training order). Trained sets (``preferences``):
 
@@ -16,13 +16,14 @@ import dataclasses
 
 import numpy as np
 
-from morbench.baselines.common import PPOConfig, train_policies
-from morbench.baselines.training import RunContext
+from morbench.baselines.common import PPOConfig, iterations_per, policy_seed, save_policies
+from morbench.baselines.training import Learner, RunContext
 from morbench.errors import ConfigError
-from morbench.evaluation import PreferenceLMPolicy
 from morbench.preferences import preference_key, uniform_preference
+from morbench.scalarization import Linear
+from morbench.serving import nearest_policy
 
-__all__ = ["MORLHFConfig", "MORLHFUniformConfig", "nearest_policy", "train", "trained_preferences"]
+__all__ = ["MORLHFConfig", "MORLHFUniformConfig", "train", "trained_preferences"]
 
 PREFERENCE_SETS = ("anchors", "grid")
 
@@ -82,36 +83,22 @@ def trained_preferences(task, preferences: str) -> np.ndarray:
 
 
 def train(run: RunContext, config: MORLHFConfig):
-    task = run.task
-    preferences = trained_preferences(task, config.preferences)
+    preferences = trained_preferences(run.task, config.preferences)
     keys = [preference_key(w) for w in preferences]
-    jobs = [
-        (key, run.seed * 1000 + index, lambda rewards, w=weights: rewards @ w, {"preference": key})
+    learners = [
+        Learner(key, policy_seed(run.seed, index), Linear(tuple(weights)), {"preference": key})
         for index, (key, weights) in enumerate(zip(keys, preferences, strict=True))
     ]
-    models = train_policies(run, config.ppo, jobs, config.iterations, config.checkpoint_every, store="models")
-    trained = {key: run.policy_from_state(models[key]) for key in keys}
-    for key, lm in trained.items():
-        lm.save_pretrained(run.out / "models" / key, safe_serialization=True)
+    trained = run.train_each(config.ppo, learners, config.iterations, config.checkpoint_every)
     if len(keys) == 1:
         serving = "one model for all preferences (trained at the uniform preference only: a reference row)"
     else:
         serving = f"nearest (L1) of {len(keys)} trained preferences ({config.preferences})"
     outputs = {
-        "models": {key: f"models/{key}" for key in keys},
+        "models": save_policies(run, trained, "models"),
         "trained_preferences": preferences.tolist(),
         "serving": serving,
-        "iterations_per_preference": {k: sum(1 for e in run.curve if e.get("preference") == k) for k in keys},
+        "iterations_per_preference": iterations_per(run, "preference", keys),
     }
-    return nearest_policy(trained, preferences, task), outputs
-
-
-def nearest_policy(models: dict, points: np.ndarray, task) -> PreferenceLMPolicy:
-    """Serve each preference with the model trained for the nearest (L1) of ``points`` (``models`` in the same
-    order); ties go to the first."""
-    keys = list(models)
-
-    def model_for(preference: np.ndarray):
-        return models[keys[int(np.argmin(np.abs(points - preference).sum(axis=1)))]]
-
-    return PreferenceLMPolicy(model_for, task)
+    models = {key: run.policy_from_state(trained[key]) for key in keys}
+    return nearest_policy(models, run.task, points=preferences), outputs

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import itertools
 
 import numpy as np
 import torch
@@ -269,129 +270,54 @@ def train(run: RunContext, config: RewardsInContextConfig):
         embeddings[base_vocab:] = embeddings[:base_vocab].mean(dim=0)
     policy = RiCPolicy(model, task, base_vocab, config.levels)
     generator = torch.Generator().manual_seed(run.seed)
-    state = run.state
-    if "model" in state:  # resuming
-        model.load_state_dict(state["model"])
-        generator.set_state(state["generator"])
-    if "limits" not in state:  # fixed at the start: the offline share, then the whole budget
-        total, spent = run.limit(), run.spent()
-        offline = {
-            name: None if value is None else spent[name] + int(config.offline_fraction * (value - spent[name]))
-            for name, value in total.items()
-        }
-        state["limits"] = {"offline": offline, "total": total}
-    limits = state["limits"]
+    if "model" in run.state:  # resuming: the model and SFT generator as the last finished stage left them
+        model.load_state_dict(run.state["model"])
+        generator.set_state(run.state["generator"])
+    limits = run.stage("budget", lambda: _limits(run, config))
     rounds = config.online_iterations
     if rounds is None:
         rounds = None if run.budget.limited else 2
-    run.start_progress(None if rounds is None else 2 + rounds, "train")
+    run.start_progress(None if rounds is None else 2 + rounds)
 
     # -- offline stage: score prior samples, keep the valid ones, quantize, conditional SFT ---------------------
-    if "rows" not in state:
-        first = min(config.batch_size, config.offline_samples)
-        run.require(
-            {"sampled_tokens": first * task.max_length, "oracle_calls": first}, limits["offline"], "offline batch"
-        )
-        rows, context_ids, rewards, valid, tokens = _generate(
-            run, run.prior, None, config.offline_samples, run.seed * 104729 + 1, config, limit=limits["offline"]
-        )
-        if not valid.any():
-            raise ConfigError(f"none of the {len(rows)} offline prior samples is valid; raise the budget")
-        state.update(
-            rows=[r for r, v in zip(rows, valid, strict=True) if v],
-            context_ids=[c for c, v in zip(context_ids, valid, strict=True) if v],
-            rewards=rewards[valid].tolist(),
-            offline_generated=len(rows),
-            stage=0,
-        )
-        run.log({"tokens": tokens, "stage": "offline-data", "valid": int(valid.sum()), "generated": len(rows)})
-        run.checkpoint()
-    rows, context_ids = state["rows"], state["context_ids"]
-    rewards = np.asarray(state["rewards"], dtype=np.float32)
+    offline = run.stage("offline-data", lambda: _offline_data(run, config, limits["offline"]))
+    rewards = np.asarray(offline["rewards"], dtype=np.float32)
     quantizer = _Quantizer.fit(rewards, config.levels)
-    if state["stage"] == 0:
+
+    def offline_sft() -> None:
         optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=0.01)
+        labels = quantizer(rewards)
         loss, steps = _sft(
-            run,
-            model,
-            optimizer,
-            rows,
-            context_ids,
-            quantizer(rewards),
-            policy.prefix,
-            config.offline_epochs,
-            config.batch_size,
-            generator,
-        )
+            run, model, optimizer, offline["rows"], offline["context_ids"], labels, policy.prefix,
+            config.offline_epochs, config.batch_size, generator,
+        )  # fmt: skip
         keep = _mors_filter(rewards, config.quantile)
-        state.update(
-            stage=1,
-            data_rows=[r for r, k in zip(rows, keep, strict=True) if k],
-            data_context_ids=[c for c, k in zip(context_ids, keep, strict=True) if k],
-            data_rewards=rewards[keep].tolist(),
-            online_generated=[],
-        )
-        _checkpoint(run, model, generator, {"loss": loss, "gradient_steps": steps, "stage": "offline-sft"})
+        run.state["data"] = {
+            "rows": [r for r, k in zip(offline["rows"], keep, strict=True) if k],
+            "context_ids": [c for c, k in zip(offline["context_ids"], keep, strict=True) if k],
+            "rewards": rewards[keep].tolist(),
+        }
+        _record(run, model, generator, {"loss": loss, "gradient_steps": steps, "stage": "offline-sft"})
+
+    run.stage("offline-sft", offline_sft)
 
     # -- online stage: targeted generation, hindsight relabelling, MORS filter, continued SFT ------------------
     # rounds continue while a batch still fits in the budget (or ``online_iterations`` rounds are done)
-    rng = np.random.default_rng([run.seed, 7])
-    first = min(config.batch_size, config.online_samples)
-    first_cost = {"sampled_tokens": first * task.max_length, "oracle_calls": first}
-    iteration = 0
-    while rounds is None or iteration < rounds:
-        iteration += 1
-        goals = _sample_goals(rng, config.online_samples, k_objectives, config.levels)  # drawn also when resuming
-        if state["stage"] > iteration:
-            continue
-        if not run.fits(first_cost, limits["total"]):
+    online_generated = []
+    for iteration in itertools.count(1) if rounds is None else range(1, rounds + 1):
+        outcome = run.stage(
+            f"online-{iteration}",
+            lambda i=iteration: _online_round(run, config, model, policy, generator, quantizer, limits, i, rounds),
+        )
+        if outcome["generated"] is None:
             break
-        before = run.spent()
-        new_rows, new_contexts, new_rewards, valid, tokens = _generate(
-            run, model, goals, config.online_samples, run.seed * 7919 + iteration, config, policy, limit=limits["total"]
-        )
-        keep = np.zeros(len(new_rows), dtype=bool)
-        keep[valid] = _mors_filter(new_rewards[valid], config.quantile)  # valid samples only
-        state["data_rows"] += [r for r, k in zip(new_rows, keep, strict=True) if k]
-        state["data_context_ids"] += [c for c, k in zip(new_contexts, keep, strict=True) if k]
-        state["data_rewards"] += new_rewards[keep].tolist()
-        state["online_generated"] = [*state["online_generated"], len(new_rows)]
-        data_rewards = np.asarray(state["data_rewards"], dtype=np.float32)
-        optimizer = torch.optim.AdamW(model.parameters(), lr=config.online_learning_rate, weight_decay=0.01)
-        loss, steps = _sft(
-            run,
-            model,
-            optimizer,
-            state["data_rows"],
-            state["data_context_ids"],
-            quantizer(data_rewards),
-            policy.prefix,
-            config.online_epochs,
-            config.batch_size,
-            generator,
-        )
-        state["stage"] = iteration + 1
-        _checkpoint(
-            run,
-            model,
-            generator,
-            {
-                "loss": loss,
-                "tokens": tokens,
-                "gradient_steps": steps,
-                "stage": f"online-{iteration}",
-                "generated": len(new_rows),
-                "valid": int(valid.sum()),
-                "kept": int(keep.sum()),
-                "reward_mean": new_rewards[valid].mean(axis=0).tolist() if valid.any() else None,
-            },
-        )
-        after = run.spent()
-        if rounds is None and all(limits["total"][n] is None or after[n] == before[n] for n in after):
-            break  # the round spent nothing the budget counts (e.g. every sample cached): it would never fill
+        online_generated.append(outcome["generated"])
+        if outcome["stop"]:
+            break
 
     # the level combinations the model was trained on: targets are moved into this support
-    labels = np.concatenate([quantizer(rewards), quantizer(np.asarray(state["data_rewards"], dtype=np.float32))])
+    data_rewards = np.asarray(run.state["data"]["rewards"], dtype=np.float32)
+    labels = np.concatenate([quantizer(rewards), quantizer(data_rewards)])
     policy.support = np.unique(labels.reshape(-1, k_objectives), axis=0)
     model.save_pretrained(run.out / "model", safe_serialization=True)
     outputs = {
@@ -403,12 +329,86 @@ def train(run: RunContext, config: RewardsInContextConfig):
         "(Euclidean over levels; ties: higher w . levels)",
         "support": policy.support.tolist(),
         "reward_token_id": "base_vocab_size + objective_index * levels + level",
-        "offline_generated": int(state["offline_generated"]),
-        "offline_valid": len(rows),
-        "online_generated_per_round": [int(n) for n in state["online_generated"]],
+        "offline_generated": int(offline["generated"]),
+        "offline_valid": len(offline["rows"]),
+        "online_generated_per_round": online_generated,
         "serving": "one model conditioned on reward tokens (target levels from w, inside the data's support)",
     }
     return policy, outputs
+
+
+def _limits(run: RunContext, config: RewardsInContextConfig) -> dict:
+    """The budget split, fixed at the start: the offline stage's share, then the whole budget."""
+    total, spent = run.limit(), run.spent()
+    offline = {
+        name: None if value is None else spent[name] + int(config.offline_fraction * (value - spent[name]))
+        for name, value in total.items()
+    }
+    return {"offline": offline, "total": total}
+
+
+def _offline_data(run: RunContext, config: RewardsInContextConfig, limit: dict) -> dict:
+    """Prior samples, scored; the valid ones are the offline data."""
+    task = run.task
+    first = min(config.batch_size, config.offline_samples)
+    run.require({"sampled_tokens": first * task.max_length, "oracle_calls": first}, limit, "offline batch")
+    rows, context_ids, rewards, valid, tokens = _generate(
+        run, run.prior, None, config.offline_samples, run.seed * 104729 + 1, config, limit=limit
+    )
+    if not valid.any():
+        raise ConfigError(f"none of the {len(rows)} offline prior samples is valid; raise the budget")
+    run.log({"tokens": tokens, "stage": "offline-data", "valid": int(valid.sum()), "generated": len(rows)})
+    return {
+        "rows": [r for r, v in zip(rows, valid, strict=True) if v],
+        "context_ids": [c for c, v in zip(context_ids, valid, strict=True) if v],
+        "rewards": rewards[valid].tolist(),
+        "generated": len(rows),
+    }
+
+
+def _online_round(run, config, model, policy, generator, quantizer, limits, iteration: int, rounds) -> dict:
+    """One online round: goals, targeted generation, MORS filter, SFT on the grown data. Returns how many samples
+    it generated (None: the budget did not cover a batch, so no round ran) and whether the rounds stop here."""
+    task = run.task
+    goal_rng = np.random.default_rng([run.seed, 7])
+    if "goal_rng" in run.state:
+        goal_rng.bit_generator.state = run.state["goal_rng"]
+    goals = _sample_goals(goal_rng, config.online_samples, task.reward_dim, config.levels)
+    run.state["goal_rng"] = goal_rng.bit_generator.state
+    first = min(config.batch_size, config.online_samples)
+    if not run.fits({"sampled_tokens": first * task.max_length, "oracle_calls": first}, limits["total"]):
+        return {"generated": None, "stop": True}
+    before = run.spent()
+    new_rows, new_contexts, new_rewards, valid, tokens = _generate(
+        run, model, goals, config.online_samples, run.seed * 7919 + iteration, config, policy, limit=limits["total"]
+    )
+    keep = np.zeros(len(new_rows), dtype=bool)
+    keep[valid] = _mors_filter(new_rewards[valid], config.quantile)  # valid samples only
+    data = run.state["data"]
+    data["rows"] += [r for r, k in zip(new_rows, keep, strict=True) if k]
+    data["context_ids"] += [c for c, k in zip(new_contexts, keep, strict=True) if k]
+    data["rewards"] += new_rewards[keep].tolist()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.online_learning_rate, weight_decay=0.01)
+    labels = quantizer(np.asarray(data["rewards"], dtype=np.float32))
+    loss, steps = _sft(
+        run, model, optimizer, data["rows"], data["context_ids"], labels, policy.prefix,
+        config.online_epochs, config.batch_size, generator,
+    )  # fmt: skip
+    stats = {
+        "loss": loss,
+        "tokens": tokens,
+        "gradient_steps": steps,
+        "stage": f"online-{iteration}",
+        "generated": len(new_rows),
+        "valid": int(valid.sum()),
+        "kept": int(keep.sum()),
+        "reward_mean": new_rewards[valid].mean(axis=0).tolist() if valid.any() else None,
+    }
+    _record(run, model, generator, stats)
+    after = run.spent()
+    # a round that spent nothing the budget counts (e.g. every sample cached) would never fill it: stop
+    spent_nothing = all(limits["total"][n] is None or after[n] == before[n] for n in after)
+    return {"generated": len(new_rows), "stop": rounds is None and spent_nothing}
 
 
 def _sample_goals(rng: np.random.Generator, count: int, k_objectives: int, levels: int) -> np.ndarray:
@@ -419,9 +419,9 @@ def _sample_goals(rng: np.random.Generator, count: int, k_objectives: int, level
     return goals
 
 
-def _checkpoint(run: RunContext, model, generator, stats) -> None:
+def _record(run: RunContext, model, generator, stats) -> None:
+    """Log a stage and keep the model and SFT generator in the state its checkpoint saves."""
     run.state.update(
         model={k: v.detach().clone() for k, v in model.state_dict().items()}, generator=generator.get_state()
     )
     run.log(stats)
-    run.checkpoint()

@@ -1,9 +1,22 @@
-"""What every baseline run shares: the env and prior, budgets, compute accounting, checkpoints, run output.
+"""What every baseline run shares: the env and prior, budgets, compute accounting, the training schedule's loop,
+checkpoints, resume and run output.
 
-A method's ``train(run, config)`` function reads top to bottom; it keeps whatever it must survive a crash in
-``run.state`` and calls ``run.checkpoint()`` at safe points. ``RunContext.resume`` restores ``run.state``, the
-oracle's cache and counters, the learning curve and the compute ledger from the last checkpoint, so a resumed
-run continues deterministically and ends with the same result as an uninterrupted one.
+Methods declare, the run executes. A method's ``train(run, config)`` says *what* to train with a small vocabulary:
+
+* :class:`Learner`: a policy to train (name, seed, :mod:`~morbench.scalarization` it is trained on, log tags);
+* :meth:`RunContext.train_each`: one block of PPO iterations per learner, one after the other, each from the
+  prior with an equal share of what is left of the budget (Rewarded Soups: one learner per objective; MORLHF:
+  one per trained preference);
+* :meth:`RunContext.train_rounds` with :class:`Rounds`: rounds of ``block`` iterations per learner, every block
+  starting from the last merge, and a hook at the end of each round that makes the next merge (IterativeRS);
+* :meth:`RunContext.stage`: a named stage that runs once (a resumed run gets its recorded result back): RiC's
+  data, SFT and online rounds, IterativeRS's per-preference trajectories.
+
+The loop (:meth:`RunContext._iterate`) owns iteration counting, budget checks, logging, progress and checkpoints;
+the position of a schedule lives in ``run.state`` under the schedule's name, so no method tracks resume cursors.
+``RunContext.resume`` restores ``run.state``, the oracle's cache and counters, the learning curve and the compute
+ledger from the last checkpoint, so a resumed run continues deterministically and ends with the same result as
+an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -12,8 +25,9 @@ import copy
 import dataclasses
 import json
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -22,7 +36,7 @@ from gymnasium.vector import AutoresetMode
 from tqdm.auto import tqdm
 
 from morbench.baselines.checkpoint import load_checkpoint, save_checkpoint
-from morbench.baselines.common import PPOConfig, PPOLearner
+from morbench.baselines.common import PPOConfig, PPOLearner, expert_seed
 from morbench.errors import CheckpointError, ConfigError, InvalidRunError
 from morbench.evaluation import evaluate_on_env, evaluation_env_kwargs
 from morbench.models import load_prior
@@ -36,15 +50,19 @@ from morbench.runs import (
     write_evaluation,
     write_run,
 )
+from morbench.scalarization import ObjectiveColumn, Scalarization
 from morbench.vector import TokenVectorEnv
 
-__all__ = ["Budget", "RunContext"]
+__all__ = ["Budget", "Learner", "Rounds", "RunContext", "objective_experts"]
 
 transformers.utils.logging.disable_progress_bar()  # save_pretrained's shard bars; ours are the tqdm bars below
 
 
 RESOURCES = ("sampled_tokens", "oracle_calls")
 CONVENTIONS = ("total", "per_expert")
+SCHEDULE_FORMAT = 2  # the layout of a schedule's position in ``run.state`` (checkpoints of another are refused)
+T = TypeVar("T")
+StateDict = dict[str, torch.Tensor]
 
 
 @dataclasses.dataclass
@@ -79,6 +97,44 @@ class Budget:
         return dataclasses.asdict(self)
 
 
+@dataclasses.dataclass(frozen=True)
+class Learner:
+    """A policy a schedule trains: ``name`` keys its weights and log entries, ``seed`` its sampling and minibatch
+    order, ``scalarization`` the scalar reward PPO maximises, ``tags`` what its learning-curve entries carry."""
+
+    name: str
+    seed: int
+    scalarization: Scalarization
+    tags: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class Rounds:
+    """Rounds of ``block`` PPO iterations per learner, each block restarting from the last merge.
+
+    ``members(r)`` says which learners (indices) train in round ``r`` (default: all); ``merge(states, members)``
+    is the hook at a round's end: it gets the policy weights of that round's learners and returns the weights
+    every block of the next round starts from. Every learner keeps its value head across rounds; its optimizer is
+    reset at the start of each block (the moments describe a trajectory the merge has left). Training stops after
+    ``iterations`` per learner, or when not even one iteration per member fits in the budget; a round's block is
+    shortened to what fits, so the members of a round always get equal iterations.
+    """
+
+    learners: Sequence[Learner]
+    block: int
+    iterations: int
+    merge: Callable[[list[StateDict], list[int]], StateDict]
+    members: Callable[[int], list[int]] | None = None
+
+
+def objective_experts(run: RunContext) -> list[Learner]:
+    """One expert per objective, trained on that objective alone (Rewarded Soups, IterativeRS)."""
+    return [
+        Learner(name, expert_seed(run.seed, k), ObjectiveColumn(k), {"expert": name})
+        for k, name in enumerate(run.task.objective_names)
+    ]
+
+
 class RunContext:
     """One training run of one method on one env with one seed, writing to ``out``."""
 
@@ -108,7 +164,7 @@ class RunContext:
         for parameter in self.prior.parameters():
             parameter.requires_grad_(False)
         self._venvs: dict[int, Any] = {}
-        self.state: dict[str, Any] = {}
+        self.state: dict[str, Any] = {"schedule_format": SCHEDULE_FORMAT}
         self.curve: list[dict[str, Any]] = []
         self.ledger = {"sampled_tokens": 0, "gradient_steps": 0, "ppo_iterations": 0, "wall_seconds": 0.0}
         self._started = time.perf_counter()
@@ -177,10 +233,159 @@ class RunContext:
                 f"limit {limit}, already spent {self.spent()}); raise it"
             )
 
+    # -- the schedule's loop -----------------------------------------------------------------------------------
+    def stage(self, name: str, fn: Callable[[], T]) -> T:
+        """Run the declared stage ``name`` once. Its result is kept in the checkpoint taken at its end, so a
+        resumed run gets it back without running the stage again; a stage cut short by a crash runs again from
+        its start (or from its own schedule's last checkpoint, for stages that train with one)."""
+        stages = self.state.setdefault("stages", {})
+        if name not in stages:
+            stages[name] = fn()
+            self.checkpoint()
+        return stages[name]
+
+    def train_each(
+        self, ppo: PPOConfig, learners: Sequence[Learner], iterations: int, checkpoint_every: int, name: str = "each"
+    ) -> dict[str, StateDict]:
+        """Train each learner from the prior, one after the other, for at most ``iterations`` PPO iterations.
+
+        Each gets an equal share of what is left of the budget when it starts (``limit``: the i-th of n learners
+        may spend ``remaining / (n - i)``, so what one leaves unspent goes to the next ones) and runs while the
+        worst case of its next iteration fits. Returns every learner's final policy weights by name.
+        """
+        state = self.state.setdefault(name, {"done": {}})
+        cost = self.ppo_cost(ppo)
+        self.start_progress(len(learners) * iterations)
+        for index, spec in enumerate(learners):
+            if spec.name in state["done"]:
+                continue
+            learner = self.learner(ppo, seed=spec.seed)
+            if state.get("current") == spec.name:  # resuming in the middle of this learner
+                learner.load_state(state["learner"])
+                limit = state["limit"]
+            else:
+                limit = self.limit(parts=len(learners) - index, policies=len(learners))
+                self.require(
+                    cost, limit, f"PPO iteration for each of the {len(learners) - index} policies left to train"
+                )
+
+            def save(learner: PPOLearner = learner, spec: Learner = spec, limit: dict = limit) -> None:
+                state.update(current=spec.name, learner=learner.state(), limit=limit)
+
+            self._iterate(learner, spec.scalarization, iterations, spec.tags, checkpoint_every, save, cost, limit)
+            state["done"][spec.name] = learner.model.policy_state()
+            for key in ("learner", "current", "limit"):
+                state.pop(key, None)
+            self.checkpoint()
+        return dict(state["done"])
+
+    def train_rounds(
+        self,
+        ppo: PPOConfig,
+        rounds: Rounds,
+        checkpoint_every: int,
+        parts: int = 1,
+        policies: int | None = None,
+        name: str = "rounds",
+        tags: dict[str, Any] | None = None,
+    ) -> tuple[list[StateDict], int]:
+        """Run ``rounds`` (see :class:`Rounds`); return the learners' final policy weights and the rounds run.
+
+        The schedule's budget is fixed when it starts: ``run.limit(parts, policies)``, the next of ``parts``
+        schedules sharing what is left, for a method that trains ``policies`` policies in all (default: these
+        learners). A round's block is the largest ``b <= block`` (and <= what is left of ``iterations``) whose
+        worst case for every member fits.
+        """
+        specs = list(rounds.learners)
+        state = self.state.setdefault(name, {})
+        members_of = rounds.members or (lambda _round: list(range(len(specs))))
+        cost = self.ppo_cost(ppo)
+        self.start_progress(len(specs) * rounds.iterations * parts)
+        if "limit" not in state:
+            width = len(members_of(0))
+            state["limit"] = self.limit(parts=parts, policies=policies or len(specs))
+            self.require(
+                {key: width * value for key, value in cost.items()},
+                state["limit"],
+                f"PPO iteration for each of the {width} experts of a round",
+            )
+        limit = state["limit"]
+        learners = [self.learner(ppo, seed=spec.seed) for spec in specs]
+        for learner, saved in zip(learners, state.get("learners", [None] * len(specs)), strict=True):
+            if saved is not None:  # resuming
+                learner.load_state(saved)
+        merged = state.get("merged", self.prior.state_dict())
+        round_index, done = state.get("round", 0), state.get("done", 0)
+
+        def save(position: int) -> None:
+            state.update(
+                learners=[learner.state() for learner in learners],
+                merged=merged,
+                round=round_index,
+                position=position,
+                done=done,
+            )
+
+        while True:
+            members = members_of(round_index)
+            if state.get("block") is None:  # the start of a round: how many iterations each member gets
+                block = min(rounds.block, rounds.iterations - done)
+                while block > 0 and not self.fits({k: len(members) * block * v for k, v in cost.items()}, limit):
+                    block -= 1
+                if block == 0:
+                    break
+                state["block"] = block
+            block = state["block"]
+            for position in range(state.get("position", 0), len(members)):
+                learner, spec = learners[members[position]], specs[members[position]]
+                if state.get("block_start") is None:  # the start of this learner's block: restart from the merge
+                    learner.load_policy(merged)
+                    learner.reset_optimizer()
+                    state["block_start"] = learner.iterations
+                entry_tags = {**spec.tags, "round": round_index, **(tags or {})}
+                stop = state["block_start"] + block
+                self._iterate(
+                    learner, spec.scalarization, stop, entry_tags, checkpoint_every, lambda p=position: save(p)
+                )
+                state["block_start"] = None
+                save(position + 1)
+                self.checkpoint()
+            merged = rounds.merge([learners[k].model.policy_state() for k in members], members)
+            round_index, done = round_index + 1, done + block
+            state.update(position=0, block=None)
+            save(0)
+            self.checkpoint()
+        self.state.pop(name)
+        return [learner.model.policy_state() for learner in learners], round_index
+
+    def _iterate(
+        self,
+        learner: PPOLearner,
+        scalarization: Scalarization,
+        stop: int,
+        tags: dict[str, Any],
+        checkpoint_every: int,
+        save: Callable[[], None],
+        cost: dict[str, int] | None = None,
+        limit: dict[str, int | None] | None = None,
+    ) -> None:
+        """The one training loop: PPO iterations until the learner has run ``stop`` in all (or, with a ``limit``,
+        until the worst case ``cost`` of the next one no longer fits); logged, with a checkpoint (``save``
+        records the schedule's position first) every ``checkpoint_every`` iterations of the learner."""
+        while learner.iterations < stop and (limit is None or self.fits(cost or {}, limit)):
+            self.log(learner.iteration(scalarization), **tags)
+            if learner.iterations % checkpoint_every == 0:
+                save()
+                self.checkpoint()
+
     # -- progress, logging, checkpoints ---------------------------------------------------------------------
-    def start_progress(self, total: int | None, desc: str) -> None:
-        """A progress bar over PPO iterations (``total``: an estimate when the budget decides, or None)."""
+    def start_progress(self, total: int | None, desc: str = "train") -> None:
+        """A progress bar over PPO iterations (``total``: an estimate, shown only when no budget decides); the
+        first call of a run starts it, later ones keep it."""
+        if self._bar is not None:
+            return
         done = int(self.ledger["ppo_iterations"])
+        total = None if self.budget.limited else total
         self._bar = tqdm(total=total, initial=done, desc=f"{self.method} {desc}", unit="it", disable=not self.progress)
 
     def log(self, stats: dict[str, Any], **tags: Any) -> None:
@@ -237,6 +442,11 @@ class RunContext:
             curve = json.loads(saved["curve"])
             if not isinstance(state, dict) or not isinstance(curve, list) or not isinstance(oracle_state, dict):
                 raise TypeError("state, curve and oracle state must be an object, a list and an object")
+            if state.get("schedule_format") != SCHEDULE_FORMAT:
+                raise ValueError(
+                    f"its schedule position has format {state.get('schedule_format')!r}, this morbench reads "
+                    f"{SCHEDULE_FORMAT} (it was written by another version)"
+                )
             if set(ledger) != set(self.ledger) or not all(
                 isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in ledger.values()
             ):
