@@ -38,7 +38,7 @@ from tqdm.auto import tqdm
 from morbench.baselines.checkpoint import load_checkpoint, save_checkpoint
 from morbench.baselines.common import PPOConfig, PPOLearner, expert_seed
 from morbench.errors import CheckpointError, ConfigError, InvalidRunError
-from morbench.evaluation import evaluate_on_env, evaluation_env_kwargs
+from morbench.evaluation import evaluate_on_env, make_evaluation_task
 from morbench.models import load_prior
 from morbench.registry import make, spec_to_dict
 from morbench.runs import (
@@ -498,7 +498,7 @@ class RunContext:
         self._sync_wall()
         self._write_curve()
         # a fresh env: its own oracle (evaluation is not training) and the protocol's evaluation contexts
-        eval_task = make(self.env_id, **evaluation_env_kwargs(self.task, self.env_kwargs)).unwrapped
+        eval_task = make_evaluation_task(self.env_id, self.env_kwargs, training_task=self.task)
         record = evaluate_on_env(
             policy,
             eval_task,

@@ -40,6 +40,7 @@ __all__ = [
     "PreferenceLMPolicy",
     "evaluate",
     "evaluate_on_env",
+    "make_evaluation_task",
     "prior_logprobs",
 ]
 
@@ -154,6 +155,21 @@ def evaluation_env_kwargs(task: TokenEnv, env_kwargs: dict[str, Any] | None) -> 
     return kwargs
 
 
+def make_evaluation_task(env_id: str, env_kwargs: dict[str, Any] | None = None, training_task: Any = None) -> Any:
+    """The (unwrapped) env the protocol evaluates on: ``env_id`` with the training kwargs and the protocol's
+    context split (e.g. test documents). A fresh env, with its own oracle: evaluation is not training.
+    ``training_task`` (that env made with ``env_kwargs``, if the caller has it) saves making it again."""
+    from morbench.registry import make
+
+    kwargs = dict(env_kwargs or {})
+    if training_task is None:
+        task = make(env_id, **kwargs).unwrapped
+        if evaluation_env_kwargs(task, kwargs) == kwargs:
+            return task  # made just now (fresh) and already the protocol's
+        training_task = task
+    return make(env_id, **evaluation_env_kwargs(training_task, kwargs)).unwrapped
+
+
 def evaluation_contexts(task: TokenEnv, num_samples: int, seed: int) -> list[Context | None]:
     """The contexts of one preference's samples: None for unconditional tasks, else the eval split in order."""
     if task.contexts is None:
@@ -234,10 +250,7 @@ def evaluate(
     ``morbench score`` and ``morbench submit`` accept exactly like a baseline's. ``compute`` should describe
     what training used (``oracle_calls``, ``sampled_tokens``, ``wall_seconds``, ``gradient_steps``).
     """
-    from morbench.registry import make
-
-    task = make(env_id, **(env_kwargs or {})).unwrapped
-    task = make(env_id, **evaluation_env_kwargs(task, env_kwargs)).unwrapped
+    task = make_evaluation_task(env_id, env_kwargs)
     seeds = list(task.protocol.seeds if seeds is None else seeds)
     records = []
     for seed in seeds:

@@ -139,13 +139,10 @@ class TaskCache:
 
 
 def _make_evaluation_task(env_id: str, source: str) -> Any:
-    from morbench.evaluation import evaluation_env_kwargs
-    from morbench.registry import make
+    from morbench.evaluation import make_evaluation_task
 
     try:
-        task = make(env_id).unwrapped
-        kwargs = evaluation_env_kwargs(task, {})
-        return make(env_id, **kwargs).unwrapped if kwargs else task
+        return make_evaluation_task(env_id)
     except MorbenchError as exc:
         raise SubmissionError(f"{source}: env {env_id!r} is not available here: {exc}") from None
 

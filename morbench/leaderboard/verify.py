@@ -174,13 +174,13 @@ def _tasks(validated: ValidatedSubmission, env_kwargs: dict[str, Any]) -> tuple[
     """(the task the policy was trained on, the evaluation-protocol task it is re-sampled on). Without env kwargs
     the latter is the task validation used, so re-sampled sequences (the submitted ones, if they reproduce) are
     scored from its oracle caches instead of a second time."""
-    from morbench.evaluation import evaluation_env_kwargs
+    from morbench.evaluation import make_evaluation_task
     from morbench.registry import make
 
     task = make(validated.env_id, **env_kwargs).unwrapped
     if not env_kwargs:
         return task, validated.task
-    return task, make(validated.env_id, **evaluation_env_kwargs(task, env_kwargs)).unwrapped
+    return task, make_evaluation_task(validated.env_id, env_kwargs, training_task=task)
 
 
 def _resample(policy: Any, eval_task: Any, seed: int, samples: int, prior: torch.nn.Module) -> dict[str, Any]:
