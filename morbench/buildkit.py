@@ -7,6 +7,7 @@ Each builder (``envs/<task>/build.py``) keeps only what is specific to its data 
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import datetime
 import importlib.metadata
@@ -23,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from morbench.assets import cpu_model
+from morbench.assets import cpu_model, write_manifest
 
 REPORT_NAME = "build_report.json"
 
@@ -31,10 +32,12 @@ FigurePath = tuple[str, ...]
 
 __all__ = [
     "REPORT_NAME",
+    "BuildRun",
     "PriorSamples",
     "Timings",
     "agreement",
     "average_ranks",
+    "builder_parser",
     "command_line",
     "compare_reports",
     "comparison_by_figure",
@@ -120,6 +123,59 @@ class Timings:
             yield
         finally:
             self.seconds[name] = time.perf_counter() - start
+
+
+def builder_parser(program: str, description: str, assets_dir: Path) -> argparse.ArgumentParser:
+    """The command line of a builder, with the options that :class:`BuildRun` builders share: ``--assets-dir``,
+    ``--threads`` and ``--no-progress`` (the builder adds its own)."""
+    parser = argparse.ArgumentParser(
+        prog=program, description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--assets-dir", type=Path, default=assets_dir, help="where to write the assets")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1 keeps the figures reproducible)")
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    return parser
+
+
+class BuildRun:
+    """One run of a builder that keeps an ``environment`` record in its report: sets torch's threads, creates
+    the asset directory, reads the previous report, times stages, stamps sections, compares and writes.
+
+    ``with run.stage("prior"): ...`` times a stage; :meth:`stamp` marks a section with this run's environment
+    and that stage's wall time (sections kept from an earlier run keep their own); :meth:`finish` compares the
+    report with the previous one, writes it and the manifest.
+    """
+
+    def __init__(
+        self, assets_dir: str | Path, *, packages: Iterable[str], command: str, threads: int, **extra: Any
+    ) -> None:
+        import torch
+
+        torch.set_num_threads(threads)
+        self.assets_dir = Path(assets_dir)
+        self.assets_dir.mkdir(parents=True, exist_ok=True)
+        self.report_path = self.assets_dir / REPORT_NAME
+        self.previous = read_report(self.report_path)
+        self.environment = environment_record(packages, command=command, torch_threads=threads, **extra)
+        self.timings = Timings()
+        self.stage = self.timings
+
+    def stamp(self, section: Mapping[str, Any], stage: str) -> dict[str, Any]:
+        """``section`` followed by ``built`` (this run's environment record) and the stage's ``wall_seconds``."""
+        return {**section, "built": self.environment, "wall_seconds": self.timings.seconds[stage]}
+
+    def finish(self, report: dict[str, Any], tolerances: Mapping[FigurePath, float], compare: bool = True) -> None:
+        """Add ``reproduction_check`` (the figures at ``tolerances`` against the previous report, if there is
+        one and ``compare``), print the figures beyond tolerance, write the report and the manifest."""
+        if self.previous and compare:
+            check = report["reproduction_check"] = compare_reports(self.previous, report, tolerances)
+            print(
+                f"reproduction check: {check['compared']} figures compared, within tolerance: {check['all_within_tolerance']}"
+            )
+            for line in comparison_failures(check):
+                print(f"  beyond tolerance: {line}")
+        write_report(self.report_path, report)
+        write_manifest(self.assets_dir)
 
 
 # -- reports: writing, reading, comparing -------------------------------------------------------------------

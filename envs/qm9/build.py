@@ -17,7 +17,6 @@ The full build takes about 40 minutes on one core; ``--skip-prior`` / ``--skip-o
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import sys
@@ -25,16 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from morbench.buildkit import (
-    REPORT_NAME,
-    Timings,
-    command_line,
-    compare_reports,
-    comparison_failures,
-    environment_record,
-    read_report,
-    write_report,
-)
+from morbench.buildkit import BuildRun, builder_parser, command_line
 from morbench.envs.qm9.build_data import Dataset, load_qm9_table, prepare_dataset, reward_transforms, write_gzip_lines
 from morbench.envs.qm9.build_evaluate import evaluate_prior
 from morbench.envs.qm9.build_models import build_oracles, build_prior
@@ -103,28 +93,16 @@ class BuildConfig:
 
 
 def parse_args(argv: Sequence[str] | None) -> BuildConfig:
-    parser = argparse.ArgumentParser(
-        prog=REBUILD_COMMAND, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--assets-dir", type=Path, default=ASSETS_DIR, help="where to write the assets")
+    parser = builder_parser(REBUILD_COMMAND, __doc__, ASSETS_DIR)
     parser.add_argument("--skip-prior", action="store_true", help="keep the existing prior (retrain only the oracles)")
     parser.add_argument("--skip-oracles", action="store_true", help="keep the existing oracle and judge")
     parser.add_argument("--prior-epochs", type=int, default=None, help="override the prior's epochs (default 3)")
     parser.add_argument("--oracle-epochs", type=int, default=None, help="override the oracle's and judge's max epochs")
     parser.add_argument("--prior-samples", type=int, default=10_000, help="samples drawn to evaluate the prior")
     parser.add_argument("--limit", type=int, default=None, help="use only the first N QM9 rows (smoke tests only)")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (1 keeps the build reproducible)")
-    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     args = parser.parse_args(list(argv) if argv is not None else None)
-    config = BuildConfig(
-        assets_dir=args.assets_dir,
-        prior_samples=args.prior_samples,
-        skip_prior=args.skip_prior,
-        skip_oracles=args.skip_oracles,
-        limit=args.limit,
-        threads=args.threads,
-        progress=not args.no_progress,
-    )
+    fields = ("assets_dir", "prior_samples", "skip_prior", "skip_oracles", "limit", "threads")
+    config = BuildConfig(**{name: getattr(args, name) for name in fields}, progress=not args.no_progress)
     if args.prior_epochs is not None:
         config.prior.epochs = args.prior_epochs
     if args.oracle_epochs is not None:
@@ -133,61 +111,43 @@ def parse_args(argv: Sequence[str] | None) -> BuildConfig:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    import torch
-
     from morbench.assets import write_manifest
 
     config = parse_args(argv)
-    torch.set_num_threads(config.threads)
-    assets = config.assets_dir
-    assets.mkdir(parents=True, exist_ok=True)
-    previous = read_report(assets / REPORT_NAME)
-    environment = environment_record(
-        PACKAGES, command=command_line(REBUILD_COMMAND, argv), torch_threads=config.threads
+    run = BuildRun(
+        config.assets_dir, packages=PACKAGES, command=command_line(REBUILD_COMMAND, argv), threads=config.threads
     )
-    report: dict[str, Any] = {"environment": environment}
-    timings = Timings()
+    assets = run.assets_dir
+    report: dict[str, Any] = {"environment": run.environment}
 
-    with timings("data"):
+    with run.stage("data"):
         data = prepare_dataset(load_qm9_table(config.limit))
         train, _ = data.part("train")
         write_gzip_lines(assets / "train_smiles.txt.gz", train)
         (assets / "reward_transforms.json").write_text(json.dumps(reward_transforms(data)) + "\n")
         report["data"] = data.report
     print(f"data: {data.report['molecules']} molecules, split {data.report['split_sizes']}")
-    _build_models(config, data, previous, report, timings)
+    _build_models(config, data, run, report)
     prior_section = report.get("prior") or {}
     _write_task_record(assets, prior_section.get("max_length"))
 
     ready = (assets / "prior" / "model.safetensors").is_file() and (assets / "oracle_mlp.safetensors").is_file()
     if ready and "max_length" in prior_section:
         write_manifest(assets)  # evaluation loads the env, which verifies the manifest
-        with timings("evaluation"):
-            report["evaluation"] = evaluate_prior(config, set(train))
-        report["evaluation"]["built"] = environment
-        report["evaluation"]["wall_seconds"] = timings.seconds["evaluation"]
+        with run.stage("evaluation"):
+            evaluation = evaluate_prior(config, set(train))
+        report["evaluation"] = run.stamp(evaluation, "evaluation")
     else:
         print("evaluation skipped: the prior or the oracles are missing (build them, then rerun)", file=sys.stderr)
-    report["stage_seconds_this_run"] = timings.seconds
-    if previous:
-        check = report["reproduction_check"] = compare_reports(previous, report, REPRODUCTION_TOLERANCES)
-        print(
-            f"reproduction check: {check['compared']} figures compared, "
-            f"all within tolerance: {check['all_within_tolerance']}"
-        )
-        for line in comparison_failures(check):
-            print(f"  {line}")
-    write_report(assets / REPORT_NAME, report)
-    write_manifest(assets)
-    print(f"wrote {assets / REPORT_NAME} and {assets / 'MANIFEST.sha256'}")
+    report["stage_seconds_this_run"] = run.timings.seconds
+    run.finish(report, REPRODUCTION_TOLERANCES)
+    print(f"wrote {run.report_path} and {assets / 'MANIFEST.sha256'}")
     return 0
 
 
-def _build_models(
-    config: BuildConfig, data: Dataset, previous: dict[str, Any], report: dict[str, Any], timings: Timings
-) -> None:
+def _build_models(config: BuildConfig, data: Dataset, run: BuildRun, report: dict[str, Any]) -> None:
     """Train the prior and the oracles, or keep the previous report's sections of those skipped."""
-    previous_train = previous.get("data", {}).get("train_sha256")
+    previous_train = run.previous.get("data", {}).get("train_sha256")
     stale = previous_train is not None and previous_train != data.report["train_sha256"]
     for stage, skip, build in (
         ("prior", config.skip_prior, build_prior),
@@ -199,13 +159,13 @@ def _build_models(
                 raise SystemExit(
                     f"--skip-{stage}: the existing {stage} were built from another training split; rebuild them"
                 )
-            report.update({key: previous[key] for key in sections if key in previous})
+            report.update({key: run.previous[key] for key in sections if key in run.previous})
             continue
-        with timings(stage):
+        with run.stage(stage):
             built = build(config, data)
         built = {"prior": built} if stage == "prior" else built
         for key in sections:
-            report[key] = {**built[key], "built": report["environment"], "wall_seconds": timings.seconds[stage]}
+            report[key] = run.stamp(built[key], stage)
 
 
 def _write_task_record(assets: Path, max_length: int | None) -> None:

@@ -22,23 +22,13 @@ within :data:`REPRODUCTION_TOLERANCES`. The full build takes about 8 minutes on 
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from morbench.buildkit import (
-    REPORT_NAME,
-    Timings,
-    command_line,
-    compare_reports,
-    comparison_failures,
-    environment_record,
-    read_report,
-    write_report,
-)
+from morbench.buildkit import BuildRun, builder_parser, command_line
 from morbench.envs.summarize.build_documents import (
     aclsum_directory,
     clean_abstract,
@@ -93,49 +83,29 @@ class BuildConfig:
 
 
 def parse_args(argv: Sequence[str] | None) -> BuildConfig:
-    parser = argparse.ArgumentParser(
-        prog=REBUILD_COMMAND, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--assets-dir", type=Path, default=ASSETS_DIR, help="where to write the assets")
+    parser = builder_parser(REBUILD_COMMAND, __doc__, ASSETS_DIR)
     parser.add_argument("--skip-evaluation", action="store_true", help="rebuild the files only; keep the measurements")
     parser.add_argument("--samples-per-document", type=int, default=2, help="prior samples per test paper")
     parser.add_argument("--cache-dir", type=Path, default=None, help="prior cache (default $MORBENCH_CACHE/summarize)")
     parser.add_argument("--batch-size", type=int, default=16, help="sampling batch size")
     parser.add_argument("--seed", type=int, default=0, help="sampling seed")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (1 keeps the figures reproducible)")
-    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     args = parser.parse_args(list(argv) if argv is not None else None)
     if args.samples_per_document < 1:
         parser.error("--samples-per-document must be >= 1")
-    return BuildConfig(
-        assets_dir=args.assets_dir,
-        samples_per_document=args.samples_per_document,
-        skip_evaluation=args.skip_evaluation,
-        cache_dir=args.cache_dir,
-        batch_size=args.batch_size,
-        seed=args.seed,
-        threads=args.threads,
-        progress=not args.no_progress,
-    )
+    fields = ("assets_dir", "samples_per_document", "skip_evaluation", "cache_dir", "batch_size", "seed", "threads")
+    return BuildConfig(**{name: getattr(args, name) for name in fields}, progress=not args.no_progress)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    import torch
-
     from morbench.assets import write_manifest
 
     config = parse_args(argv)
-    torch.set_num_threads(config.threads)
-    assets = config.assets_dir
-    assets.mkdir(parents=True, exist_ok=True)
-    previous = read_report(assets / REPORT_NAME)
-    environment = environment_record(
-        PACKAGES, command=command_line(REBUILD_COMMAND, argv), torch_threads=config.threads, seed=config.seed
-    )
-    report: dict[str, Any] = {"environment": environment}
-    timings = Timings()
+    command = command_line(REBUILD_COMMAND, argv)
+    run = BuildRun(config.assets_dir, packages=PACKAGES, command=command, threads=config.threads, seed=config.seed)
+    assets = run.assets_dir
+    report: dict[str, Any] = {"environment": run.environment}
 
-    with timings("data"):
+    with run.stage("data"):
         records = read_aclsum(aclsum_directory())
         write_documents(records, assets / "documents.jsonl")
         tokenizer = extract_tokenizer(assets / "tokenizer")
@@ -146,21 +116,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     write_manifest(assets)  # the evaluation loads the env, which verifies the manifest
     if config.skip_evaluation:
-        if "evaluation" in previous:
-            report["evaluation"] = previous["evaluation"]
+        if "evaluation" in run.previous:
+            report["evaluation"] = run.previous["evaluation"]
     else:
-        with timings("evaluation"):
-            report["evaluation"] = evaluate_prior(config)
-        report["evaluation"]["built"] = environment
-        report["evaluation"]["wall_seconds"] = timings.seconds["evaluation"]
+        with run.stage("evaluation"):
+            evaluation = evaluate_prior(config)
+        report["evaluation"] = run.stamp(evaluation, "evaluation")
         prior = report["evaluation"]["prior"]
         print(f"prior: valid {prior['valid_fraction']:.3f}, mean rewards (valid) {prior.get('mean_rewards_valid')}")
-    report["wall_seconds"] = timings.seconds
-    if previous and not config.skip_evaluation:
-        report["reproduction_check"] = compare_reports(previous, report, REPRODUCTION_TOLERANCES)
-        for line in comparison_failures(report["reproduction_check"]):
-            print(f"warning: beyond tolerance: {line}")
-    write_report(assets / REPORT_NAME, report)
-    write_manifest(assets)
-    print(f"wrote {assets} ({sum(timings.seconds.values()):.0f} s)")
+    report["wall_seconds"] = run.timings.seconds
+    run.finish(report, REPRODUCTION_TOLERANCES, compare=not config.skip_evaluation)
+    print(f"wrote {assets} ({sum(run.timings.seconds.values()):.0f} s)")
     return 0
