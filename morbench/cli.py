@@ -165,6 +165,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "submit": lambda args: importlib.import_module("morbench.leaderboard.commands").submit_command(args),
     "leaderboard": lambda args: importlib.import_module("morbench.leaderboard.commands").leaderboard_command(args),
     "doctor": lambda args: importlib.import_module("morbench.doctor").doctor_command(args),
+    "card": lambda args: importlib.import_module("morbench.cards").card_command(args),  # env cards (README.md)
 }
 
 
@@ -240,6 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_submit_parser(sub)
     add_leaderboard_parser(sub)
     importlib.import_module("morbench.doctor").add_doctor_parser(sub)
+    importlib.import_module("morbench.cards").add_card_parser(sub)  # `morbench card`: READMEs from env docstrings
     version = importlib.import_module("morbench").__version__
     parser.add_argument("--version", action="version", version=f"morbench {version}")
     return parser

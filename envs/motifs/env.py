@@ -74,31 +74,76 @@ class MotifOracle(Oracle):
 class MotifsEnv(TokenEnv):
     """Write a short string that contains as much of each of K motifs as possible.
 
+    >>> import morbench
+    >>> env = morbench.make("morbench/Motifs-v0")  # no assets: built in milliseconds
+    >>> task = env.unwrapped
+    >>> task.motifs
+    ['CLDK', 'AEHF', 'OMGJ']
+    >>> obs, info = env.reset(seed=0)
+    >>> for letter in "CLDKAEHF":  # all of the first two motifs, none of the third
+    ...     obs, reward, terminated, truncated, info = env.step(task.tokenizer.convert_tokens_to_ids(letter))
+    >>> reward, truncated  # max_length = 8 letters: a point of the Pareto front
+    (array([1., 1., 0.], dtype=float32), True)
+    >>> task.pareto_front().shape
+    (15, 3)
+
     ## Description
-    A synthetic, asset-free task for testing multi-objective agents in seconds. The alphabet has
-    ``num_motifs * motif_length`` motif letters plus ``num_distractors`` distractor letters; each motif is a
-    string of ``motif_length`` distinct letters (disjoint across motifs), drawn from ``seed``. Because the
-    sequence is at most ``max_length`` letters and ``max_length < num_motifs * motif_length`` by default, the
-    motifs compete for positions and the objectives conflict. The Pareto front is known exactly
-    (:meth:`pareto_front`).
+    A synthetic, asset-free task with closed-form objectives and an **exactly known Pareto front**, for testing
+    multi-objective agents in seconds (Ehrlich-style motifs, cf. holo-bench, made to conflict). The alphabet has
+    `num_motifs * motif_length` motif letters plus `num_distractors` distractor letters; each motif is a string of
+    `motif_length` distinct letters, disjoint across motifs, drawn from `seed`. The sequence is at most `max_length`
+    letters, fewer than all motifs need, so the motifs compete for positions.
+
+    | id | motifs | motif length | max_length | distractors | grid | front |
+    |---|---|---|---|---|---|---|
+    | `morbench/Motifs-v0` | `CLDK`, `AEHF`, `OMGJ` | 4 | 8 | 4 | simplex lattice, 3 objectives, step 1/3 (10 points) | 15 points, hypervolume 0.6875 |
+    | `morbench/Motifs-2obj-v0` | `JCHE`, `FLAD` | 4 | 6 | 4 | 5 points (step 1/4) | 3 points, hypervolume 0.8125 |
 
     ## Observation Space
-    ``MultiDiscrete([vocab_size] * max_length)``: the generated token ids, padded with ``[PAD]``.
+    `MultiDiscrete([vocab_size] * max_length)`: generated token ids padded with `[PAD]`.
 
     ## Action Space
-    ``Discrete(vocab_size)``: ``[PAD]=0 [BOS]=1 [EOS]=2 [UNK]=3`` and one token per letter.
+    `Discrete(vocab_size)`: `[PAD]=0 [BOS]=1 [EOS]=2 [UNK]=3`, then one token per letter (`vocab_size` 20 and 16).
 
     ## Rewards
-    One objective per motif, ``motif_k`` in [0, 1]: the fraction of the motif matched at its best offset
-    (raw value: the match count, in ``info["properties"]``). Invalid sequences (empty, or containing a special
-    token) get 0 in every objective.
+    One objective per motif, `motif_k` in [0, 1] = `c_k / motif_length`, where
+    `c_k = max_p #{i : x[p+i] == motif_k[i]}` over start positions `p` (positions past the end never match). Raw value:
+    the count `c_k` (`info["properties"]["matches_motif_k"]`). Because motifs use disjoint letters,
+    `sum_k c_k <= len(x)`; every count vector with `c_k <= motif_length` and `sum_k c_k <= max_length` is reachable
+    (write the motifs' prefixes one after another), so the Pareto front is exactly the vectors with
+    `sum_k c_k = min(max_length, K * motif_length)` (`env.unwrapped.pareto_front()`; tested against brute-force
+    enumeration). Invalid sequences (empty, letters outside the alphabet, a special token) get 0 in every objective.
+
+    **Input bounds.** `score()` rejects, before anything else, text longer than `max_length` characters (one letter
+    per token) and text whose tokenization holds a special token or a letter outside the alphabet; scoring the
+    longest valid string costs well under 1 ms (`tests/benchmarks/test_input_bounds.py`).
+    Reference point: the origin.
+
+    ## Starting State
+    `reset()` starts from the empty sequence: the observation is all `[PAD]` and `info` is empty. There is no
+    randomness in the start state; `seed` seeds `env.np_random`, which this task does not draw from.
 
     ## Episode End
-    Terminates when ``[EOS]`` is chosen; truncates after ``max_length`` tokens.
+    Terminates on `[EOS]`; truncates after `max_length` tokens.
 
     ## Arguments
-    ``num_motifs`` (3), ``motif_length`` (4), ``max_length`` (8), ``num_distractors`` (4), ``seed`` (0),
-    ``preference_divisions`` (3: the simplex lattice of preferences), ``oracle_budget`` (None).
+    | argument | type | default | meaning |
+    |---|---|---|---|
+    | `num_motifs` | `int` | `3` | number of motifs, one objective each |
+    | `motif_length` | `int` | `4` | letters per motif |
+    | `max_length` | `int` | `8` | generated tokens, EOS included (letters of the longest sequence) |
+    | `num_distractors` | `int` | `4` | letters that belong to no motif |
+    | `seed` | `int` | `0` | draws the motifs from the alphabet |
+    | `preference_divisions` | `int` | `3` | divisions of the simplex lattice of preferences |
+    | `oracle_budget` | `int` or `None` | `None` | maximum number of oracle calls (unique valid sequences) |
+    | `render_mode` | `str` or `None` | `None` | None or `"ansi"` |
+
+    ## Prior
+    None is shipped: `morbench.models.load_prior(env)` builds a randomly initialised GPT-2 (2 layers, width 64,
+    seed 0) whose next-token distribution is near uniform.
+
+    ## Provenance & licenses
+    Generated by morbench's own code (MIT). No data.
 
     ## Version History
     * v0: initial version.

@@ -71,64 +71,177 @@ class QM9PropertyOracle(Oracle):
 class QM9Env(TokenEnv):
     """Generate a QM9-sized molecule, one SMILES token at a time, trading off three quantum-chemical properties.
 
+    >>> import morbench
+    >>> env = morbench.make("morbench/QM9-v0")  # one episode = one molecule
+    >>> obs, info = env.reset(seed=0)
+    >>> obs.shape  # the generated token ids, padded with [PAD]
+    (31,)
+    >>> carbon = env.unwrapped.tokenizer.convert_tokens_to_ids("C")
+    >>> obs, reward, terminated, truncated, info = env.step(carbon)
+    >>> reward  # zero until the episode ends
+    array([0., 0., 0.], dtype=float32)
+    >>> obs, reward, terminated, truncated, info = env.step(env.unwrapped.eos_token_id)  # "C": methane
+    >>> reward.shape, terminated, info["valid"], info["canonical"], sorted(info["properties"])
+    ((3,), True, True, 'C', ['alpha_bohr3', 'gap_ev', 'u0_hartree'])
+    >>> env.unwrapped.score(["CC(=O)OC1CC1", "c1ccoc1C#N"]).rewards.shape  # sequence-level API
+    (2, 3)
+    >>> venv = morbench.make_vec("morbench/QM9-v0", num_envs=128)  # native batched version
+
     ## Description
     A rebuild of the QM9 task of Iterative Rewarded Soups (a SMILES GPT-2 fine-tuned on polarizability, HOMO-LUMO
-    gap and internal energy, judged by an independent predictor) from shipped data only. The policy writes a
-    SMILES string; when it emits ``[EOS]`` (or reaches ``max_length``) the molecule is scored by a training
-    oracle, a fingerprint MLP trained on QM9 (DFT B3LYP/6-31G(2df,p) labels, Ramakrishnan et al. 2014). A
-    second, independently trained graph-convolution network is the held-out ``judge`` that evaluation reports
-    next to the oracle, to expose reward hacking of the training oracle. A GPT-2 prior pretrained on the QM9
-    training split ships in ``prior_path``.
+    gap and internal energy U0, judged by an independent predictor) from shipped data only. The policy writes a
+    SMILES string; when it emits `[EOS]` (or reaches `max_length`) the molecule is scored by the **training
+    oracle**, a fingerprint MLP trained on QM9's DFT labels (B3LYP/6-31G(2df,p)). A second, independently trained
+    graph-convolution network is the held-out **judge** (`env.unwrapped.judge`), which the scorer reports next to
+    the oracle to expose reward hacking. A GPT-2 prior pretrained on the QM9 training split ships in
+    `env.unwrapped.prior_path` (load it with `morbench.models.load_prior(env)`).
 
     ## Observation Space
-    ``MultiDiscrete([34] * 31)``: the generated token ids, padded with ``[PAD]`` (id 0).
+    `MultiDiscrete([34] * 31)`: the generated token ids, padded with `[PAD]` (id 0).
 
     ## Action Space
-    ``Discrete(34)``: ``[PAD]=0 [BOS]=1 [EOS]=2 [UNK]=3`` followed by the 30 atom-level SMILES tokens seen in
-    the QM9 training split (atoms C N O F c n o, charged bracket atoms such as ``[NH3+]``, bonds, branches,
-    ring-closure digits). Emitting any special token other than ``[EOS]`` makes the molecule invalid.
+    `Discrete(34)`: `[PAD]=0 [BOS]=1 [EOS]=2 [UNK]=3`, then the 30 atom-level SMILES tokens of the QM9 training
+    split: `# ( ) - 1 2 3 4 5 = C F N O [C-] [CH-] [N+] [N-] [NH+] [NH2+] [NH3+] [O-] [c-] [cH-] [n-] [nH+] [nH] c n o`.
+    Emitting any special token other than `[EOS]` makes the molecule invalid.
 
     ## Rewards
-    Three objectives in [0, 1], each a transform of a predicted property (raw values in ``info["properties"]``):
+    Three objectives in [0, 1] (`objective_names = ("alpha", "gap", "u0")`), each a transform of a predicted
+    property; the raw predictions are in `info["properties"]`.
 
-    * ``alpha``: isotropic polarizability ``alpha_bohr3`` (bohr^3; QM9 range 6.3-196.6), maximised: its
-      percentile among the QM9 training molecules (piecewise-linear empirical CDF, 1001 knots).
-    * ``gap``: HOMO-LUMO gap ``gap_ev`` (eV; QM9 range 0.7-16.9, median 6.8), a target band:
-      ``exp(-(gap - gap_target_ev)^2 / (2 gap_width_ev^2))``, 1 at 5.0 eV by default.
-    * ``u0``: internal energy at 0 K ``u0_hartree`` (hartree; QM9 range -714.6 to -40.5), minimised:
-      ``1 -`` its percentile among the QM9 training molecules. U0 is dominated by composition (about the sum
-      of the free atoms' energies), so maximising it, as the original paper did, rewards hydrogen- and
-      carbon-rich molecules, the same ones that maximise alpha: on 10,000 prior samples the alpha and u0
-      rewards would correlate at +0.32 and one sample would already score >= 0.99 on all three objectives.
-      Minimised, they correlate at -0.32 and the best sample's worst objective is 0.79.
+    | objective | property (`info["properties"]`) | units | QM9 range (median) | transform to [0, 1] |
+    |---|---|---|---|---|
+    | `alpha` | isotropic polarizability `alpha_bohr3` | bohr^3 | 6.3 to 196.6 (75.6) | **maximise**: percentile among the QM9 training molecules (piecewise-linear empirical CDF through 1001 quantiles) |
+    | `gap` | HOMO-LUMO gap `gap_ev` | eV | 0.67 to 16.9 (6.8) | **target band**: `exp(-(gap - 5.0)^2 / (2 * 1.0^2))`: 1 at 5.0 eV, 0.61 at 4 or 6 eV, 0.14 at 3 or 7 eV |
+    | `u0` | internal energy at 0 K `u0_hartree` | hartree | -714.6 to -40.5 (-416.8) | **minimise**: 1 - percentile among the QM9 training molecules |
 
-    Invalid sequences get 0 in every objective, ``info["valid"] = False`` and a ``reason``: empty strings,
-    unparsable SMILES, several fragments, elements other than H/C/N/O/F, isotopes, no heavy atom, **more than
-    9 heavy atoms** (outside QM9, where the oracle would only extrapolate), radicals and non-zero net charge.
+    Why these directions (all figures from 10,000 prior samples, `evaluation.direction_alternatives` in the report):
+    U0 is dominated by composition (roughly the sum of the free atoms' energies), so *maximising* it, as the
+    original paper did, rewards hydrogen- and carbon-rich molecules, the same ones that maximise alpha: the alpha
+    and u0 rewards then correlate at Pearson +0.32 and one prior sample already scores at least 0.99 on all three
+    objectives, i.e. there is hardly a trade-off. *Minimising* U0 (electron-rich N/O/F atoms) turns that into a
+    conflict (Pearson -0.32) and the best prior sample reaches only 0.79 on its worst objective. The gap target
+    of 5.0 eV (the 7th percentile of QM9: conjugated molecules) conflicts with alpha (-0.19) and leaves headroom
+    (the prior's mean gap reward is 0.33); targets of 6.8 or 8.5 eV give best compromises of 0.83. Pass
+    `gap_target_ev` / `gap_width_ev` to study other bands.
+
+    Invalid molecules get 0 in every objective, `info["valid"] = False` and a `reason` naming the problem:
+    empty sequences, unparsable SMILES, special tokens, several fragments (`C.C`), elements other than
+    H/C/N/O/F, isotope labels, no heavy atom, **more than 9 heavy atoms**, radicals and a non-zero net charge.
+    Molecules bigger than QM9's 9 heavy atoms are invalid rather than extrapolated: both predictors were trained
+    only on QM9's domain, and letting a policy grow molecules past it would reward extrapolation error. Valid
+    molecules are cached by their RDKit canonical SMILES (stereo removed; QM9 has none), so repeats are free
+    (PMO-style `oracle.calls`).
+
+    **Input bounds.** Before RDKit sees a string, `score()`, the judge and the episodes alike reject (floor
+    reward, `valid=False`, a reason, no oracle call) a string longer than 186 characters (`max_length = 31`
+    tokens of the longest vocabulary token, 6 characters), one whose tokenization holds a special token (`[PAD]`,
+    `[BOS]`, `[EOS]`, `[UNK]`) or text the 30-token vocabulary cannot spell (`Cl`, `[Na+]`, ring digit `6`, ...),
+    or more than 31 tokens; atoms and ring closures are then at most 31 each. Every string an episode can write
+    passes, so no reachable reward changes. The worst case these bounds allow costs about 10 ms and under 1 MB
+    for oracle and judge together (`tests/benchmarks/test_input_bounds.py`); a 19,997-character ring SMILES, 11 s
+    of RDKit before the bounds, is turned away in 0.1 ms.
+
+    ## Starting State
+    `reset()` starts from the empty sequence: the observation is all `[PAD]` and `info` is empty. There is no
+    randomness in the start state; `seed` seeds `env.np_random`, which this task does not draw from.
 
     ## Episode End
-    Terminates when ``[EOS]`` is chosen; truncates after ``max_length = 31`` tokens (the longest tokenized
-    training SMILES, 22 tokens, plus EOS plus 8 tokens of slack); the reward vector is zero until then.
+    Terminates when `[EOS]` is chosen; truncates after `max_length = 31` tokens (the longest tokenized training
+    SMILES, 22 tokens, plus EOS plus 8 tokens of slack). The reward vector is zero until then.
 
     ## Arguments
-    ``assets_dir`` (the shipped ``assets/``; point it at a copy to test other builds), ``gap_target_ev`` (5.0),
-    ``gap_width_ev`` (1.0), ``oracle_budget`` (None: unlimited PMO-style oracle calls), ``render_mode``
-    (None or "ansi").
+    | argument | type | default | meaning |
+    |---|---|---|---|
+    | `assets_dir` | `str` or `Path` or `None` | `None` | where the prior, oracles and tables are read from (None: the shipped `assets/`; point it at a copy to test another build) |
+    | `gap_target_ev` | `float` | `5.0` | centre of the gap band (eV) |
+    | `gap_width_ev` | `float` | `1.0` | width (standard deviation) of the gap band (eV) |
+    | `oracle_budget` | `int` or `None` | `None` | maximum number of unique valid molecules the training oracle may score |
+    | `render_mode` | `str` or `None` | `None` | None or `"ansi"` |
+
+    Evaluation protocol: 1,024 samples per preference of `simplex_lattice(3, 3)` (10 preferences), temperature
+    1.0, top-p 1.0, seeds 0, 1, 2; reference point (0, 0, 0). `domain_metrics` reports `novelty` (fraction of
+    unique valid molecules not in the training split) and `internal_diversity` (1 - mean pairwise ECFP4
+    Tanimoto of the unique valid molecules); neither spends oracle calls.
 
     ## Provenance & licenses
-    Data: QM9 (Ramakrishnan, Dral, Rupp, von Lilienfeld, Sci. Data 1, 140022, 2014; CC BY 4.0) as shipped by
-    the ``qm9pack`` 1.0.3 package (MIT). All assets (prior, oracle, judge, CDF knots, training SMILES) are
-    built by ``morbench build-assets qm9``; the package is needed only by that builder.
+    - Data: QM9 (R. Ramakrishnan, P. O. Dral, M. Rupp, O. A. von Lilienfeld, "Quantum chemistry structures and
+      properties of 134 kilo molecules", *Sci. Data* 1, 140022, 2014; CC BY 4.0), as shipped by the `qm9pack`
+      1.0.3 package (MIT): 130,831 molecules that passed QM9's consistency check.
+    - Assets in `envs/qm9/assets/` (10.6 MB), all built by `morbench build-assets qm9` (`envs/qm9/build.py`);
+      `qm9pack` is needed only by the builder:
+      - `prior/`: GPT-2 (safetensors + config + tokenizer + manifest);
+      - `oracle_mlp.safetensors/.json`: training oracle; `judge_gnn.safetensors/.json`: held-out judge;
+      - `reward_transforms.json`: CDF knots of alpha and U0 on the training split;
+      - `train_smiles.txt.gz`: the 104,427 canonical training SMILES (for novelty);
+      - `task.json` (max_length), `build_report.json` (every figure below), `MANIFEST.sha256` (checked at load;
+        a missing or corrupt file raises `AssetError` naming it and the rebuild command).
+    - Data pipeline: RDKit canonical SMILES without stereo (0 failures); 87 duplicate rows (stereoisomers that
+      share a 2D graph) merged by averaging their properties, leaving 130,744 molecules; split by
+      `sha256(canonical SMILES)`, first 8 bytes as a big-endian integer mod 10: 0-7 train (104,427), 8 valid
+      (13,048), 9 test (13,269).
+    - Prior: `morbench.chem.build_smiles_tokenizer` on the training SMILES; GPT-2 from scratch with
+      `morbench.pretrain` (4 layers, width 192, 4 heads, 1,795,584 parameters, 3 epochs = 2,448 steps of 128,
+      AdamW lr 1e-3 with 200 warm-up steps and cosine decay, seed 0). Its context holds 48 positions: [BOS] +
+      `max_length` + 16 spare positions for conditioning tokens (e.g. Rewards-in-Context's reward tokens).
+    - Training oracle: features = log1p Morgan radius-2 count fingerprint (1,024 bits) + 27 RDKit descriptors
+      (element and H counts, charged atoms, ring counts and sizes, bond types, hybridizations, rotatable bonds,
+      bridgehead/spiro atoms, Csp3 fraction) -> MLP 2 x 384 SiLU, dropout 0.1, three outputs (553k parameters).
+      Judge: dense relational graph convolution over heavy-atom graphs (25 atom features, one adjacency per bond
+      type), 4 layers of width 96, sum + mean readout (207k parameters), seed 1. Both learn the residual of a
+      least-squares composition baseline (counts of C, N, O, F, H), are trained with L1 loss, AdamW and cosine
+      decay on the training split only, and keep the epoch with the lowest validation MAE; the test split is
+      used only for the figures below.
 
     ## Measured figures
-    From ``assets/build_report.json`` (``morbench build-assets qm9``; 1 thread of a shared 2-core AMD EPYC):
-    prior validity 91.9%, uniqueness 96.9%, novelty 39.4%, internal diversity 0.920 (10,000 samples).
-    Test MAE oracle / judge: alpha 0.378 / 0.257 bohr^3, gap 0.175 / 0.118 eV, U0 4.1 / 2.0 mHa.
-    Reward correlations on prior samples (Pearson): alpha-gap -0.19, alpha-u0 -0.32, gap-u0 +0.22.
-    Oracle throughput 3,950 molecules/s. Details and wall times: ``envs/qm9/README.md``.
+    From `envs/qm9/assets/build_report.json`, produced on 2026-11-23 in two runs of the builder (each section of
+    the report records its own command, date and wall time): `morbench build-assets qm9 --skip-prior` (data,
+    oracle, judge) and `morbench build-assets qm9 --skip-oracles` (data, prior, evaluation). Hardware: AMD EPYC,
+    2 cores shared with other jobs, 1 torch thread; Python 3.11.7, torch 2.13.0+cpu, transformers 5.23.0, rdkit
+    2026.9.1, qm9pack 1.0.3. Wall times: data 16 s, prior 31.0 min (1,820 s of training; about 24 min when the
+    machine is less busy), oracle 2.0 min + judge 11.4 min of training (14.3 min with featurization),
+    evaluation 35 s. A full build without flags runs all of it in one go (about 45 min).
+
+    **Prior** (10,000 samples, temperature 1, seed 0): validity **91.9%** (invalid: 747 unparsable, 38 charged,
+    11 with more than 9 heavy atoms, 7 radicals, 4 with a special token, 1 empty), uniqueness **96.9%**, novelty
+    vs training split **39.4%**, internal diversity **0.920** (2,000 unique valid samples), all end with EOS,
+    mean length 15.7 tokens; 81% of unique valid samples have 9 heavy atoms. Token NLL: valid 0.822, test 0.823
+    nats.
+
+    **Predictors on the QM9 test split** (13,269 molecules):
+
+    | property | oracle MAE | oracle R^2 | judge MAE | judge R^2 | composition baseline alone (MAE) |
+    |---|---|---|---|---|---|
+    | alpha | 0.378 bohr^3 | 0.9950 | 0.257 bohr^3 | 0.9972 | 2.15 bohr^3 |
+    | gap | 0.175 eV | 0.966 | 0.118 eV | 0.983 | 0.81 eV |
+    | U0 | 4.1 mHa (2.6 kcal/mol) | 0.99999998 | 2.0 mHa (1.3 kcal/mol) | 0.99999999 | 31.6 mHa |
+
+    (U0's R^2 is near 1 because its variance is mostly composition; compare MAEs.) Oracle vs judge on the test
+    split: Pearson 0.998 (alpha), 0.988 (gap), 1.000 (U0).
+
+    **Objectives on the 8,909 unique valid prior samples** (training oracle): mean reward alpha 0.498, gap 0.325,
+    u0 0.487 (judge: 0.500, 0.330, 0.487).
+
+    | pair | Pearson | Spearman |
+    |---|---|---|
+    | alpha - gap | -0.19 | -0.23 |
+    | alpha - u0 | -0.32 | -0.32 |
+    | gap - u0 | +0.22 | +0.24 |
+
+    **Judge vs oracle on the prior samples**: property Pearson 0.998 (alpha), 0.985 (gap), 1.000 (U0); mean
+    absolute reward difference 0.012 (alpha), 0.040 (gap), 0.0005 (u0). The gap is where the two disagree most,
+    so it is where reward hacking of the oracle would show first.
+
+    **Throughput** (fresh cache, canonicalization + featurization + one forward per batch, 8,909 molecules,
+    1 thread, best of 3): oracle **3,950 molecules/s**, judge 3,360 molecules/s (2,460 and 2,600 in an earlier
+    run on the busier machine).
+
+    **Reproducibility**: seeded and single-threaded; rerunning the evaluation stage on the same machine
+    reproduced every figure bit-for-bit (sampling, validity, correlations; `reproduction_check` in the report). Across CPUs or torch builds, floating-point results
+    may differ slightly; the builder compares test NLL, validity, uniqueness, novelty and every test MAE with the
+    previous report against tolerances and prints any figure that moved.
 
     ## Version History
-    * v0: initial version.
+    - v0: initial version.
     """
 
     rebuild_command = REBUILD_COMMAND

