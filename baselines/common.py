@@ -2,7 +2,7 @@
 
 Read top to bottom: :class:`PPOConfig` -> :class:`PolicyValueModel` -> :func:`collect_rollout` ->
 :func:`ppo_update` -> :class:`PPOLearner` (one learner = one policy trained on one scalar reward) ->
-:func:`merge_state_dicts`, then the helpers several methods share (expert seeds, saving policies). The training
+:func:`merge_state_dicts`, then the helpers several methods share (saving policies, counting their iterations). The training
 schedule's loop, checkpointing and compute accounting live in ``baselines/training.py``.
 """
 
@@ -29,10 +29,8 @@ __all__ = [
     "PolicyValueModel",
     "Rollout",
     "collect_rollout",
-    "expert_seed",
     "iterations_per",
     "merge_state_dicts",
-    "policy_seed",
     "ppo_update",
     "save_policies",
     "token_logprobs",
@@ -430,16 +428,6 @@ def merge_state_dicts(states: Sequence[dict[str, torch.Tensor]], weights: Sequen
 
 
 # -- what several methods share ------------------------------------------------------------------------------------
-def expert_seed(seed: int, objective: int) -> int:
-    """The seed of objective ``k``'s expert (Rewarded Soups and IterativeRS share it, so m = T is Rewarded Soups)."""
-    return seed * 1000 + 100 + objective
-
-
-def policy_seed(seed: int, index: int) -> int:
-    """The seed of MORLHF's ``index``-th trained preference."""
-    return seed * 1000 + index
-
-
 def save_policies(run: Any, states: dict[str, dict[str, torch.Tensor]], folder: str) -> dict[str, str]:
     """Write each policy's weights as a transformers folder ``<out>/<folder>/<name>`` (safetensors); return the
     run-relative paths by name (the run's ``outputs`` record)."""

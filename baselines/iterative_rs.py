@@ -27,6 +27,7 @@ from morbench.baselines.common import PPOConfig, iterations_per, merge_state_dic
 from morbench.baselines.training import Rounds, RunContext, objective_experts
 from morbench.errors import ConfigError
 from morbench.preferences import preference_key
+from morbench.seeding import round_members_rng
 from morbench.serving import interpolation_policy, nearest_policy
 
 __all__ = ["IterativeRSConfig", "train"]
@@ -109,7 +110,7 @@ def _rounds(run: RunContext, config: IterativeRSConfig, weights: np.ndarray) -> 
         """All objectives, or ``size`` of them drawn uniformly (seeded by run and round)."""
         if size >= k_objectives:
             return list(range(k_objectives))
-        rng = np.random.default_rng([run.seed, round_index])
+        rng = round_members_rng(run.seed, round_index)
         return sorted(rng.choice(k_objectives, size=size, replace=False).tolist())
 
     def merge(states: list, subset: list[int]) -> dict:

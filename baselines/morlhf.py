@@ -16,11 +16,12 @@ import dataclasses
 
 import numpy as np
 
-from morbench.baselines.common import PPOConfig, iterations_per, policy_seed, save_policies
+from morbench.baselines.common import PPOConfig, iterations_per, save_policies
 from morbench.baselines.training import Learner, RunContext
 from morbench.errors import ConfigError
 from morbench.preferences import preference_key, uniform_preference
 from morbench.scalarization import Linear
+from morbench.seeding import policy_seed
 from morbench.serving import nearest_policy
 
 __all__ = ["MORLHFConfig", "MORLHFUniformConfig", "train", "trained_preferences"]

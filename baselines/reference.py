@@ -24,6 +24,7 @@ from morbench.baselines.training import RunContext
 from morbench.errors import ConfigError
 from morbench.evaluation import LMPolicy
 from morbench.sampling import PolicySamples, prompt_tensors
+from morbench.seeding import best_of_n_seed, pilot_seed
 
 __all__ = ["BestOfNConfig", "PriorConfig", "train_best_of_n", "train_prior"]
 
@@ -85,16 +86,16 @@ class BestOfNPolicy(LMPolicy):
                 break
             members = np.concatenate(chosen_rounds)
             chosen = [contexts[i] for i in members]
-            sequences, tokens = _sample_prior(self, chosen, seed * 1009 + first)
+            sequences, tokens = _sample_prior(self, chosen, best_of_n_seed(seed, first))
             rewards = self.task.score(sequences, chosen).rewards  # the run's (training) oracle
-            self.run.ledger["sampled_tokens"] += tokens
+            self.run.charge(sampled_tokens=tokens)
             utility = rewards @ preference
             for j, i in enumerate(members):
                 if best[i] is None or utility[j] > best_utility[i]:
                     best[i], best_utility[i] = sequences[j], utility[j]
             first += len(chosen_rounds)
         # best-of-N's compute is spent here, at evaluation time: count it as the method's wall time
-        self.run.ledger["wall_seconds"] += time.perf_counter() - started
+        self.run.charge(wall_seconds=time.perf_counter() - started)
         missing = [i for i, s in enumerate(best) if s is None]
         if missing:
             raise ConfigError(
@@ -149,9 +150,9 @@ def train_best_of_n(run: RunContext, config: BestOfNConfig):
             else [None] * config.pilot_samples
         )
         calls_before = run.oracle.calls
-        sequences, tokens = _sample_prior(LMPolicy(run.prior, task), contexts, run.seed * 7 + 5)
+        sequences, tokens = _sample_prior(LMPolicy(run.prior, task), contexts, pilot_seed(run.seed))
         task.score(sequences, contexts)
-        run.ledger["sampled_tokens"] += tokens  # charged like the candidates (no training iteration)
+        run.charge(sampled_tokens=tokens)  # charged like the candidates (no training iteration)
         pilot = {"tokens": tokens, "calls": run.oracle.calls - calls_before}
         per_candidate = {
             "sampled_tokens": pilot["tokens"] / config.pilot_samples,

@@ -35,6 +35,7 @@ from morbench.baselines.training import RunContext
 from morbench.errors import ConfigError
 from morbench.evaluation import LMPolicy
 from morbench.sampling import PolicySamples, prompt_tensors, sample, sample_sequences
+from morbench.seeding import ric_goal_rng, ric_offline_seed, ric_online_seed
 
 __all__ = ["RewardsInContextConfig", "preference_to_levels", "train"]
 
@@ -353,7 +354,7 @@ def _offline_data(run: RunContext, config: RewardsInContextConfig, limit: dict) 
     first = min(config.batch_size, config.offline_samples)
     run.require({"sampled_tokens": first * task.max_length, "oracle_calls": first}, limit, "offline batch")
     rows, context_ids, rewards, valid, tokens = _generate(
-        run, run.prior, None, config.offline_samples, run.seed * 104729 + 1, config, limit=limit
+        run, run.prior, None, config.offline_samples, ric_offline_seed(run.seed), config, limit=limit
     )
     if not valid.any():
         raise ConfigError(f"none of the {len(rows)} offline prior samples is valid; raise the budget")
@@ -370,7 +371,7 @@ def _online_round(run, config, model, policy, generator, quantizer, limits, iter
     """One online round: goals, targeted generation, MORS filter, SFT on the grown data. Returns how many samples
     it generated (None: the budget did not cover a batch, so no round ran) and whether the rounds stop here."""
     task = run.task
-    goal_rng = np.random.default_rng([run.seed, 7])
+    goal_rng = ric_goal_rng(run.seed)
     if "goal_rng" in run.state:
         goal_rng.bit_generator.state = run.state["goal_rng"]
     goals = _sample_goals(goal_rng, config.online_samples, task.reward_dim, config.levels)
@@ -380,7 +381,14 @@ def _online_round(run, config, model, policy, generator, quantizer, limits, iter
         return {"generated": None, "stop": True}
     before = run.spent()
     new_rows, new_contexts, new_rewards, valid, tokens = _generate(
-        run, model, goals, config.online_samples, run.seed * 7919 + iteration, config, policy, limit=limits["total"]
+        run,
+        model,
+        goals,
+        config.online_samples,
+        ric_online_seed(run.seed, iteration),
+        config,
+        policy,
+        limit=limits["total"],
     )
     keep = np.zeros(len(new_rows), dtype=bool)
     keep[valid] = _mors_filter(new_rewards[valid], config.quantile)  # valid samples only

@@ -36,7 +36,7 @@ from gymnasium.vector import AutoresetMode
 from tqdm.auto import tqdm
 
 from morbench.baselines.checkpoint import load_checkpoint, save_checkpoint
-from morbench.baselines.common import PPOConfig, PPOLearner, expert_seed
+from morbench.baselines.common import PPOConfig, PPOLearner
 from morbench.errors import CheckpointError, ConfigError, InvalidRunError
 from morbench.evaluation import evaluate_on_env, make_evaluation_task
 from morbench.models import load_prior
@@ -51,6 +51,7 @@ from morbench.runs import (
     write_run,
 )
 from morbench.scalarization import ObjectiveColumn, Scalarization
+from morbench.seeding import expert_seed
 from morbench.vector import TokenVectorEnv
 
 __all__ = ["Budget", "Learner", "Rounds", "RunContext", "objective_experts"]
@@ -387,6 +388,11 @@ class RunContext:
         done = int(self.ledger["ppo_iterations"])
         total = None if self.budget.limited else total
         self._bar = tqdm(total=total, initial=done, desc=f"{self.method} {desc}", unit="it", disable=not self.progress)
+
+    def charge(self, sampled_tokens: int = 0, wall_seconds: float = 0.0) -> None:
+        """Charge work done outside a training iteration (best-of-N's candidates, its pilot batch)."""
+        self.ledger["sampled_tokens"] += int(sampled_tokens)
+        self.ledger["wall_seconds"] += float(wall_seconds)
 
     def log(self, stats: dict[str, Any], **tags: Any) -> None:
         """Record one training iteration; ``stats["tokens"]`` and ``stats["gradient_steps"]`` are charged."""

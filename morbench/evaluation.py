@@ -31,6 +31,7 @@ from morbench.errors import ConfigError
 from morbench.preferences import validate_preference
 from morbench.runs import write_evaluation, write_run
 from morbench.sampling import PolicySamples, prompt_tensors, sample_sequences
+from morbench.seeding import preference_seed
 
 __all__ = [
     "CallablePolicy",
@@ -202,7 +203,7 @@ def evaluate_on_env(
     start = time.perf_counter()
     for p, weights in enumerate(tqdm(grid, desc="evaluate", unit="pref", disable=not progress)):
         contexts = evaluation_contexts(task, n, seed)
-        samples = policy.sample(weights, contexts, seed=seed * 1_000_003 + p)
+        samples = policy.sample(weights, contexts, seed=preference_seed(seed, p))
         result = task.score(samples.sequences, contexts)
         judge = task.judge_score(samples.sequences, contexts) if task.judge is not None else None
         entries.append(
