@@ -508,7 +508,8 @@ def _as_token_array(ids: Sequence[int] | np.ndarray) -> np.ndarray:
 class TokenEnv(gym.Env):
     """Base class of morbench environments: generate a sequence token by token, get a reward vector at the end.
 
-    Subclasses load their assets and call ``super().__init__``; their docstring is the task's env card.
+    Subclasses load their assets and call ``super().__init__``; their docstring is the task's env card, from which
+    ``envs/<task>/README.md`` is generated (``morbench card --write``, :mod:`morbench.cards`).
     Observation: the generated token ids, padded with ``pad_token_id`` to ``max_length`` (a ``MultiDiscrete``);
     prompt-conditioned tasks observe ``{"prompt": ..., "tokens": ...}`` with the prompt left-padded to
     ``max_prompt_length``. Action: ``Discrete(vocab_size)``; one action appends one token.
