@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import json
 import shutil
 
 import numpy as np
@@ -13,7 +12,6 @@ from gymnasium.vector import AutoresetMode
 
 import morbench
 from morbench.envs.enhancer import metrics
-from morbench.envs.enhancer.env import ASSETS_DIR as ASSETS
 from morbench.envs.enhancer.env import CELL_TYPES, EnhancerEnv
 from morbench.envs.enhancer.motifs import Motif, MotifSet, motif_enrichment
 from morbench.envs.enhancer.networks import auroc
@@ -327,15 +325,3 @@ def test_env_pickles_without_the_loaded_prior(env):
     assert "prior" not in clone.__dict__
     sequence = _random_dna(1, seed=21)
     np.testing.assert_array_equal(clone.score(sequence).rewards, env.score(sequence).rewards)
-
-
-def test_env_card_quotes_the_committed_build_report():
-    """The card's headline figures are the build report's (a rebuild that changes them must update the card)."""
-    card = (ASSETS.parent / "README.md").read_text()
-    report = json.loads((ASSETS / "build_report.json").read_text())
-    samples = report["evaluate"]["prior_samples"]
-    assert f"{100 * samples['validity']:.2f}%" in card
-    assert f"{report['prior']['test_nll_bits_per_bp']:.3f} bits/bp" in card
-    assert f"{report['prior']['parameters']:,} parameters" in card
-    for cell, value in report["oracle"]["test_auroc"].items():
-        assert f"{value:.3f}" in card, cell

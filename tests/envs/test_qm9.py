@@ -230,7 +230,7 @@ def test_prior_samples_mostly_valid_molecules(env, one_thread):
     assert result.valid.mean() >= 0.8
 
 
-def test_env_card_has_every_section_and_quotes_the_report():
+def test_env_card_has_every_section():
     card = README.read_text()
     for section in (
         "Description",
@@ -244,8 +244,6 @@ def test_env_card_has_every_section_and_quotes_the_report():
         "Version History",
     ):
         assert f"## {section}" in card and f"## {section}" in QM9Env.__doc__
-    validity = REPORT["evaluation"]["prior"]["validity"]
-    assert f"{100 * validity:.1f}%" in card
 
 
 def test_shipped_training_smiles_are_canonical_and_hash_to_train(env):
