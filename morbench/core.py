@@ -42,6 +42,7 @@ __all__ = [
     "EvaluationProtocol",
     "InputCheck",
     "InvalidSequence",
+    "LazyAttributes",
     "Oracle",
     "OracleEvaluation",
     "ScoreResult",
@@ -222,7 +223,21 @@ class InputCheck:
         return reasons
 
 
-class Oracle(ABC):
+class LazyAttributes:
+    """The one idiom for what an env or oracle loads on first use: a ``functools.cached_property`` whose name is
+    listed in ``not_pickled``, so that a pickled copy (a vector env's worker, a checkpoint) loads it again
+    instead of carrying a model or a process pool along."""
+
+    not_pickled: ClassVar[tuple[str, ...]] = ()
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        for name in self.not_pickled:
+            state.pop(name, None)
+        return state
+
+
+class Oracle(LazyAttributes, ABC):
     """A batched, deterministic, cached scorer of finished sequences.
 
     Subclasses set ``objective_names`` (and ``reward_low``/``reward_high``, the true bounds of each objective,
@@ -256,7 +271,7 @@ class Oracle(ABC):
     def evaluate(self, keys: list[str], contexts: list[Context | None]) -> OracleEvaluation:
         """Score ``keys`` (canonical, unique, not cached). Must be deterministic."""
 
-    def prepare(self, sequences: list[str]) -> None:  # noqa: B027 (an optional hook, not abstract)
+    def prepare(self, sequences: list[str]) -> None:
         """Hook called with the batch's screened strings before they are canonicalized (e.g. to parse them all
         in a process pool at once). The default does nothing."""
 
@@ -319,7 +334,7 @@ class Oracle(ABC):
     def reward_high(self, value: Sequence[float] | np.ndarray) -> None:
         self._reward_high = np.asarray(value, dtype=np.float32)
 
-    def close(self) -> None:  # noqa: B027 (an optional hook, not abstract)
+    def close(self) -> None:
         """Release what the oracle holds outside this process (e.g. worker processes); the default does nothing.
         :meth:`TokenEnv.close` calls it for the oracle and the judge."""
 
@@ -505,7 +520,7 @@ def _as_token_array(ids: Sequence[int] | np.ndarray) -> np.ndarray:
     return np.asarray(ids, dtype=np.int64).reshape(-1)
 
 
-class TokenEnv(gym.Env):
+class TokenEnv(LazyAttributes, gym.Env):
     """Base class of morbench environments: generate a sequence token by token, get a reward vector at the end.
 
     Subclasses load their assets and call ``super().__init__``; their docstring is the task's env card, from which

@@ -1,6 +1,7 @@
 """What the base classes carry so that envs do not restate it: reward bounds, protocol defaults, pareto_front,
 close(), the asset-verification helper, and the pool handling that lives in the CNS oracle, not in core."""
 
+import functools
 import pickle
 
 import numpy as np
@@ -119,3 +120,21 @@ def test_asset_loading_turns_load_failures_into_asset_errors_and_keeps_ours():
         {}["n_positions"]
     with pytest.raises(ConfigError, match="as it was"), asset_loading("the model", "build it"):
         raise ConfigError("as it was")
+
+
+class Loading(LengthOracle):
+    not_pickled = ("model",)
+    loads = 0
+
+    @functools.cached_property
+    def model(self):
+        type(self).loads += 1
+        return object()
+
+
+def test_lazy_attributes_named_not_pickled_are_loaded_again_by_a_copy():
+    oracle = Loading()
+    assert oracle.model is oracle.model and Loading.loads == 1
+    clone = pickle.loads(pickle.dumps(oracle))
+    assert "model" not in clone.__dict__ and clone.closed == 0  # the rest of the state is copied
+    assert clone.model is not oracle.model and Loading.loads == 2

@@ -6,7 +6,6 @@ import functools
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from transformers import PreTrainedTokenizerFast
@@ -54,6 +53,7 @@ class CNSOracle(Oracle):
 
     objective_names = ("qed", "sa", "bbb")
     property_names = ("qed", "sa_score", "bbb_probability")
+    not_pickled = ("pool",)  # a copy starts its own worker processes
 
     def __init__(
         self,
@@ -99,11 +99,6 @@ class CNSOracle(Oracle):
         pool = self.__dict__.get("pool")
         if pool is not None:
             pool.close()
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        state.pop("pool", None)
-        return state
 
     # -- scoring ------------------------------------------------------------------------------------------
     def __call__(self, sequences: Sequence[str], contexts: Sequence[Context | None] | None = None) -> ScoreResult:

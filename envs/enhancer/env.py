@@ -306,6 +306,7 @@ class EnhancerEnv(TokenEnv):
     """
 
     rebuild_command = REBUILD_COMMAND
+    not_pickled = ("prior",)  # reloaded on demand
 
     def __init__(
         self,
@@ -379,11 +380,6 @@ class EnhancerEnv(TokenEnv):
                 hits[cell], scores[:, j], self.motif_set.background_rate[cell], self.top_fraction
             )
         return out
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        state.pop("prior", None)  # reloaded on demand
-        return state
 
 
 make_vec = vector_entry_point(EnhancerEnv)

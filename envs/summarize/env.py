@@ -79,6 +79,7 @@ class _SummaryScorer(Oracle):
 
     objective_names = OBJECTIVE_NAMES
     reference_name = "source"  # which Document text the similarity is measured against
+    not_pickled = ("embedder",)
 
     def __init__(
         self,
@@ -99,11 +100,6 @@ class _SummaryScorer(Oracle):
     def embedder(self):
         """The MiniLM embedder (loaded on first use, one per process: oracle and judge share it; not pickled)."""
         return shared_embedder(str(minilm_directory()), self.embedder_sha256)
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        state.pop("embedder", None)
-        return state
 
     def canonicalize(self, sequence: str, context: Context | None = None) -> str:
         if context is None or not isinstance(context.data, Document):
