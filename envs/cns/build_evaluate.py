@@ -6,15 +6,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from morbench.buildkit import (
-    first_rows,
-    pairwise_correlations,
-    pearson,
-    reason_classifier,
-    reason_counts,
-    sample_prior,
-    spearman,
-)
+from morbench import buildkit
 from morbench.chem import internal_diversity
 from morbench.envs.cns.env import JUDGE_MODEL, ORACLE_MODEL, CNSOracle
 from morbench.models import load_causal_lm
@@ -25,7 +17,7 @@ if TYPE_CHECKING:
 __all__ = ["prior_sample_strings", "score_samples"]
 
 # invalid reasons of the CNS oracle, grouped for the report
-REASON_CLASS = reason_classifier(
+REASON_CLASS = buildkit.reason_classifier(
     {
         "RDKit cannot parse": "unparsable",
         "empty sequence": "empty",
@@ -44,7 +36,7 @@ def prior_sample_strings(config: BuildConfig) -> tuple[list[str], int]:
     prior_dir = config.out_dir / "prior"
     model = load_causal_lm(prior_dir, verify=True)
     tokenizer = PreTrainedTokenizerFast.from_pretrained(prior_dir, local_files_only=True)
-    samples = sample_prior(
+    samples = buildkit.sample_prior(
         model,
         count=config.samples,
         batch_size=config.sample_batch,
@@ -75,7 +67,7 @@ def score_samples(config: BuildConfig, strings: list[str], train_set: set[str]) 
         oracle.close()
         judge.close()
     valid = result.valid
-    unique, rows = first_rows([key if ok else None for key, ok in zip(result.keys, valid, strict=True)])
+    unique, rows = buildkit.first_rows([key if ok else None for key, ok in zip(result.keys, valid, strict=True)])
     rewards = result.rewards[rows]
     judge_bbb = judged.rewards[rows, 2]
     objectives = {n: rewards[:, k] for k, n in enumerate(oracle.objective_names)}
@@ -87,14 +79,14 @@ def score_samples(config: BuildConfig, strings: list[str], train_set: set[str]) 
         "uniqueness": len(unique) / max(1, int(valid.sum())),
         "novelty": sum(s not in train_set for s in unique) / max(1, len(unique)),
         "internal_diversity_unique_valid": float(internal_diversity(unique)),
-        "invalid_reasons": reason_counts(result.reasons, REASON_CLASS),
+        "invalid_reasons": buildkit.reason_counts(result.reasons, REASON_CLASS),
         "unique_valid": len(unique),
         "objective_mean": {n: float(values.mean()) for n, values in objectives.items()},
         "objective_std": {n: float(values.std()) for n, values in objectives.items()},
-        "objective_correlations": pairwise_correlations(objectives),
+        "objective_correlations": buildkit.pairwise_correlations(objectives),
         "oracle_vs_judge_bbb": {
-            "pearson": pearson(rewards[:, 2], judge_bbb),
-            "spearman": spearman(rewards[:, 2], judge_bbb),
+            "pearson": buildkit.pearson(rewards[:, 2], judge_bbb),
+            "spearman": buildkit.spearman(rewards[:, 2], judge_bbb),
             "agreement_at_0.5": float(((rewards[:, 2] >= 0.5) == (judge_bbb >= 0.5)).mean()),
             "judge_bbb_mean": float(judge_bbb.mean()),
         },
