@@ -26,6 +26,7 @@ __all__ = [
     "MergeError",
     "PPOConfig",
     "PPOLearner",
+    "PPOMethodConfig",
     "PolicyValueModel",
     "Rollout",
     "collect_rollout",
@@ -428,6 +429,23 @@ def merge_state_dicts(states: Sequence[dict[str, torch.Tensor]], weights: Sequen
 
 
 # -- what several methods share ------------------------------------------------------------------------------------
+@dataclasses.dataclass
+class PPOMethodConfig:
+    """What every PPO-trained method's config has (subclasses add their own fields and may restate a default)."""
+
+    ppo: PPOConfig = dataclasses.field(default_factory=PPOConfig)
+    iterations: int = dataclasses.field(
+        default=20, metadata={"help": "at most this many PPO iterations per policy (a budget may stop it earlier)"}
+    )
+    checkpoint_every: int = dataclasses.field(default=5, metadata={"help": "PPO iterations between checkpoints"})
+
+    def __post_init__(self) -> None:
+        if isinstance(self.ppo, dict):
+            self.ppo = PPOConfig(**self.ppo)
+        if self.iterations < 1 or self.checkpoint_every < 1:
+            raise ConfigError(f"{type(self).__name__}.iterations and checkpoint_every must be >= 1")
+
+
 def save_policies(run: Any, states: dict[str, dict[str, torch.Tensor]], folder: str) -> dict[str, str]:
     """Write each policy's weights as a transformers folder ``<out>/<folder>/<name>`` (safetensors); return the
     run-relative paths by name (the run's ``outputs`` record)."""

@@ -23,7 +23,7 @@ import dataclasses
 
 import numpy as np
 
-from morbench.baselines.common import PPOConfig, iterations_per, merge_state_dicts, save_policies
+from morbench.baselines.common import PPOMethodConfig, iterations_per, merge_state_dicts, save_policies
 from morbench.baselines.training import Rounds, RunContext, objective_experts
 from morbench.errors import ConfigError
 from morbench.preferences import preference_key
@@ -37,8 +37,7 @@ TRAINING_MODES = ("single", "per_preference")
 
 
 @dataclasses.dataclass
-class IterativeRSConfig:
-    ppo: PPOConfig = dataclasses.field(default_factory=PPOConfig)
+class IterativeRSConfig(PPOMethodConfig):
     iterations: int = dataclasses.field(
         default=20, metadata={"help": "T: at most this many PPO iterations per expert (a budget may stop it earlier)"}
     )
@@ -55,13 +54,11 @@ class IterativeRSConfig:
             "the budget split across them), each preference served by its own final merge"
         },
     )
-    checkpoint_every: int = dataclasses.field(default=5, metadata={"help": "PPO iterations between checkpoints"})
 
     def __post_init__(self) -> None:
-        if isinstance(self.ppo, dict):
-            self.ppo = PPOConfig(**self.ppo)
-        if self.iterations < 1 or self.merge_every < 1 or self.checkpoint_every < 1:
-            raise ConfigError("IterativeRSConfig.iterations, merge_every and checkpoint_every must be >= 1")
+        super().__post_init__()
+        if self.merge_every < 1:
+            raise ConfigError(f"IterativeRSConfig.merge_every must be >= 1, got {self.merge_every}")
         if self.objectives_per_round is not None and self.objectives_per_round < 1:
             raise ConfigError(f"IterativeRSConfig.objectives_per_round must be >= 1, got {self.objectives_per_round}")
         if self.training not in TRAINING_MODES:

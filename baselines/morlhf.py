@@ -16,7 +16,7 @@ import dataclasses
 
 import numpy as np
 
-from morbench.baselines.common import PPOConfig, iterations_per, save_policies
+from morbench.baselines.common import PPOMethodConfig, iterations_per, save_policies
 from morbench.baselines.training import Learner, RunContext
 from morbench.errors import ConfigError
 from morbench.preferences import preference_key, uniform_preference
@@ -30,8 +30,7 @@ PREFERENCE_SETS = ("anchors", "grid")
 
 
 @dataclasses.dataclass
-class MORLHFConfig:
-    ppo: PPOConfig = dataclasses.field(default_factory=PPOConfig)
+class MORLHFConfig(PPOMethodConfig):
     iterations: int = dataclasses.field(
         default=60,
         metadata={"help": "at most this many PPO iterations per trained preference (a budget may stop it earlier)"},
@@ -43,11 +42,9 @@ class MORLHFConfig:
             "the budget is split across them"
         },
     )
-    checkpoint_every: int = dataclasses.field(default=5, metadata={"help": "PPO iterations between checkpoints"})
 
     def __post_init__(self) -> None:
-        if isinstance(self.ppo, dict):
-            self.ppo = PPOConfig(**self.ppo)
+        super().__post_init__()
         if self.preferences not in self._allowed():
             raise ConfigError(
                 f"{type(self).__name__}.preferences must be one of {list(self._allowed())}, got {self.preferences!r}"
@@ -57,8 +54,6 @@ class MORLHFConfig:
                     else ""
                 )
             )
-        if self.iterations < 1 or self.checkpoint_every < 1:
-            raise ConfigError(f"{type(self).__name__}.iterations and checkpoint_every must be >= 1")
 
     def _allowed(self) -> tuple[str, ...]:
         return PREFERENCE_SETS

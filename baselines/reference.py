@@ -18,12 +18,11 @@ import dataclasses
 import time
 
 import numpy as np
-import torch
 
 from morbench.baselines.training import RunContext
 from morbench.errors import ConfigError
 from morbench.evaluation import LMPolicy
-from morbench.sampling import PolicySamples, prompt_tensors
+from morbench.sampling import PolicySamples, sample_sequences
 from morbench.seeding import best_of_n_seed, pilot_seed
 
 __all__ = ["BestOfNConfig", "PriorConfig", "train_best_of_n", "train_prior"]
@@ -108,29 +107,8 @@ class BestOfNPolicy(LMPolicy):
 
 def _sample_prior(policy: LMPolicy, contexts: list, seed: int) -> tuple[list[str], int]:
     """One prior sample per context (the evaluation protocol's decoding) and the tokens actually sampled."""
-    from morbench.sampling import sample
-
-    task = policy.task
-    generator = torch.Generator().manual_seed(seed)
-    sequences, tokens = [], 0
-    for start in range(0, len(contexts), 256):
-        chunk = contexts[start : start + 256]
-        prompt_ids, prompt_mask = prompt_tensors(task, chunk)
-        generation = sample(
-            policy.model,
-            prompt_ids,
-            prompt_mask,
-            task.max_length,
-            eos_token_id=task.eos_token_id,
-            pad_token_id=task.pad_token_id,
-            temperature=policy.temperature,
-            top_p=policy.top_p,
-            generator=generator,
-            forbid_token_ids=list(task.forbidden_token_ids),
-        )
-        sequences.extend(task.decode_token_ids(generation.rows())[0])
-        tokens += int(generation.num_tokens)
-    return sequences, tokens
+    samples = sample_sequences(policy.model, policy.task, contexts, seed, policy.temperature, policy.top_p)
+    return samples.sequences, int(samples.sampled_tokens or 0)
 
 
 def train_best_of_n(run: RunContext, config: BestOfNConfig):

@@ -10,27 +10,18 @@ from __future__ import annotations
 
 import dataclasses
 
-from morbench.baselines.common import PPOConfig, iterations_per, save_policies
+from morbench.baselines.common import PPOMethodConfig, iterations_per, save_policies
 from morbench.baselines.training import RunContext, objective_experts
-from morbench.errors import ConfigError
 from morbench.serving import interpolation_policy
 
 __all__ = ["RewardedSoupsConfig", "train"]
 
 
 @dataclasses.dataclass
-class RewardedSoupsConfig:
-    ppo: PPOConfig = dataclasses.field(default_factory=PPOConfig)
+class RewardedSoupsConfig(PPOMethodConfig):
     iterations: int = dataclasses.field(
         default=20, metadata={"help": "at most this many PPO iterations per expert (a budget may stop it earlier)"}
     )
-    checkpoint_every: int = dataclasses.field(default=5, metadata={"help": "PPO iterations between checkpoints"})
-
-    def __post_init__(self) -> None:
-        if isinstance(self.ppo, dict):
-            self.ppo = PPOConfig(**self.ppo)
-        if self.iterations < 1 or self.checkpoint_every < 1:
-            raise ConfigError("RewardedSoupsConfig.iterations and checkpoint_every must be >= 1")
 
 
 def train(run: RunContext, config: RewardedSoupsConfig):

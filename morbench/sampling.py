@@ -154,6 +154,7 @@ def sample(
 class PolicySamples:
     sequences: list[str]
     logprobs: np.ndarray | None = None  # sequence log-probability under the sampling distribution
+    sampled_tokens: int | None = None  # tokens generated (EOS included), where the sampler knows it
 
 
 def prompt_tensors(task: TokenEnv, contexts: list[Context | None]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -183,6 +184,7 @@ def sample_sequences(
     generator = torch.Generator().manual_seed(seed)
     sequences: list[str] = []
     logprobs: list[float] = []
+    tokens = 0
     for start in range(0, len(contexts), batch_size):
         chunk = contexts[start : start + batch_size]
         prompt_ids, prompt_mask = prompt_tensors(task, chunk)
@@ -205,4 +207,5 @@ def sample_sequences(
         decoded, _ = task.decode_token_ids(generation.rows())
         sequences.extend(decoded)
         logprobs.extend((generation.logprobs * generation.mask).sum(dim=1).tolist())
-    return PolicySamples(sequences, np.asarray(logprobs))
+        tokens += generation.num_tokens
+    return PolicySamples(sequences, np.asarray(logprobs), tokens)
