@@ -9,10 +9,12 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 from rdkit import Chem, DataStructs, RDLogger
 from rdkit.Chem import rdFingerprintGenerator
+from transformers import PreTrainedTokenizerFast
 
 from morbench.tokenization import build_word_level_tokenizer
 
-RDLogger.DisableLog("rdApp.*")  # RDKit's parse errors become `reason` strings instead of stderr noise
+# RDKit's parse errors become `reason` strings instead of stderr noise (DisableLog is missing from rdkit-stubs)
+RDLogger.DisableLog("rdApp.*")  # type: ignore[attr-defined]
 
 # bracket atoms, two-letter organic-subset elements, aromatic atoms, bonds, branches, ring closures (%nn or a digit)
 SMILES_PATTERN = r"\[[^\]]+\]|Br|Cl|%\d{2}|[BCNOPSFIbcnops]|[=#\-\+\\/:~@?>\*\$\.\(\)]|\d"
@@ -35,7 +37,7 @@ def tokenize_smiles(smiles: str) -> list[str]:
     return tokens
 
 
-def build_smiles_tokenizer(corpus: Iterable[str], min_count: int = 1):
+def build_smiles_tokenizer(corpus: Iterable[str], min_count: int = 1) -> PreTrainedTokenizerFast:
     """An atom-level SMILES tokenizer whose vocabulary is every token seen at least ``min_count`` times."""
     counts: Counter[str] = Counter()
     for smiles in corpus:

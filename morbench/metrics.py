@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
+import numpy.typing as npt
 
 __all__ = [
     "bootstrap_interval",
@@ -66,7 +67,7 @@ def cardinality(points: np.ndarray) -> int:
     return len(non_dominated(points))
 
 
-def hypervolume(points: np.ndarray, reference_point: Sequence[float]) -> float:
+def hypervolume(points: np.ndarray, reference_point: npt.ArrayLike) -> float:
     """Exact hypervolume of the region dominated by ``points`` and dominating ``reference_point``.
 
     Points that do not strictly dominate the reference point in every objective contribute nothing. Computed by
@@ -139,11 +140,11 @@ def shrink_means(means: np.ndarray, noise_variance: np.ndarray) -> np.ndarray:
     return grand + np.clip(factor, 0.0, 1.0) * (means - grand)
 
 
-def _halves(rewards: Sequence[np.ndarray], splits: int, seed: int):
+def _halves(rewards: Sequence[np.ndarray], splits: int, seed: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """For each of ``splits`` random halvings: the shrunk per-preference means of half A and of half B."""
     rng = np.random.default_rng(seed)
     for _ in range(splits):
-        halves = ([], [], [], [])  # means A, means B, noise variance A, noise variance B
+        halves: tuple[list[np.ndarray], ...] = ([], [], [], [])  # means A, means B, noise variance A, noise variance B
         for r in rewards:
             if len(r) < 4:
                 raise ValueError(f"cross-fitting needs >= 4 samples per preference, got {len(r)}")
@@ -184,7 +185,7 @@ def _as_reward_list(rewards: Sequence[np.ndarray]) -> list[np.ndarray]:
 
 def crossfit_hypervolume(
     rewards: Sequence[np.ndarray],
-    reference_point: Sequence[float],
+    reference_point: npt.ArrayLike,
     splits: int = CROSSFIT_SPLITS,
     seed: int = 0,
     points: int = CROSSFIT_POINTS,

@@ -14,19 +14,25 @@ import itertools
 import json
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
 from morbench.metrics import non_dominated
 from morbench.runs import CURVE_FILE, read_evaluation
 
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from morbench.core import TokenEnv
+
 __all__ = ["fronts_figure", "learning_curves_figure", "plot_all", "plot_fronts", "plot_learning_curves", "plot_samples"]
 
 POLICY_TAGS = ("expert", "preference")  # curve.jsonl tags naming the policy an iteration trained
 
 
-def _pyplot():
+def _pyplot() -> ModuleType:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -77,7 +83,7 @@ def _method_means(results: list[dict[str, Any]]) -> dict[str, list[tuple[list[fl
     }
 
 
-def fronts_figure(results: list[dict[str, Any]], true_front: np.ndarray | None = None):
+def fronts_figure(results: list[dict[str, Any]], true_front: np.ndarray | None = None) -> Figure:
     """The fronts figure (see :func:`plot_fronts`), returned open so tests can inspect it."""
     plt = _pyplot()
     names = results[0]["objective_names"]
@@ -181,7 +187,7 @@ def _curve_lines(entries: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]
     return lines
 
 
-def learning_curves_figure(results: list[dict[str, Any]]):
+def learning_curves_figure(results: list[dict[str, Any]]) -> Figure | None:
     """The learning-curves figure (see :func:`plot_learning_curves`), or None when no run has a curve."""
     plt = _pyplot()
     curves: dict[str, list[list[dict[str, Any]]]] = defaultdict(list)
@@ -241,7 +247,7 @@ def plot_all(results: list[dict[str, Any]], root: Path, out: Path) -> list[Path]
         by_env[result["env"]].append(result)
     for env_id, env_results in sorted(by_env.items()):
         stem = env_id.replace("/", "_")
-        task = make(env_id).unwrapped
+        task = cast("TokenEnv", make(env_id).unwrapped)
         true_front = task.pareto_front()
         figures.append(plot_fronts(env_results, out / f"{stem}_fronts.png", true_front))
         figures.append(plot_samples(env_results, out / f"{stem}_samples.png"))

@@ -5,12 +5,12 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
-from transformers import PreTrainedModel
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from morbench.models import build_gpt2
 
@@ -44,7 +44,9 @@ class PretrainResult:
     num_parameters: int
 
 
-def encode_corpus(tokenizer, texts: Sequence[str], max_tokens: int) -> tuple[list[np.ndarray], list[int]]:
+def encode_corpus(
+    tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], max_tokens: int
+) -> tuple[list[np.ndarray], list[int]]:
     """Tokenize ``texts`` to ``[BOS] ids [EOS]`` arrays; drop those with ``[UNK]`` or longer than ``max_tokens``.
 
     Returns the arrays and the indices of the texts that were dropped.
@@ -59,7 +61,9 @@ def encode_corpus(tokenizer, texts: Sequence[str], max_tokens: int) -> tuple[lis
     return encoded, dropped
 
 
-def _batches(sequences: list[np.ndarray], batch_size: int, pad_id: int, rng: np.random.Generator | None):
+def _batches(
+    sequences: list[np.ndarray], batch_size: int, pad_id: int, rng: np.random.Generator | None
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     order = rng.permutation(len(sequences)) if rng is not None else np.arange(len(sequences))
     for start in range(0, len(order), batch_size):
         chunk = [sequences[i] for i in order[start : start + batch_size]]
@@ -95,7 +99,7 @@ def sequence_nll(model: PreTrainedModel, sequences: list[np.ndarray], pad_id: in
 
 
 def pretrain_gpt2(
-    tokenizer,
+    tokenizer: PreTrainedTokenizerBase,
     train: list[np.ndarray],
     valid: list[np.ndarray],
     n_positions: int,

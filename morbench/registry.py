@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import json
 import sys
+from types import FrameType
 from typing import Any
 
 import gymnasium as gym
@@ -65,7 +66,7 @@ def make(env_id: str, **kwargs: Any) -> gym.Env:
         raise UnknownEnvError(f"could not make {env_id!r}: {exc}") from exc
 
 
-def make_vec(env_id: str, num_envs: int = 1, **kwargs: Any):
+def make_vec(env_id: str, num_envs: int = 1, **kwargs: Any) -> gym.vector.VectorEnv:
     """Create the native vector env of a task: ``morbench.make_vec("morbench/QM9-v0", num_envs=128)``.
 
     Pass ``autoreset_mode=gymnasium.vector.AutoresetMode.DISABLED`` for synchronized batch generation.
@@ -82,7 +83,7 @@ def check_vectorizer() -> None:
     its nested ``create_single_env``; found on the call stack with no ``wrappers`` given, this raises an error
     naming the routes that work. With wrappers (e.g. a scalarizing ``LinearReward``) nothing is checked.
     """
-    frame = sys._getframe(1)
+    frame: FrameType | None = sys._getframe(1)
     while frame is not None:
         code = frame.f_code
         if code.co_name == "create_single_env" and frame.f_globals.get("__name__") == "gymnasium.envs.registration":

@@ -26,7 +26,7 @@ import platform
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 
@@ -201,7 +201,7 @@ def _is_number(value: Any) -> bool:
 def validate_run_record(record: dict[str, Any], source: str) -> None:
     """The fields of ``run.json`` that the scorer reads: env, method, seed and the compute ledger."""
 
-    def fail(problem: str) -> None:
+    def fail(problem: str) -> NoReturn:
         raise InvalidRunError(f"{source}: {problem}; the file was edited or is damaged (re-run the run)")
 
     env = record.get("env")

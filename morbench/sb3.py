@@ -14,7 +14,7 @@ sub-environment is reset in the same step (SB3's convention), its last observati
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
 import numpy as np
@@ -28,6 +28,9 @@ except ImportError as exc:  # pragma: no cover - depends on the installation
     raise MissingDependencyError(
         'morbench.sb3 needs stable-baselines3: pip install "morbench[interop]" (or pip install stable-baselines3)'
     ) from exc
+
+if TYPE_CHECKING:
+    from stable_baselines3.common.vec_env.base_vec_env import VecEnvIndices, VecEnvObs, VecEnvStepReturn
 
 __all__ = ["SB3VecEnv", "linear_weights"]
 
@@ -66,7 +69,7 @@ class SB3VecEnv(VecEnv):
         super().__init__(venv.num_envs, venv.single_observation_space, venv.single_action_space)
         self._actions: np.ndarray | None = None
 
-    def reset(self):
+    def reset(self) -> VecEnvObs:
         seed = self._seeds[0]  # SB3 seeds env i with seed + i; the native env draws all rows from one seed
         observation, _ = self.venv.reset(seed=seed, options=self._options[0] or None)
         self._reset_seeds()
@@ -76,7 +79,7 @@ class SB3VecEnv(VecEnv):
     def step_async(self, actions: np.ndarray) -> None:
         self._actions = np.asarray(actions).reshape(self.num_envs).astype(np.int64)
 
-    def step_wait(self):
+    def step_wait(self) -> VecEnvStepReturn:
         observation, rewards, terminated, truncated, info = self.venv.step(self._actions)
         done = terminated | truncated
         scalar = (rewards.astype(np.float64) @ self.weights).astype(np.float32)
@@ -93,27 +96,29 @@ class SB3VecEnv(VecEnv):
         self.venv.close()
 
     # -- SB3's sub-environment access: the native env has one shared task, so every index sees the same one --
-    def get_attr(self, attr_name: str, indices=None) -> list[Any]:
+    def get_attr(self, attr_name: str, indices: VecEnvIndices = None) -> list[Any]:
         return [getattr(self.venv, attr_name) for _ in self._get_indices(indices)]
 
-    def set_attr(self, attr_name: str, value: Any, indices=None) -> None:
+    def set_attr(self, attr_name: str, value: Any, indices: VecEnvIndices = None) -> None:
         setattr(self.venv, attr_name, value)
 
-    def env_method(self, method_name: str, *method_args, indices=None, **method_kwargs) -> list[Any]:
+    def env_method(
+        self, method_name: str, *method_args: Any, indices: VecEnvIndices = None, **method_kwargs: Any
+    ) -> list[Any]:
         method = getattr(self.venv, method_name)
         return [method(*method_args, **method_kwargs) for _ in self._get_indices(indices)]
 
-    def env_is_wrapped(self, wrapper_class: type[gym.Wrapper], indices=None) -> list[bool]:
+    def env_is_wrapped(self, wrapper_class: type[gym.Wrapper], indices: VecEnvIndices = None) -> list[bool]:
         return [False for _ in self._get_indices(indices)]
 
 
-def _row(observation: Any, i: int) -> Any:
+def _row(observation: Any, i: int | np.integer) -> Any:
     if isinstance(observation, dict):
         return {key: value[i].copy() for key, value in observation.items()}
     return observation[i].copy()
 
 
-def _row_info(info: dict[str, Any], i: int) -> dict[str, Any]:
+def _row_info(info: dict[str, Any], i: int | np.integer) -> dict[str, Any]:
     """Sub-environment ``i``'s entries of a Gymnasium vector info dict (``_key`` masks say which rows are set)."""
     out: dict[str, Any] = {}
     for key, value in info.items():

@@ -15,7 +15,7 @@ import re
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -23,6 +23,9 @@ from morbench import metrics
 from morbench.errors import InvalidRunError, UnknownEnvError
 from morbench.preferences import uniform_preference
 from morbench.runs import atomic_write_bytes, atomic_write_json, find_runs, read_evaluation, read_run
+
+if TYPE_CHECKING:
+    from morbench.core import TokenEnv
 
 __all__ = [
     "HEADLINE_METRICS",
@@ -77,14 +80,14 @@ samples drawn at preference `w`; `u`: the uniform preference; the grid has `P` p
 """
 
 
-def _task_for(env_record: dict[str, Any]):
+def _task_for(env_record: dict[str, Any]) -> TokenEnv:
     from morbench.registry import make
 
     try:
         env = make(env_record["id"], **env_record.get("kwargs", {}))
     except UnknownEnvError as exc:
         raise InvalidRunError(f"the run's env {env_record['id']!r} is not registered here: {exc}") from None
-    task = env.unwrapped
+    task = cast("TokenEnv", env.unwrapped)
     if task.spec is not None and task.spec.version != env_record.get("version"):
         raise InvalidRunError(
             f"the run used {env_record['id']} version {env_record.get('version')}, "
@@ -145,14 +148,14 @@ def score_evaluation(
     grid = np.asarray(task.preference_grid)
 
     per_preference = []
-    means, rewards_per_preference, weights = [], [], []
+    mean_rows, rewards_per_preference, weights = [], [], []
     for entry in evaluation["preferences"]:
         rewards = np.asarray(entry["rewards"], dtype=np.float64)
         if not np.all(np.isfinite(rewards)):
             raise InvalidRunError(f"{source}: NaN or infinite rewards at preference {entry['weights']}")
         valid = np.asarray(entry["valid"], dtype=bool)
         mean = rewards.mean(axis=0)
-        means.append(mean)
+        mean_rows.append(mean)
         rewards_per_preference.append(rewards)
         weights.append(np.asarray(entry["weights"], dtype=np.float64))
         row: dict[str, Any] = {
@@ -166,7 +169,7 @@ def score_evaluation(
         if entry.get("judge_rewards") is not None:
             row["judge_mean"] = np.asarray(entry["judge_rewards"], dtype=np.float64).mean(axis=0).tolist()
         per_preference.append(row)
-    means = np.asarray(means)
+    means = np.asarray(mean_rows)
     sample_counts = sorted({len(r) for r in rewards_per_preference})
     crossfit = min(sample_counts) >= 4  # cross-fitting needs two halves of >= 2 samples
 

@@ -23,9 +23,10 @@ import copy
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
+import numpy.typing as npt
 import torch
 
 from morbench.assets import sha256_file
@@ -33,6 +34,11 @@ from morbench.errors import VerificationError
 from morbench.evaluation import LMPolicy, PreferenceLMPolicy
 from morbench.preferences import preference_key
 from morbench.sampling import PolicySamples, sample_sequences
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
+
+    from morbench.core import Context
 
 __all__ = [
     "SERVING_RULES",
@@ -94,16 +100,17 @@ def load_state(folder: Path) -> dict[str, torch.Tensor]:
     return state
 
 
-def model_from_state(template: torch.nn.Module, state: Mapping[str, torch.Tensor]) -> torch.nn.Module:
+def model_from_state(template: PreTrainedModel, state: Mapping[str, torch.Tensor]) -> PreTrainedModel:
     """A copy of ``template`` holding ``state`` (the vocabulary resized when the weights add tokens).
 
     Keys missing from ``state`` are accepted only for parameters tied to a loaded one (an LM head tied to the
     embeddings, which ``save_pretrained`` stores once); any other missing or unexpected key is an error.
     """
     lm = copy.deepcopy(template)
-    embeddings = lm.get_input_embeddings().weight
+    embeddings = cast(torch.Tensor, lm.get_input_embeddings().weight)
     key = next((name for name, p in lm.named_parameters(remove_duplicate=False) if p is embeddings), None)
-    if key in state and state[key].shape[0] != embeddings.shape[0]:  # e.g. Rewards-in-Context's reward tokens
+    if key is not None and key in state and state[key].shape[0] != embeddings.shape[0]:
+        # the weights add tokens (e.g. Rewards-in-Context's reward tokens)
         lm.resize_token_embeddings(state[key].shape[0], mean_resizing=False)
     missing, unexpected = lm.load_state_dict(dict(state), strict=False)
     tensors = dict(lm.named_parameters(remove_duplicate=False))
@@ -116,7 +123,7 @@ def model_from_state(template: torch.nn.Module, state: Mapping[str, torch.Tensor
     return lm.eval()
 
 
-def load_model_folder(folder: Path) -> torch.nn.Module:
+def load_model_folder(folder: Path) -> PreTrainedModel:
     """An external policy's transformers causal-LM folder, from safetensors only, with no remote code."""
     from transformers import AutoModelForCausalLM
 
@@ -156,7 +163,7 @@ def nearest_policy(
     task: Any,
     temperature: float | None = None,
     top_p: float | None = None,
-    points: Sequence[Sequence[float]] | None = None,
+    points: npt.ArrayLike | None = None,
 ) -> LMPolicy:
     """Models trained at ``points`` (default: the grid points, else the preferences their keys name), in training
     order; every grid point is served by the nearest (L1; ties go to the first in that order), as MORLHF serves
@@ -164,13 +171,16 @@ def nearest_policy(
     keys = list(models)
     if points is None:
         grid = {preference_key(w): np.asarray(w, dtype=np.float64) for w in task.preference_grid}
-        points = [grid[key] if key in grid else [float(x) for x in key.split("_")] for key in keys]
-    points = np.asarray(points, dtype=np.float64)
-    if points.shape[0] != len(keys):
-        raise VerificationError(f"{len(keys)} trained models but {points.shape[0]} trained preferences")
+        trained = np.asarray(
+            [grid[key] if key in grid else [float(x) for x in key.split("_")] for key in keys], dtype=np.float64
+        )
+    else:
+        trained = np.asarray(points, dtype=np.float64)
+    if trained.shape[0] != len(keys):
+        raise VerificationError(f"{len(keys)} trained models but {trained.shape[0]} trained preferences")
     mapping = {}
     for weights in task.preference_grid:
-        mapping[preference_key(weights)] = keys[int(np.argmin(np.abs(points - weights).sum(axis=1)))]
+        mapping[preference_key(weights)] = keys[int(np.argmin(np.abs(trained - weights).sum(axis=1)))]
     return _ByKey(
         {k: models[v] for k, v in mapping.items()},
         task,
@@ -180,7 +190,7 @@ def nearest_policy(
 
 
 def interpolation_policy(
-    template: torch.nn.Module,
+    template: PreTrainedModel,
     states: Sequence[Mapping[str, torch.Tensor]],
     task: Any,
     temperature: float | None = None,
@@ -195,7 +205,9 @@ def interpolation_policy(
         key = tuple(np.round(preference, 12))
         if key not in cache:
             cache.clear()
-            cache[key] = model_from_state(template, merge_state_dicts([dict(s) for s in states], preference))
+            cache[key] = model_from_state(
+                template, merge_state_dicts([dict(s) for s in states], cast("Sequence[float]", preference))
+            )
         return cache[key]
 
     return PreferenceLMPolicy(model_for, task, temperature=temperature, top_p=top_p)
@@ -206,7 +218,7 @@ class ConditionedPolicy(LMPolicy):
 
     def __init__(
         self,
-        model: torch.nn.Module,
+        model: PreTrainedModel,
         task: Any,
         prefixes: Mapping[str, Sequence[int]],
         forbid: Sequence[int],
@@ -216,12 +228,12 @@ class ConditionedPolicy(LMPolicy):
         super().__init__(model, task, temperature, top_p)
         self.prefixes = {key: [int(t) for t in ids] for key, ids in prefixes.items()}
         self.forbid = [*task.forbidden_token_ids.tolist(), *[int(t) for t in forbid]]
-        vocab = model.get_input_embeddings().weight.shape[0]
+        vocab = cast(torch.Tensor, model.get_input_embeddings().weight).shape[0]
         bad = sorted({t for ids in self.prefixes.values() for t in ids if t >= vocab})
         if bad:
             raise VerificationError(f"prefix token ids {bad[:5]} are outside the model's vocabulary of {vocab}")
 
-    def sample(self, preference, contexts, seed) -> PolicySamples:
+    def sample(self, preference: np.ndarray, contexts: list[Context | None], seed: int) -> PolicySamples:
         key = preference_key(preference)
         if key not in self.prefixes:
             raise VerificationError(f"the serving rule names no prefix for preference {key}")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv
@@ -13,6 +13,9 @@ from morbench.core import Context, ScoreResult, TokenEnv
 from morbench.errors import ConfigError, InvalidActionError, StepAfterDoneError
 
 __all__ = ["TokenVectorEnv", "vector_entry_point"]
+
+# the batched observation: token ids, plus the prompt ids for conditional tasks
+VectorObservation: TypeAlias = "np.ndarray | dict[str, np.ndarray]"
 
 
 class TokenVectorEnv(VectorEnv):
@@ -107,7 +110,9 @@ class TokenVectorEnv(VectorEnv):
         return list(self._contexts)
 
     # -- API ----------------------------------------------------------------------------------------------
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[VectorObservation, dict[str, Any]]:
         if seed is not None:
             self._np_random, self._np_random_seed = _seeded(seed)
         mask = np.ones(self.num_envs, dtype=bool)
@@ -123,7 +128,7 @@ class TokenVectorEnv(VectorEnv):
             info["context"] = np.array([c.key if c else "" for c in self._contexts], dtype=object)
         return self._observation(), info
 
-    def step(self, actions: Any):
+    def step(self, actions: Any) -> tuple[VectorObservation, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         if not self._started:
             raise StepAfterDoneError("step() called before reset(); call reset() first")
         actions = self._check_actions(actions)
@@ -143,7 +148,7 @@ class TokenVectorEnv(VectorEnv):
             # score before changing any state: if scoring raises (e.g. OracleBudgetExhausted), every
             # sub-environment is exactly as it was and the same step can be retried
             done_rows = np.flatnonzero(done)
-            sequences = [np.append(self._tokens[i, : self._lengths[i]], actions[i]) for i in done_rows]
+            sequences: list[Any] = [np.append(self._tokens[i, : self._lengths[i]], actions[i]) for i in done_rows]
             result = self.env.score_token_ids(sequences, [self._contexts[i] for i in done_rows])
             rewards[done_rows] = result.rewards
             info = self._terminal_info(done, done_rows, lengths[done_rows], result)
@@ -167,6 +172,7 @@ class TokenVectorEnv(VectorEnv):
             drawn = self.env.draw_contexts(self.np_random, rows.size, options)
             for i, context in zip(rows, drawn, strict=True):
                 self._contexts[i] = context
+            assert self._prompts is not None  # set in __init__ for every task with contexts
             self._prompts[rows] = self.env.prompt_array(drawn)
 
     def _check_actions(self, actions: Any) -> np.ndarray:
@@ -188,7 +194,7 @@ class TokenVectorEnv(VectorEnv):
             )
         return array.astype(np.int64, copy=False)
 
-    def _observation(self):
+    def _observation(self) -> VectorObservation:
         tokens = self._tokens.copy()
         if self._prompts is None:
             return tokens
@@ -197,7 +203,7 @@ class TokenVectorEnv(VectorEnv):
     def _terminal_info(
         self, done: np.ndarray, rows: np.ndarray, lengths: np.ndarray, result: ScoreResult
     ) -> dict[str, Any]:
-        def column(values, dtype, fill):
+        def column(values: Any, dtype: Any, fill: Any) -> np.ndarray:
             out = np.full(self.num_envs, fill, dtype=dtype)
             out[rows] = values
             return out
@@ -231,7 +237,9 @@ def _seeded(seed: int) -> tuple[np.random.Generator, int]:
 def vector_entry_point(env_class: type[TokenEnv]) -> Callable[..., TokenVectorEnv]:
     """Build the ``vector_entry_point`` of a task: ``make_vec = vector_entry_point(QM9Env)`` in its module."""
 
-    def make_vec(num_envs: int = 1, autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP, **kwargs: Any):
+    def make_vec(
+        num_envs: int = 1, autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP, **kwargs: Any
+    ) -> TokenVectorEnv:
         return TokenVectorEnv(env_class(**kwargs), num_envs=num_envs, autoreset_mode=autoreset_mode)
 
     make_vec.__name__ = make_vec.__qualname__ = f"make_vec_{env_class.__name__}"

@@ -20,6 +20,7 @@ import shutil
 import tempfile
 import time
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -74,7 +75,7 @@ def _finite_or_none(value: float) -> float | None:
     return float(value) if value is not None and np.isfinite(value) else None
 
 
-def t_interval(values: list[float], confidence: float = CONFIDENCE) -> tuple[float | None, float | None]:
+def t_interval(values: Sequence[float | None], confidence: float = CONFIDENCE) -> tuple[float | None, float | None]:
     """:func:`morbench.metrics.t_interval` over seeds, with None (not NaN) when there are fewer than 2 values."""
     from morbench import metrics
 
@@ -184,7 +185,14 @@ def rank_groups(entries: list[LeaderboardEntry]) -> None:
             if other.group is not None:
                 continue
             o_low, o_high = other.interval(PRIMARY_METRIC)
-            if None not in (low, high, o_low, o_high) and o_high >= low and o_low <= high:
+            if (
+                low is not None
+                and high is not None
+                and o_low is not None
+                and o_high is not None
+                and o_high >= low
+                and o_low <= high
+            ):
                 other.group = group
 
 
@@ -219,7 +227,8 @@ def build_boards(
     boards = []
     for env_id in sorted(by_env):
         items = by_env[env_id]
-        ranked, unranked = [], []
+        ranked: list[LeaderboardEntry] = []
+        unranked: list[LeaderboardEntry] = []
         for item in items:
             reasons = rank_blockers(item, ledger)
             entry = score_submission(item, passing_record(ledger, item.sha256), "; ".join(reasons) or None)

@@ -120,7 +120,11 @@ def _validate(args: argparse.Namespace) -> int:
             root = find_board() / "submissions"
         except BoardNotFoundError:
             root = None
-    paths = [Path(f) for f in args.files] if args.files else find_submissions(root)
+    if args.files:
+        paths = [Path(f) for f in args.files]
+    else:
+        assert root is not None  # without files: --submissions or the board's folder
+        paths = find_submissions(root)
     if not paths:
         raise SubmissionError(f"{root}: no submission files to validate")
     report = validate_files(paths, root=root, progress=not args.quiet and len(paths) > 1)
@@ -137,9 +141,12 @@ def _build(args: argparse.Namespace) -> int:
     from morbench.leaderboard.build import build_leaderboard
     from morbench.leaderboard.validate import find_submissions
 
-    board = board_folder(args.board) if not (args.submissions and args.out) else None
-    submissions = Path(args.submissions) if args.submissions else board / "submissions"
-    out = Path(args.out) if args.out else board
+    if args.submissions and args.out:
+        submissions, out = Path(args.submissions), Path(args.out)
+    else:  # the board folder supplies what is not given
+        board = board_folder(args.board)
+        submissions = Path(args.submissions) if args.submissions else board / "submissions"
+        out = Path(args.out) if args.out else board
     if not find_submissions(submissions):
         raise SubmissionError(
             f"{submissions}: no submission files found; nothing to build (add submissions with `morbench submit`, "

@@ -319,12 +319,9 @@ def _check_target(folder: Path, target: Path, name: str, env_id: str, force: boo
         if other is None:  # unreadable: its file name is all there is to compare
             if _stem(path) != slug:
                 continue
-            other_same = True
         elif not names_clash(name, other):
             continue
-        else:
-            other_same = same_name(name, other) or submission_slug(other) == slug
-        if not other_same:
+        elif not (same_name(name, other) or submission_slug(other) == slug):
             raise SubmissionNameError(name_clash_message(name, "--name", other, str(path), env_id))
         if not force:
             raise SubmissionError(

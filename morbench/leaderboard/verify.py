@@ -31,8 +31,9 @@ import inspect
 import json
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -41,6 +42,9 @@ from morbench.errors import MorbenchError, SubmissionError, VerificationError
 from morbench.leaderboard.schema import content_sha256, parse_submission
 from morbench.leaderboard.validate import TRUSTED_CLAIM_ERROR, TaskCache, ValidatedSubmission, validate_submission
 from morbench.runs import RUN_FILE, atomic_write_bytes, find_runs, git_commit, hardware_info
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 __all__ = [
     "LEDGER_FILE",
@@ -103,7 +107,7 @@ def read_ledger(path: str | Path) -> dict[str, dict[str, Any]]:
 
 
 @contextlib.contextmanager
-def _ledger_lock(path: Path):
+def _ledger_lock(path: Path) -> Iterator[None]:
     """An exclusive ``flock`` on ``<ledger>.lock`` around a read-modify-write of the ledger (waits its turn)."""
     import fcntl
 
@@ -190,12 +194,19 @@ def _resample(policy: Any, eval_task: Any, seed: int, samples: int, prior: torch
     return evaluate_on_env(policy, eval_task, seed, samples_per_preference=samples, prior=prior, progress=False)
 
 
+def _provenance(validated: ValidatedSubmission) -> dict[str, Any]:
+    """The submission's provenance; schema-version-1 files have none and are refused before anything reads it."""
+    if validated.provenance is None:
+        raise VerificationError("schema version 1: the file has no provenance; re-submit with `morbench submit`")
+    return validated.provenance
+
+
 def _retrain(validated: ValidatedSubmission, seed: int, folder: Path, progress: bool) -> tuple[dict, dict]:
     from morbench.baselines import get_method, run_method
     from morbench.baselines.training import Budget
     from morbench.runs import read_evaluation, read_run
 
-    provenance = validated.provenance
+    provenance = _provenance(validated)
     spec = get_method(provenance["method"])
     try:
         config = spec.config(**provenance["config"])
@@ -232,7 +243,7 @@ def _find_run_dir(validated: ValidatedSubmission, seed: int, files: dict[str, st
             record = json.loads((run_dir / RUN_FILE).read_text())
             same = (record["env"]["id"], record["method"], record["seed"]) == (
                 validated.env_id,
-                validated.provenance["method"],
+                _provenance(validated)["method"],
                 seed,
             )
         except (OSError, ValueError, KeyError, TypeError):
@@ -268,7 +279,9 @@ def _checked(run_dir: Path, relative: str, files: dict[str, str]) -> Path:
     return folder
 
 
-def baseline_policy(method: str, outputs: dict[str, Any], run_dir: Path, files: dict, task: Any, prior) -> Any:
+def baseline_policy(
+    method: str, outputs: dict[str, Any], run_dir: Path, files: dict, task: Any, prior: PreTrainedModel
+) -> Any:
     """The policy a trained baseline run served, rebuilt from its saved models as its ``outputs`` record says.
 
     Experts (Rewarded Soups, IterativeRS): interpolated by ``w`` with the Rewarded Soups merge. A dict of models
@@ -305,10 +318,10 @@ def baseline_policy(method: str, outputs: dict[str, Any], run_dir: Path, files: 
     )
 
 
-def _baseline_from_artifacts(validated, seed, artifacts: Path | None) -> dict[str, Any]:
+def _baseline_from_artifacts(validated: ValidatedSubmission, seed: int, artifacts: Path | None) -> dict[str, Any]:
     from morbench.models import load_prior
 
-    provenance = validated.provenance
+    provenance = _provenance(validated)
     task, eval_task = _tasks(validated, provenance["env_kwargs"])
     entry = next((a for a in provenance.get("artifacts") or [] if a["seed"] == seed), None)
     if entry is None or not entry["files"]:
@@ -321,14 +334,14 @@ def _baseline_from_artifacts(validated, seed, artifacts: Path | None) -> dict[st
     return _resample(policy, eval_task, seed, validated.samples_per_preference, prior)
 
 
-def _policy_from_artifacts(validated, seed, artifacts: Path | None) -> dict[str, Any]:
+def _policy_from_artifacts(validated: ValidatedSubmission, seed: int, artifacts: Path | None) -> dict[str, Any]:
     from morbench.models import load_prior
     from morbench.serving import policy_from_provenance
 
     if artifacts is None:
         raise VerificationError("a policy submission is verified from its model folders: pass --artifacts DIR")
     task, eval_task = _tasks(validated, {})
-    policy = policy_from_provenance(validated.provenance, artifacts, task, seed)
+    policy = policy_from_provenance(_provenance(validated), artifacts, task, seed)
     return _resample(policy, eval_task, seed, validated.samples_per_preference, load_prior(task).eval())
 
 
@@ -358,7 +371,7 @@ def verify_submission(
     if artifacts is not None and not artifacts.is_dir():
         raise VerificationError(f"--artifacts {artifacts}: no such directory")
     if kind == "baseline":
-        method = validated.provenance["method"]
+        method = _provenance(validated)["method"]
         if retrain and method not in UNTRAINED_METHODS:
             how = "retrain"
         elif method in UNTRAINED_METHODS:
@@ -378,6 +391,7 @@ def verify_submission(
             started = time.perf_counter()
             measured = None
             if how in ("retrain", "resample") and kind == "baseline":
+                assert workdir is not None  # made for every baseline submission
                 record, measured = _retrain(validated, seed, Path(workdir.name), progress)
             elif kind == "baseline":
                 record = _baseline_from_artifacts(validated, seed, artifacts)
@@ -429,7 +443,7 @@ def verify_file(
         "morbench_version": morbench.__version__,
         "commit": git_commit(),
         "hardware": {k: v for k, v in hardware_info().items() if k in ("processor", "cpu_count", "torch_threads")},
-        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
     how = None
     try:

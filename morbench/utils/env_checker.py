@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pickle
-from typing import Any
+from typing import Any, cast
 
 import gymnasium as gym
 import numpy as np
@@ -35,9 +35,14 @@ class EnvCheckError(MorbenchError, AssertionError):
     """An environment violates the morbench contract; the message says what was expected and what was found."""
 
 
-def _require(condition: bool, message: str) -> None:
+def _require(condition: object, message: str) -> None:
     if not condition:
         raise EnvCheckError(message)
+
+
+def _task(env: gym.Env) -> TokenEnv:
+    """``env.unwrapped`` as the :class:`TokenEnv` it must be (:func:`check_contract_attributes` checks that it is)."""
+    return cast(TokenEnv, env.unwrapped)
 
 
 def _actions(task: TokenEnv, rng: np.random.Generator, eos_probability: float = 0.15) -> np.ndarray:
@@ -47,9 +52,9 @@ def _actions(task: TokenEnv, rng: np.random.Generator, eos_probability: float = 
     return actions
 
 
-def _rollout(env: gym.Env, actions: np.ndarray, seed: int, options: dict | None = None) -> list[tuple]:
+def _rollout(env: gym.Env, actions: np.ndarray, seed: int, options: dict | None = None) -> list[tuple[Any, ...]]:
     obs, info = env.reset(seed=seed, options=options)
-    transitions = [(obs, info)]
+    transitions: list[tuple[Any, ...]] = [(obs, info)]
     for action in actions:
         obs, reward, terminated, truncated, info = env.step(int(action))
         transitions.append((obs, reward, terminated, truncated, info))
@@ -60,7 +65,7 @@ def _rollout(env: gym.Env, actions: np.ndarray, seed: int, options: dict | None 
 
 def check_contract_attributes(env: gym.Env, seed: int = 0) -> None:
     """``env.unwrapped`` exposes the reward space, names, tokenizer, oracle, grid and reference point."""
-    task = env.unwrapped
+    task = _task(env)
     _require(isinstance(task, TokenEnv), f"env.unwrapped must be a morbench TokenEnv, got {type(task).__name__}")
     k = task.reward_dim
     rs = task.reward_space
@@ -106,7 +111,7 @@ def check_contract_attributes(env: gym.Env, seed: int = 0) -> None:
 
 def check_reward_space(env: gym.Env, seed: int = 0, episodes: int = 8) -> None:
     """Rewards are float32 ``(K,)``, zero before the end, inside ``reward_space``; terminal info is complete."""
-    task = env.unwrapped
+    task = _task(env)
     rng = np.random.default_rng(seed)
     for episode in range(episodes):
         transitions = _rollout(env, _actions(task, rng), seed + episode)
@@ -142,7 +147,7 @@ def check_reward_space(env: gym.Env, seed: int = 0, episodes: int = 8) -> None:
 
 def check_seed_determinism(env: gym.Env, seed: int = 0) -> None:
     """Two rollouts with the same seed and actions return identical observations, rewards and infos."""
-    task = env.unwrapped
+    task = _task(env)
     actions = _actions(task, np.random.default_rng(seed))
     first = _rollout(env, actions, seed)
     second = _rollout(env, actions, seed)
@@ -153,7 +158,7 @@ def check_seed_determinism(env: gym.Env, seed: int = 0) -> None:
 
 def check_info_copies(env: gym.Env, seed: int = 0) -> None:
     """Returned observations, rewards and info objects are fresh: mutating them cannot corrupt the env."""
-    task = env.unwrapped
+    task = _task(env)
     rng = np.random.default_rng(seed)
     terminal_infos: list[dict[str, Any]] = []
     for episode in range(2):
@@ -166,7 +171,7 @@ def check_info_copies(env: gym.Env, seed: int = 0) -> None:
             _require(tokens.min() >= 0, "the env reused an observation buffer that the caller modified")
             if terminated or truncated:
                 terminal_infos.append(info)
-                reward[...] = 123.0  # vandalise the returned reward
+                cast(np.ndarray, reward)[...] = 123.0  # vandalise the returned reward
                 break
         _ = before
     a, b = terminal_infos
@@ -177,7 +182,7 @@ def check_info_copies(env: gym.Env, seed: int = 0) -> None:
 
 def check_pickle(env: gym.Env, seed: int = 0) -> None:
     """The unwrapped env survives a pickle round trip and then behaves identically."""
-    task = env.unwrapped
+    task = _task(env)
     clone = pickle.loads(pickle.dumps(task))
     actions = _actions(task, np.random.default_rng(seed + 1))
     _require(
@@ -188,7 +193,7 @@ def check_pickle(env: gym.Env, seed: int = 0) -> None:
 
 def check_sequence_api(env: gym.Env, seed: int = 0, episodes: int = 4) -> None:
     """``env.unwrapped.score`` of the decoded sequences reproduces the terminal rewards."""
-    task = env.unwrapped
+    task = _task(env)
     rng = np.random.default_rng(seed + 2)
     for episode in range(episodes):
         transitions = _rollout(env, _actions(task, rng), seed + episode)
@@ -208,7 +213,7 @@ def check_sequence_api(env: gym.Env, seed: int = 0, episodes: int = 4) -> None:
 
 def check_bad_actions(env: gym.Env, seed: int = 0) -> None:
     """Out-of-vocabulary or non-integer actions raise InvalidActionError; stepping a finished episode raises."""
-    task = env.unwrapped
+    task = _task(env)
     task.reset(seed=seed)
     for bad in (-1, task.vocab_size, 1.5, "A"):
         try:
@@ -230,7 +235,7 @@ def check_vector_env(env: gym.Env, seed: int = 0, num_envs: int = 3) -> None:
     """The native vector env reproduces single-env rewards for the same actions (one oracle call per step)."""
     from morbench.vector import TokenVectorEnv
 
-    task = env.unwrapped
+    task = _task(env)
     venv = TokenVectorEnv(task, num_envs=num_envs, autoreset_mode=AutoresetMode.DISABLED)
     rng = np.random.default_rng(seed + 3)
     plans = np.stack([_actions(task, rng) for _ in range(num_envs)])
@@ -249,8 +254,9 @@ def check_vector_env(env: gym.Env, seed: int = 0, num_envs: int = 3) -> None:
     _require(bool(venv.finished.all()), "vector env did not finish every sub-env within max_length steps")
     for i in range(num_envs):
         options = None
-        if contexts[i] is not None:
-            options = {"context_index": next(j for j, c in enumerate(task.contexts) if c.key == contexts[i].key)}
+        drawn = contexts[i]
+        if drawn is not None:
+            options = {"context_index": next(j for j, c in enumerate(task.contexts or ()) if c.key == drawn.key)}
         single = _rollout(task, plans[i], seed, options)
         _require(
             np.allclose(single[-1][1], totals[i], atol=1e-6),
