@@ -313,9 +313,10 @@ def correlation_matrices(columns: Mapping[str, np.ndarray]) -> dict[str, dict[st
     names = list(columns)
     values = np.stack([np.asarray(columns[n], dtype=np.float64) for n in names])
     ranks = np.stack([average_ranks(row) for row in values])
+    matrices = {"pearson": np.atleast_2d(np.corrcoef(values)), "spearman": np.atleast_2d(np.corrcoef(ranks))}
     return {
         method: {a: {b: float(matrix[i, j]) for j, b in enumerate(names)} for i, a in enumerate(names)}
-        for method, matrix in (("pearson", np.corrcoef(values)), ("spearman", np.corrcoef(ranks)))
+        for method, matrix in matrices.items()
     }
 
 

@@ -72,6 +72,7 @@ def stage_evaluate(corpus, assets: Path, config: BuildConfig) -> dict[str, Any]:
     fresh = ["".join(rng.choice(list("ACGT"), SEQUENCE_LENGTH)) for _ in range(config.throughput_sequences)]
     throughput = {}
     for name, scorer in (("oracle", env.oracle), ("judge", env.judge)):
+        assert scorer is not None, "the Enhancer env ships both an oracle and a judge"
         scorer.clear_cache()
         start = time.process_time()
         scorer(fresh)

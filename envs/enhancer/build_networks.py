@@ -34,6 +34,7 @@ def _train_network(kind: str, corpus, assets: Path, config: BuildConfig) -> dict
         train_classifier,
     )
 
+    network: ActivityCNN | KmerMLP
     if kind == ORACLE_NAME:
         torch.manual_seed(config.seed)
         network = ActivityCNN(CNNConfig())

@@ -34,7 +34,9 @@ def bits_per_bp(mean_token_nll: float, tokens_with_eos: int) -> float:
     return mean_token_nll * tokens_with_eos / SEQUENCE_LENGTH / math.log(2)
 
 
-def prior_quality(model, tokenizer, kind: str, corpus, samples: int, batch: int, seed: int) -> dict[str, Any]:
+def prior_quality(
+    model, tokenizer, kind: str, corpus, samples: int, batch: int, seed: int
+) -> tuple[dict[str, Any], list[str]]:
     """Test NLL of a DNA prior and figures of ``samples`` samples (validity, uniqueness, novelty, 3-mer
     spectrum against the natural test sequences); also returns the valid samples."""
     from morbench.envs.enhancer.metrics import kmer_counts, kmer_spectrum_correlation

@@ -38,7 +38,7 @@ REASON_CLASS = reason_classifier(
 
 def evaluate_prior(config: BuildConfig, train_smiles: set[str]) -> dict[str, Any]:
     from morbench.chem import internal_diversity
-    from morbench.envs.qm9.env import QM9Env
+    from morbench.envs.qm9.env import QM9Env, QM9PropertyOracle
     from morbench.models import load_causal_lm
 
     env = QM9Env(assets_dir=config.assets_dir)
@@ -76,6 +76,8 @@ def evaluate_prior(config: BuildConfig, train_smiles: set[str]) -> dict[str, Any
     diversity_set = [unique[i] for i in rng.permutation(len(unique))[: config.diversity_samples]]
 
     names = env.objective_names
+    assert isinstance(env.oracle, QM9PropertyOracle)
+    transform = env.oracle.transform
     reward_correlations = correlation_matrices(dict(zip(names, rewards.T, strict=True)))
     property_correlations = correlation_matrices(dict(zip(PROPERTY_NAMES, oracle_props.T, strict=True)))
     throughput = measure_throughput(env, unique)
@@ -95,7 +97,7 @@ def evaluate_prior(config: BuildConfig, train_smiles: set[str]) -> dict[str, Any
             "mean_length_tokens": float(np.mean([len(r) for r in rows])),
         },
         "objectives_on_unique_valid_samples": {
-            "gap_band_ev": {"target": env.oracle.transform.gap_target_ev, "width": env.oracle.transform.gap_width_ev},
+            "gap_band_ev": {"target": transform.gap_target_ev, "width": transform.gap_width_ev},
             "oracle_mean_reward": dict(zip(names, rewards.mean(axis=0).tolist(), strict=True)),
             "judge_mean_reward": dict(zip(names, judge_rewards.mean(axis=0).tolist(), strict=True)),
             "pearson": reward_correlations["pearson"],
@@ -104,7 +106,7 @@ def evaluate_prior(config: BuildConfig, train_smiles: set[str]) -> dict[str, Any
             "property_spearman": property_correlations["spearman"],
             "oracle_property_mean": dict(zip(PROPERTY_NAMES, oracle_props.mean(axis=0).tolist(), strict=True)),
         },
-        "direction_alternatives": direction_alternatives(oracle_props, env.oracle.transform),
+        "direction_alternatives": direction_alternatives(oracle_props, transform),
         "judge_vs_oracle_on_prior_samples": {
             "properties": agreement(oracle_props, judge_props, PROPERTY_NAMES),
             "rewards": agreement(rewards, judge_rewards, names),

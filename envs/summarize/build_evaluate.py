@@ -66,6 +66,7 @@ def evaluate_prior(config: BuildConfig) -> dict[str, Any]:
         samples = sample_sequences(
             model, env, chunk, config.seed * 1_000_003 + start_index, 1.0, 1.0, batch_size=config.batch_size
         )
+        assert samples.logprobs is not None, "sample_sequences returns the samples' log-probabilities"
         sequences.extend(samples.sequences)
         logprobs.extend(samples.logprobs.tolist())
     oracle, judge = env.score(sequences, contexts), env.judge_score(sequences, contexts)
