@@ -229,3 +229,47 @@ def test_build_run_writes_a_stable_report_and_compares_with_the_previous_one(tmp
 def test_write_report_refuses_objects_json_cannot_hold(tmp_path):
     with pytest.raises(TypeError, match="object"):
         write_report(tmp_path / "r.json", {"x": object()})
+
+
+# -- a builder end to end on a small stand-in corpus ------------------------------------------------------------
+def _small_enhancer_corpus(seed: int = 0):
+    from morbench.envs.enhancer.data import TAGS, Corpus, Split
+    from morbench.envs.enhancer.sequences import SEQUENCE_LENGTH, encode
+
+    rng = np.random.default_rng(seed)
+    tags = [*TAGS.values(), "hESCT0_ENCLB449ZZZ"]
+
+    def split(size: int) -> Split:
+        sequences = ["".join(rng.choice(list("ACGT"), SEQUENCE_LENGTH)) for _ in range(size)]
+        tag = np.array([tags[i % len(tags)] for i in range(size)])
+        labels = np.stack([tag == TAGS[cell] for cell in TAGS], axis=1).astype(np.int64)
+        return Split(sequences, tag, labels, encode(sequences, SEQUENCE_LENGTH))
+
+    return Corpus(split(32), split(16), split(32), Path("stand-in.txt"), 80)
+
+
+def test_enhancer_builder_runs_its_evaluate_stage_and_writes_a_verified_report(tmp_path, monkeypatch):
+    """``morbench build-assets enhancer --stages evaluate`` on the shipped models and a small stand-in corpus:
+    the stage modules, the staged report and the manifest work together (no data package needed)."""
+    import functools
+    import shutil
+
+    import morbench.envs.enhancer.build as build
+    import morbench.envs.enhancer.data as data
+    from morbench.assets import verify_manifest
+
+    assets = tmp_path / "assets"
+    shutil.copytree(ENVS / "enhancer" / "assets", assets)
+    monkeypatch.setattr(data, "load_corpus", _small_enhancer_corpus)
+    small = functools.partial(build.BuildConfig, prior_samples=48, sample_batch=24, throughput_sequences=32)
+    monkeypatch.setattr(build, "BuildConfig", small)
+    assert build.main(["--stages", "evaluate", "--assets-dir", str(assets)]) == 0
+    report = read_report(assets / "build_report.json")
+    assert report["build"]["last_stages"] == ["data", "evaluate"]
+    assert report["build"]["command"].endswith("--stages evaluate --assets-dir " + str(assets))
+    assert report["data"]["split_sizes"] == {"train": 32, "valid": 16, "test": 32}
+    samples = report["evaluate"]["prior_samples"]
+    assert samples["samples"] == 48 and 0.9 <= samples["validity"] <= 1.0
+    assert set(report["evaluate"]["objective_correlations_prior_samples"]["HepG2~K562"]) == {"pearson", "spearman"}
+    assert report["evaluate"]["hardware"]["torch_threads"] == 1
+    verify_manifest(assets, "morbench build-assets enhancer")  # the report is listed, the prior keeps its own
