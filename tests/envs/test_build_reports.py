@@ -273,3 +273,36 @@ def test_enhancer_builder_runs_its_evaluate_stage_and_writes_a_verified_report(t
     assert set(report["evaluate"]["objective_correlations_prior_samples"]["HepG2~K562"]) == {"pearson", "spearman"}
     assert report["evaluate"]["hardware"]["torch_threads"] == 1
     verify_manifest(assets, "morbench build-assets enhancer")  # the report is listed, the prior keeps its own
+
+
+@pytest.mark.slow
+def test_qm9_builder_runs_every_stage_on_a_stand_in_table_and_compares_a_rebuild(tmp_path, monkeypatch):
+    """``morbench build-assets qm9`` end to end on 1,500 molecules with made-up properties (no qm9pack needed),
+    then again with ``--skip-prior``: the second report keeps the prior's section and compares every figure."""
+    import gzip
+
+    import pandas as pd
+
+    import morbench.envs.qm9.build as build
+
+    train = gzip.decompress((ENVS / "qm9" / "assets" / "train_smiles.txt.gz").read_bytes()).decode().split()
+    smiles = train[:1000] + [s + "C" for s in train[1000:1500]]  # one carbon more: mostly outside the train split
+    rng = np.random.default_rng(0)
+    table = pd.DataFrame(
+        {
+            "smiles": smiles,
+            "alpha_bohr3": rng.normal(75, 8, len(smiles)),
+            "gap_hartree": rng.normal(0.25, 0.05, len(smiles)),
+            "u0_hartree": rng.normal(-400, 40, len(smiles)),
+        }
+    )
+    monkeypatch.setattr(build, "load_qm9_table", lambda limit=None: table)
+    args = ["--assets-dir", str(tmp_path), "--prior-epochs", "1", "--oracle-epochs", "1", "--prior-samples", "200"]
+    assert build.main([*args, "--no-progress"]) == 0
+    first = read_report(tmp_path / "build_report.json")
+    assert build.main([*args, "--no-progress", "--skip-prior"]) == 0
+    second = read_report(tmp_path / "build_report.json")
+    assert second["prior"] == first["prior"] and second["evaluation"]["samples"] == 200
+    assert second["environment"]["command"].endswith("--skip-prior")
+    check = second["reproduction_check"]
+    assert check["compared"] == len(build.REPRODUCTION_TOLERANCES) and check["all_within_tolerance"]
