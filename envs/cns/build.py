@@ -8,8 +8,8 @@ against a naive one-process loop; write ``build_report.json`` and ``MANIFEST.sha
 
 Pretraining takes ~30 min on one thread; ``--reuse-prior`` keeps an existing prior whose recorded
 configuration matches. Threaded BLAS makes the models reproducible only to floating-point tolerance, so a
-rebuild is compared with the previous ``build_report.json`` figure by figure (``--tolerance`` table in
-:data:`TOLERANCES`) rather than byte by byte.
+rebuild is compared with the previous ``build_report.json`` figure by figure (tolerances in :data:`TOLERANCES`;
+the result is the report's ``comparison_with_previous_build``) rather than byte by byte.
 
 The models are built in ``build_models`` (prior, BBB oracle and judge), the samples measured in
 ``build_evaluate``; this module holds the configuration, the order of the steps and the command line.
@@ -34,6 +34,7 @@ from morbench.buildkit import (
     command_line,
     compare_reports,
     comparison_by_figure,
+    comparison_failures,
     hardware_record,
     load_average,
     package_versions,
@@ -160,7 +161,10 @@ def build(config: BuildConfig) -> dict[str, Any]:
     timings.seconds["total_wall"] = time.perf_counter() - wall
     report["hardware"]["load_average_at_end"] = load_average()
     if previous:
-        report["comparison_with_previous_build"] = comparison_by_figure(compare_reports(previous, report, TOLERANCES))
+        comparison = compare_reports(previous, report, TOLERANCES)
+        report["comparison_with_previous_build"] = comparison_by_figure(comparison)
+        for line in comparison_failures(comparison):
+            print(f"beyond tolerance of the previous build: {line}")
     write_report(out / REPORT_NAME, report)
     write_manifest(out)
     return report

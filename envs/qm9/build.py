@@ -13,6 +13,7 @@
    ``MANIFEST.sha256``.
 
 The full build takes about 40 minutes on one core; ``--skip-prior`` / ``--skip-oracles`` split it in two.
+Stages 1-4 live in ``build_data``, ``build_models`` and ``build_evaluate``; shared machinery in ``morbench.buildkit``.
 """
 
 from __future__ import annotations

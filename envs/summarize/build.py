@@ -17,7 +17,8 @@
 
 ``documents.jsonl``, ``task.json`` and ``tokenizer/`` are bit-exact on rebuild. Sampled figures are exact on
 the same CPU and torch build with one thread; elsewhere the builder compares them with the previous report
-within :data:`REPRODUCTION_TOLERANCES`. The full build takes about 8 minutes on one core.
+within :data:`REPRODUCTION_TOLERANCES`. The full build takes about 8 minutes on one core. Stages 1-2 live in
+``build_documents``, stage 3 in ``build_evaluate``; shared machinery in ``morbench.buildkit``.
 """
 
 from __future__ import annotations
