@@ -106,8 +106,10 @@ WITHOUT_BEST_OF_N = tuple(m for m in ALL_METHODS if m != "best_of_n")
 def _ppo_task(
     env_id: str, worst_case_iterations: int, eval_samples: int, methods: tuple[str, ...] = ALL_METHODS
 ) -> SuiteEntry:
-    """Every method, seeds 0-4, with the budget of ``worst_case_iterations`` PPO iterations at their worst case
-    (QM9's PPO settings); runs get about ``64 * max_length / mean sample tokens`` times as many."""
+    """Every method, seeds 0-4, with the budget of ``worst_case_iterations`` PPO iterations at their worst case.
+
+    The worst case is QM9's PPO settings; runs get about ``64 * max_length / mean sample tokens`` times as many.
+    """
     tokens = _ITERATION_TOKENS[env_id] * worst_case_iterations
     return SuiteEntry(
         env_id, seeds=SEEDS, sampled_tokens=tokens, eval_samples=eval_samples, methods=methods, overrides=_QM9
@@ -169,6 +171,8 @@ SUITES: dict[str, list[SuiteEntry]] = {
 
 @dataclasses.dataclass(frozen=True)
 class Job:
+    """One run of a suite: an (env, method, seed) with its budget, evaluation size and output folder."""
+
     env_id: str
     method: str
     seed: int
@@ -182,6 +186,7 @@ class Job:
 
     @property
     def name(self) -> str:
+        """``"<env id> <method> seed=<seed>"``, as progress lines and errors name the job."""
         return f"{self.env_id} {self.method} seed={self.seed}"
 
 
@@ -194,6 +199,7 @@ def suite_jobs(
     threads: int = 1,
     convention: str | None = None,
 ) -> list[Job]:
+    """The jobs of ``suite`` under ``out``, optionally restricted to some envs, methods and seeds."""
     if suite not in SUITES:
         raise ConfigError(f"unknown suite {suite!r}; choose one of {sorted(SUITES)}")
     if convention not in (None, "total", "per_expert"):
@@ -259,8 +265,10 @@ def job_identity(job: Job) -> dict[str, Any]:
 
 
 def check_existing_runs(jobs: Sequence[Job]) -> None:
-    """Refuse (before any work) to reuse finished runs whose identity differs from the jobs' (other suite,
-    budget, config, seed or env version): their results would be mixed in silently."""
+    """Refuse (before any work) to reuse finished runs whose identity differs from the jobs'.
+
+    A different suite, budget, config, seed or env version would mix their results in silently.
+    """
     problems = []
     for job in jobs:
         if not (Path(job.out) / RUN_FILE).exists():
@@ -404,7 +412,8 @@ def run_benchmark(
 ) -> dict[str, Any]:
     """Run a suite and score it; writes ``out/results.{csv,md}``, ``metrics.json``, ``report.md``, ``plots/``.
 
-    ``convention`` overrides the suite's budget convention: ``"total"`` or ``"per_expert"`` (docs/baselines.md)."""
+    ``convention`` overrides the suite's budget convention: ``"total"`` or ``"per_expert"`` (docs/baselines.md).
+    """
     out = Path(out)
     if workers is not None and (not isinstance(workers, int) or workers < 1):
         raise ConfigError(f"workers={workers!r} must be a positive integer")

@@ -190,6 +190,7 @@ def _morbench_version() -> str:
 
 
 def doctor_command(args: argparse.Namespace) -> int:
+    """``morbench doctor``: print every finding with its fix; exit status 1 when something is missing or broken."""
     findings = diagnose(verify_assets=not args.no_verify)
     section = None
     for finding in findings:
@@ -213,6 +214,7 @@ def doctor_command(args: argparse.Namespace) -> int:
 
 
 def add_doctor_parser(sub: argparse._SubParsersAction) -> None:
+    """Add the ``doctor`` subcommand to the ``morbench`` parser."""
     doctor = sub.add_parser(
         "doctor", help="report versions, verify the shipped assets and the text-task models; print the fixes"
     )

@@ -237,9 +237,11 @@ def _crossfit_utilities(rewards: list[np.ndarray], weights: np.ndarray, splits: 
 def crossfit_expected_utility(
     rewards: Sequence[np.ndarray], weights: np.ndarray, splits: int = CROSSFIT_SPLITS, seed: int = 0
 ) -> float:
-    """:func:`expected_utility` of the per-preference means, corrected for noise: for each weight ``w`` one half
-    picks ``argmax_i w . a_i`` and the other half values it (``w . b_i``); averaged as in
-    :func:`crossfit_hypervolume`."""
+    """:func:`expected_utility` of the per-preference means, corrected for noise.
+
+    For each weight ``w`` one half picks ``argmax_i w . a_i`` and the other half values it (``w . b_i``);
+    averaged as in :func:`crossfit_hypervolume`.
+    """
     weights = np.asarray(weights, dtype=np.float64)
     return float(np.mean(_crossfit_utilities(_as_reward_list(rewards), weights, splits, seed)))
 

@@ -237,6 +237,7 @@ def plot_learning_curves(results: list[dict[str, Any]], path: Path) -> Path | No
 
 
 def plot_all(results: list[dict[str, Any]], root: Path, out: Path) -> list[Path]:
+    """Fronts, samples and learning curves of every env in ``results``, written under ``out/plots``; their paths."""
     from morbench.registry import make
 
     figures: list[Path] = []

@@ -36,6 +36,8 @@ class PretrainConfig:
 
 @dataclasses.dataclass
 class PretrainResult:
+    """The pretrained model with its final training loss, validation NLL, step count, time and size."""
+
     model: PreTrainedModel
     train_loss: float  # mean token NLL over the last epoch (nats)
     valid_nll: float  # mean token NLL on the validation sequences (nats)

@@ -126,6 +126,8 @@ def _unknown_message(env_id: str) -> str:
 
 
 def register_envs() -> None:
-    """Register every task id with Gymnasium (``import morbench`` does it): imports only the light ``morbench.envs``
-    package, whose string entry points load nothing until an env is made."""
+    """Register every task id with Gymnasium (``import morbench`` does it).
+
+    Imports only the light ``morbench.envs`` package, whose string entry points load nothing until an env is made.
+    """
     import morbench.envs  # noqa: F401  (importing registers every task)

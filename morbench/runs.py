@@ -123,6 +123,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
 
 
 def atomic_write_json(path: str | Path, obj: Any) -> None:
+    """Write ``obj`` as indented JSON (NaN refused) with :func:`atomic_write_bytes`."""
     atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False, allow_nan=False) + "\n").encode())
 
 
@@ -170,6 +171,7 @@ def write_run(run_dir: str | Path, record: dict[str, Any]) -> Path:
 
 
 def read_run(run_dir: str | Path) -> dict[str, Any]:
+    """The checked ``run.json`` of a run directory; :class:`InvalidRunError` naming what is missing or damaged."""
     path = Path(run_dir) / RUN_FILE
     if not path.is_file():
         raise InvalidRunError(f"{path}: missing; this is not a morbench run directory (or the run never finished)")

@@ -70,6 +70,7 @@ class SB3VecEnv(VecEnv):
         self._actions: np.ndarray | None = None
 
     def reset(self) -> VecEnvObs:
+        """Reset every sub-environment from the first seed SB3 set (one draw for all rows); the observations."""
         seed = self._seeds[0]  # SB3 seeds env i with seed + i; the native env draws all rows from one seed
         observation, _ = self.venv.reset(seed=seed, options=self._options[0] or None)
         self._reset_seeds()
@@ -77,9 +78,11 @@ class SB3VecEnv(VecEnv):
         return observation
 
     def step_async(self, actions: np.ndarray) -> None:
+        """Store one token id per sub-environment for :meth:`step_wait`."""
         self._actions = np.asarray(actions).reshape(self.num_envs).astype(np.int64)
 
     def step_wait(self) -> VecEnvStepReturn:
+        """Step every sub-environment: scalarized rewards, done flags and infos; finished rows are reset here."""
         observation, rewards, terminated, truncated, info = self.venv.step(self._actions)
         done = terminated | truncated
         scalar = (rewards.astype(np.float64) @ self.weights).astype(np.float32)
@@ -93,22 +96,27 @@ class SB3VecEnv(VecEnv):
         return observation, scalar, done, infos
 
     def close(self) -> None:
+        """Close the wrapped vector env."""
         self.venv.close()
 
     # -- SB3's sub-environment access: the native env has one shared task, so every index sees the same one --
     def get_attr(self, attr_name: str, indices: VecEnvIndices = None) -> list[Any]:
+        """The shared task's attribute, once per index."""
         return [getattr(self.venv, attr_name) for _ in self._get_indices(indices)]
 
     def set_attr(self, attr_name: str, value: Any, indices: VecEnvIndices = None) -> None:
+        """Set the attribute on the native vector env (shared by every index)."""
         setattr(self.venv, attr_name, value)
 
     def env_method(
         self, method_name: str, *method_args: Any, indices: VecEnvIndices = None, **method_kwargs: Any
     ) -> list[Any]:
+        """Call the native vector env's method once per index."""
         method = getattr(self.venv, method_name)
         return [method(*method_args, **method_kwargs) for _ in self._get_indices(indices)]
 
     def env_is_wrapped(self, wrapper_class: type[gym.Wrapper], indices: VecEnvIndices = None) -> list[bool]:
+        """Always False: the native env has no Gymnasium wrappers."""
         return [False for _ in self._get_indices(indices)]
 
 

@@ -296,8 +296,9 @@ def prior_judge_gap(task: Any, seed: int, samples: int) -> float:
 def add_judge_gap_vs_prior(
     results: list[dict[str, Any]], sample_prior: bool = True, use_prior_runs: bool = True
 ) -> None:
-    """Set ``judge_gap_vs_prior`` (and ``prior_judge_gap``, ``prior_judge_gap_source``) on every result with a
-    judge gap: the prior's gap comes from the prior run of the same env and seed among ``results`` (unless
+    """Set ``judge_gap_vs_prior`` (and ``prior_judge_gap``, ``prior_judge_gap_source``) on every judged result.
+
+    The prior's gap comes from the prior run of the same env and seed among ``results`` (unless
     ``use_prior_runs`` is False), else (with ``sample_prior``) from :func:`prior_judge_gap`.
 
     The leaderboard passes ``use_prior_runs=False``: a submission that calls its method "prior" must not set the
@@ -519,8 +520,11 @@ _MARKDOWN_SPECIAL = re.compile(r"([\\`*\[\]|~])")  # emphasis, code, links, tabl
 
 
 def escape_markdown(text: Any) -> str:
-    """Text safe inside a Markdown table cell: one line (so no heading or list can start), HTML escaped (no tag),
-    and the characters that open emphasis, code, links, strikethrough or a new cell backslashed."""
+    """Text safe inside a Markdown table cell.
+
+    One line (so no heading or list can start), HTML escaped (no tag), and the characters that open emphasis,
+    code, links, strikethrough or a new cell backslashed.
+    """
     one_line = " ".join(str(text).split())
     return _MARKDOWN_SPECIAL.sub(r"\\\1", html.escape(one_line, quote=False))
 

@@ -165,9 +165,11 @@ def nearest_policy(
     top_p: float | None = None,
     points: npt.ArrayLike | None = None,
 ) -> LMPolicy:
-    """Models trained at ``points`` (default: the grid points, else the preferences their keys name), in training
-    order; every grid point is served by the nearest (L1; ties go to the first in that order), as MORLHF serves
-    the preferences it did not train."""
+    """Every grid point served by the nearest of the models, as MORLHF serves the preferences it did not train.
+
+    The models were trained at ``points`` (default: the grid points, else the preferences their keys name), in
+    training order; nearest is L1, ties go to the first in that order.
+    """
     keys = list(models)
     if points is None:
         grid = {preference_key(w): np.asarray(w, dtype=np.float64) for w in task.preference_grid}
@@ -234,6 +236,7 @@ class ConditionedPolicy(LMPolicy):
             raise VerificationError(f"prefix token ids {bad[:5]} are outside the model's vocabulary of {vocab}")
 
     def sample(self, preference: np.ndarray, contexts: list[Context | None], seed: int) -> PolicySamples:
+        """Sample from the model prompted with ``preference``'s declared prefix."""
         key = preference_key(preference)
         if key not in self.prefixes:
             raise VerificationError(f"the serving rule names no prefix for preference {key}")

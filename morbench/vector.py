@@ -97,6 +97,7 @@ class TokenVectorEnv(VectorEnv):
 
     @property
     def unwrapped(self) -> TokenVectorEnv:
+        """This env (the task itself is ``self.env``)."""
         return self
 
     @property
@@ -113,6 +114,7 @@ class TokenVectorEnv(VectorEnv):
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[VectorObservation, dict[str, Any]]:
+        """Start every sub-environment's episode (``options["reset_mask"]`` picks rows); observations and info."""
         if seed is not None:
             self._np_random, self._np_random_seed = _seeded(seed)
         mask = np.ones(self.num_envs, dtype=bool)
@@ -129,6 +131,7 @@ class TokenVectorEnv(VectorEnv):
         return self._observation(), info
 
     def step(self, actions: Any) -> tuple[VectorObservation, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        """Append one token per sub-environment and score those that finished (one oracle call)."""
         if not self._started:
             raise StepAfterDoneError("step() called before reset(); call reset() first")
         actions = self._check_actions(actions)
@@ -161,6 +164,7 @@ class TokenVectorEnv(VectorEnv):
         return self._observation(), rewards, terminated, truncated, info
 
     def close_extras(self, **kwargs: Any) -> None:
+        """Close the template env (its oracle)."""
         self.env.close()
 
     # -- internals ----------------------------------------------------------------------------------------
@@ -235,7 +239,10 @@ def _seeded(seed: int) -> tuple[np.random.Generator, int]:
 
 
 def vector_entry_point(env_class: type[TokenEnv]) -> Callable[..., TokenVectorEnv]:
-    """Build the ``vector_entry_point`` of a task: ``make_vec = vector_entry_point(QM9Env)`` in its module."""
+    """Build the native vector constructor of a task.
+
+    A task module declares ``make_vec = vector_entry_point(QM9Env)`` and registers it as its vector entry point.
+    """
 
     def make_vec(
         num_envs: int = 1, autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP, **kwargs: Any

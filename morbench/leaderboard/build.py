@@ -64,6 +64,8 @@ def default_root() -> Path:
 
 @dataclasses.dataclass
 class BuildResult:
+    """What ``build_leaderboard`` wrote (relative path -> bytes), from how many submissions, and its timings."""
+
     files: dict[str, int]  # relative path -> bytes
     submissions: int
     validation_seconds: dict[str, float]
@@ -86,8 +88,11 @@ def t_interval(values: Sequence[float | None], confidence: float = CONFIDENCE) -
 def difference_interval(
     values: dict[int, float], leader: dict[int, float], confidence: float = CONFIDENCE
 ) -> dict[str, Any] | None:
-    """Entry minus leader, by seed: :func:`morbench.metrics.paired_t_interval` when both have the same seeds,
-    else Welch's interval of the difference of means (marked unpaired)."""
+    """Entry minus leader, by seed, with its confidence interval.
+
+    :func:`morbench.metrics.paired_t_interval` when both have the same seeds, else Welch's interval of the
+    difference of means (marked unpaired).
+    """
     from morbench import metrics
 
     if set(values) == set(leader) and len(values) >= 2:
@@ -172,8 +177,11 @@ def _ranking_key(entry: LeaderboardEntry) -> tuple[float, str, str]:
 
 
 def rank_groups(entries: list[LeaderboardEntry]) -> None:
-    """Rank groups in ranking order: the best entry not yet grouped heads a new group, which every ungrouped entry
-    whose 95% t-interval of hypervolume overlaps the head's joins. Group 1 is the leader's."""
+    """Rank groups in ranking order; group 1 is the leader's.
+
+    The best entry not yet grouped heads a new group, which every ungrouped entry whose 95% t-interval of
+    hypervolume overlaps the head's joins.
+    """
     group = 0
     for head in entries:
         if head.group is not None:

@@ -25,6 +25,7 @@ def board_folder(board: str | None) -> Path:
 
 
 def add_submit_parser(sub: argparse._SubParsersAction) -> None:
+    """Add the ``submit`` subcommand to the ``morbench`` parser."""
     submit = sub.add_parser(
         "submit", help="write a leaderboard submission from the run directories of one (env, method)"
     )
@@ -47,6 +48,7 @@ def add_submit_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def add_leaderboard_parser(sub: argparse._SubParsersAction) -> None:
+    """Add the ``leaderboard`` subcommand (``validate``, ``build``, ``verify``) to the ``morbench`` parser."""
     board = sub.add_parser("leaderboard", help="validate submissions and build the leaderboard")
     actions = board.add_subparsers(dest="leaderboard_command", required=True)
     validate = actions.add_parser("validate", help="schema check and re-scoring of submission files")
@@ -74,6 +76,7 @@ def add_leaderboard_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def submit_command(args: argparse.Namespace) -> int:
+    """``morbench submit``: write a submission file from the runs of one (env, method); returns the exit status."""
     from morbench.leaderboard.names import check_name, normalize_name, shown
     from morbench.leaderboard.submit import submit
 
@@ -179,4 +182,5 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def leaderboard_command(args: argparse.Namespace) -> int:
+    """``morbench leaderboard validate|build|verify``; returns the exit status."""
     return {"validate": _validate, "build": _build, "verify": _verify}[args.leaderboard_command](args)

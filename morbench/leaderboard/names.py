@@ -85,7 +85,7 @@ def describe_char(char: str) -> str:
 
 
 def shown(name: str) -> str:
-    """A name as it can be shown in a terminal without looking like another: non-ASCII escaped (``\\u0430``)."""
+    r"""A name as it can be shown in a terminal without looking like another: non-ASCII escaped (``\u0430``)."""
     return ascii(name)
 
 

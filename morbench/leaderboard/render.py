@@ -71,22 +71,27 @@ class LeaderboardEntry:
 
     @property
     def name(self) -> str:
+        """The name shown on the board."""
         return self.submission["name"]
 
     def metric(self, key: str) -> dict[str, Any] | None:
+        """The over-seeds summary of metric ``key`` (mean, std, ci95, ...), or None when it was not computed."""
         value = self.summary.get(key)
         return value if isinstance(value, dict) else None
 
     def mean(self, key: str) -> float | None:
+        """The mean over seeds of metric ``key``, or None."""
         value = self.metric(key)
         return value["mean"] if value is not None else None
 
     def interval(self, key: str) -> tuple[float | None, float | None]:
+        """The 95% t-interval over seeds of metric ``key`` (None ends with fewer than 2 seeds)."""
         value = self.intervals.get(key) or {}
         return value.get("low"), value.get("high")
 
     @property
     def kl_verified(self) -> bool:
+        """Whether the KL to the prior comes from a verification (re-produced samples), not from the claims."""
         return self.verification is not None
 
 
@@ -101,10 +106,12 @@ class EnvBoard:
 
     @property
     def stem(self) -> str:
+        """The env id as a file-name stem (``morbench_QM9-v0``)."""
         return self.env_id.replace("/", "_")
 
     @property
     def entries(self) -> list[LeaderboardEntry]:
+        """Ranked entries first, then unranked ones."""
         return [*self.ranked, *self.unranked]
 
 

@@ -74,14 +74,17 @@ class ValidatedSubmission:
 
     @property
     def name(self) -> str:
+        """The submission's name."""
         return self.submission["name"]
 
     @property
     def env_id(self) -> str:
+        """The env id the submission was evaluated on."""
         return self.submission["env"]["id"]
 
     @property
     def seeds(self) -> list[int]:
+        """The submitted seeds, sorted."""
         return sorted(entry["seed"] for entry in self.submission["seeds"])
 
     @property
@@ -118,11 +121,14 @@ class ValidatedSubmission:
 
 @dataclasses.dataclass
 class ValidationReport:
+    """The submissions that passed validation and one message per rejected file."""
+
     valid: list[ValidatedSubmission]
     errors: list[str]
 
     @property
     def ok(self) -> bool:
+        """Whether no file was rejected."""
         return not self.errors
 
 
@@ -133,6 +139,7 @@ class TaskCache:
         self._tasks: dict[str, Any] = {}
 
     def get(self, env_id: str, source: str) -> Any:
+        """The evaluation-protocol task of ``env_id``, made on first use (``source`` names the file in errors)."""
         if env_id not in self._tasks:
             self._tasks[env_id] = _make_evaluation_task(env_id, source)
         return self._tasks[env_id]
@@ -413,9 +420,12 @@ def rescore_seed(
     trusted: bool = False,
     errors: list[float] | None = None,
 ) -> list[dict[str, Any]]:
-    """Re-score one seed's samples; append mismatches to ``offending`` and the largest claim error per preference
-    to ``errors``; return the evaluation's preference entries. ``trusted``: take the claims instead of re-scoring
-    (only for bytes a verification re-scored; see the module docstring)."""
+    """Re-score one seed's samples and return the evaluation's preference entries.
+
+    Mismatches are appended to ``offending`` and the largest claim error per preference to ``errors``.
+    ``trusted``: take the claims instead of re-scoring (only for bytes a verification re-scored; see the module
+    docstring).
+    """
     k = task.reward_dim
     grid = np.asarray(task.preference_grid, dtype=np.float64)
     entries = []
@@ -607,8 +617,11 @@ def validate_files(
 
 
 def reject_duplicates(results: Sequence[ValidatedSubmission]) -> tuple[list[ValidatedSubmission], list[str]]:
-    """Names are unique per env and must not look alike (:func:`morbench.leaderboard.names.names_clash`: confusable
-    skeletons, case-insensitively, and file slugs): every clashing file is rejected, with a message naming both."""
+    """Reject every file whose name clashes with another's of the same env, with a message naming both.
+
+    Names are unique per env and must not look alike (:func:`morbench.leaderboard.names.names_clash`: confusable
+    skeletons, case-insensitively, and file slugs).
+    """
     from morbench.leaderboard.names import name_clash_message, names_clash
 
     keep, errors = [], []

@@ -68,6 +68,8 @@ MAX_MISMATCHES_SHOWN = 10
 
 @dataclasses.dataclass
 class VerifyOutcome:
+    """The verdict on one submission file (recorded in the ledger under the sha256 of its bytes)."""
+
     source: str
     sha256: str
     verdict: str  # "verified" or "failed"
@@ -77,6 +79,7 @@ class VerifyOutcome:
 
     @property
     def ok(self) -> bool:
+        """Whether the file was verified."""
         return self.verdict == "verified"
 
 
@@ -137,9 +140,11 @@ def passing_record(entries: dict[str, dict[str, Any]], sha256: str | None) -> di
 
 
 def trusted_digests(entries: dict[str, dict[str, Any]]) -> set[str]:
-    """Bytes whose claimed rewards the builder may take instead of re-scoring: verified, with every claimed reward
-    and judge reward within ``TRUSTED_CLAIM_ERROR`` of the verifier's re-scoring (records written before this
-    was measured, or with a larger error, are re-scored)."""
+    """Bytes whose claimed rewards the builder may take instead of re-scoring.
+
+    Those verified, with every claimed reward and judge reward within ``TRUSTED_CLAIM_ERROR`` of the verifier's
+    re-scoring (records written before this was measured, or with a larger error, are re-scored).
+    """
     trusted = set()
     for sha, record in entries.items():
         error = record.get("claims_max_error") if passing_record(entries, sha) else None
@@ -175,9 +180,11 @@ def compare_samples(submitted: dict[str, Any], resampled: dict[str, Any], seed: 
 
 # -- re-producing samples -------------------------------------------------------------------------------------
 def _tasks(validated: ValidatedSubmission, env_kwargs: dict[str, Any]) -> tuple[Any, Any]:
-    """(the task the policy was trained on, the evaluation-protocol task it is re-sampled on). Without env kwargs
-    the latter is the task validation used, so re-sampled sequences (the submitted ones, if they reproduce) are
-    scored from its oracle caches instead of a second time."""
+    """(the task the policy was trained on, the evaluation-protocol task it is re-sampled on).
+
+    Without env kwargs the latter is the task validation used, so re-sampled sequences (the submitted ones, if
+    they reproduce) are scored from its oracle caches instead of a second time.
+    """
     from morbench.evaluation import make_evaluation_task
     from morbench.registry import make
 
