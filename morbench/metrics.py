@@ -24,7 +24,6 @@ import numpy as np
 import numpy.typing as npt
 
 __all__ = [
-    "bootstrap_interval",
     "cardinality",
     "crossfit_expected_utility",
     "crossfit_hypervolume",
@@ -383,19 +382,3 @@ def paired_t_interval(a: Sequence[float], b: Sequence[float], confidence: float 
 
 def _finite_number(value: object) -> bool:
     return isinstance(value, (int, float, np.floating, np.integer)) and math.isfinite(float(value))
-
-
-def bootstrap_interval(
-    values: Sequence[float], confidence: float = 0.95, resamples: int = 10_000, seed: int = 0
-) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean (fixed RNG); NaN for < 2 values.
-
-    Kept for large samples only: over 3-5 seeds it under-covers badly; the scorer uses :func:`t_interval`.
-    """
-    x = np.asarray([v for v in values if np.isfinite(v)], dtype=np.float64)
-    if x.size < 2:
-        return float("nan"), float("nan")
-    rng = np.random.default_rng(seed)
-    means = x[rng.integers(0, x.size, size=(resamples, x.size))].mean(axis=1)
-    alpha = (1 - confidence) / 2
-    return float(np.quantile(means, alpha)), float(np.quantile(means, 1 - alpha))

@@ -71,14 +71,6 @@ def test_icv_definitions_by_hand():
     assert metrics.icv_samples(rewards) == pytest.approx(0.4 / 0.3)
 
 
-def test_bootstrap_interval_is_reproducible_and_brackets_the_mean():
-    values = [0.1, 0.2, 0.3, 0.4]
-    low, high = metrics.bootstrap_interval(values)
-    assert low <= 0.25 <= high and (low, high) == metrics.bootstrap_interval(values)
-    assert low >= 0.1 and high <= 0.4
-    assert all(np.isnan(metrics.bootstrap_interval([1.0])))
-
-
 # -- hypervolume from moocore, cross-checked against the former hand-written algorithm ----------------------
 def _reference_hypervolume(points, ref):
     """The former morbench implementation (recursive slicing on the last objective), kept here as a reference."""
@@ -254,15 +246,13 @@ def test_t_interval_by_hand():
     assert metrics.t_interval([1.0, float("nan"), 3.0]) == metrics.t_interval([1.0, 3.0])
 
 
-def test_t_interval_covers_the_mean_at_its_nominal_level_where_the_bootstrap_does_not():
+def test_t_interval_covers_the_mean_at_its_nominal_level():
     rng = np.random.default_rng(0)
     trials = 4000
     data = rng.normal(0.3, 0.05, size=(trials, 5))
     t_cover = np.mean([lo <= 0.3 <= hi for lo, hi in map(metrics.t_interval, data)])
     assert 0.935 <= t_cover <= 0.965  # 5 seeds: nominal 95%
-    three = rng.normal(0.3, 0.05, size=(1000, 3))
-    boot = [metrics.bootstrap_interval(row, resamples=1000, seed=i) for i, row in enumerate(three)]
-    assert np.mean([lo <= 0.3 <= hi for lo, hi in boot]) < 0.85  # the former interval: about 76%
+    three = rng.normal(0.3, 0.05, size=(1000, 3))  # 3 seeds: a percentile bootstrap covers about 76%
     assert 0.93 <= np.mean([lo <= 0.3 <= hi for lo, hi in map(metrics.t_interval, three)]) <= 0.97
 
 

@@ -291,7 +291,6 @@ UNRANKED_COLUMNS: tuple[Column, ...] = (
     _metric_column("Validity", "validity", "fraction of valid samples at the uniform preference"),
     Column("KL to prior", True, lambda e: e.mean("kl_to_prior"), fmt_kl, "from submitted log-probabilities"),
 )
-COLUMNS = RANKED_COLUMNS
 
 
 def _cell_text(column: Column, entry: LeaderboardEntry) -> str:

@@ -61,7 +61,6 @@ __all__ = [
 
 LEDGER_FILE = "verified.json"
 LEDGER_FORMAT = "morbench-verified/1"
-RUN_RECORD_FILES = ("run.json", "evaluation.json.gz", "curve.jsonl", ".morbench.lock")
 UNTRAINED_METHODS = ("prior", "best_of_n")  # nothing trained: re-sampling them is re-running them (cheap)
 MAX_MISMATCHES_SHOWN = 10
 
