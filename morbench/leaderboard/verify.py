@@ -33,7 +33,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
@@ -45,6 +45,8 @@ from morbench.runs import RUN_FILE, atomic_write_bytes, find_runs, git_commit, h
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
+
+    from morbench.core import TokenEnv
 
 __all__ = [
     "LEDGER_FILE",
@@ -187,7 +189,7 @@ def _tasks(validated: ValidatedSubmission, env_kwargs: dict[str, Any]) -> tuple[
     from morbench.evaluation import make_evaluation_task
     from morbench.registry import make
 
-    task = make(validated.env_id, **env_kwargs).unwrapped
+    task = cast("TokenEnv", make(validated.env_id, **env_kwargs).unwrapped)
     if not env_kwargs:
         return task, validated.task
     return task, make_evaluation_task(validated.env_id, env_kwargs, training_task=task)
