@@ -1,5 +1,6 @@
 """Project hygiene: the docs point only at files inside the repository, and every declared pytest marker is used."""
 
+import os
 import re
 from pathlib import Path
 
@@ -14,11 +15,11 @@ BACKTICKED_PATH = re.compile(r"`(\.{1,2}/[^`\s]+)`")
 
 
 def _markdown_files() -> list[Path]:
-    return sorted(
-        path
-        for path in ROOT.rglob("*.md")
-        if not any(part.startswith(".") or part in SKIPPED_DIRS for part in path.relative_to(ROOT).parts[:-1])
-    )
+    found = []
+    for folder, subfolders, files in os.walk(ROOT):  # hidden folders (.venv, .git) and outputs are not walked
+        subfolders[:] = [d for d in subfolders if not d.startswith(".") and d not in SKIPPED_DIRS]
+        found += [Path(folder) / name for name in files if name.endswith(".md")]
+    return sorted(found)
 
 
 def _local_references(text: str) -> list[str]:
