@@ -1,5 +1,6 @@
 """Project hygiene: the docs point only at files inside the repository, and every declared pytest marker is used."""
 
+import importlib
 import os
 import re
 from pathlib import Path
@@ -48,3 +49,28 @@ def test_every_declared_pytest_marker_is_used() -> None:
     names = [m.split(":", 1)[0].strip() for m in markers]
     unused = [n for n in names if f"mark.{n}" not in test_sources and f'"{n}" in item.keywords' not in test_sources]
     assert unused == [], f"markers declared in pyproject.toml but used by no test: remove them ({unused})"
+
+
+DOTTED_NAME = re.compile(r"`(morbench(?:\.[A-Za-z_][A-Za-z0-9_]*)+)")
+
+
+def _resolves(dotted: str) -> bool:
+    parts = dotted.split(".")
+    for split in range(len(parts), 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:split]))
+        except ImportError:
+            continue
+        for attribute in parts[split:]:
+            if not hasattr(obj, attribute):
+                return False
+            obj = getattr(obj, attribute)
+        return True
+    return False
+
+
+@pytest.mark.parametrize("doc", ["README.md", "docs/metrics.md", "docs/contract.md"])
+def test_docs_name_only_existing_morbench_objects(doc: str) -> None:
+    names = sorted(set(DOTTED_NAME.findall((ROOT / doc).read_text(encoding="utf-8"))))
+    stale = [name for name in names if not _resolves(name)]
+    assert stale == [], f"{doc} names objects that do not exist (removed or renamed): {stale}"
