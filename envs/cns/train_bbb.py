@@ -170,6 +170,7 @@ def train_bbb_model(
             if stale >= config.patience:
                 break
     bar.close()
+    assert best_state is not None, "max_epochs >= 1 keeps at least one epoch's weights"
     model.load_state_dict(best_state)
     model.eval()
     figures = {

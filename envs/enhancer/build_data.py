@@ -16,6 +16,7 @@ from morbench.envs.enhancer.sequences import SEQUENCE_LENGTH
 
 if TYPE_CHECKING:
     from morbench.envs.enhancer.build import BuildConfig
+    from morbench.envs.enhancer.data import Corpus
 
 __all__ = ["MOTIF_PROFILES", "stage_data", "stage_motifs"]
 
@@ -36,7 +37,7 @@ MOTIF_PROFILES = (
 )
 
 
-def stage_data(corpus, assets: Path, config: BuildConfig) -> dict[str, Any]:
+def stage_data(corpus: Corpus, assets: Path, config: BuildConfig) -> dict[str, Any]:
     from morbench.envs.enhancer.metrics import kmer_counts, kmer_spectrum_correlation
 
     counts = kmer_counts(corpus.test.sequences, k=3)
@@ -70,7 +71,7 @@ def stage_data(corpus, assets: Path, config: BuildConfig) -> dict[str, Any]:
     }
 
 
-def stage_motifs(corpus, assets: Path, config: BuildConfig) -> dict[str, Any]:
+def stage_motifs(corpus: Corpus, assets: Path, config: BuildConfig) -> dict[str, Any]:
     from pyjaspar import jaspardb
 
     from morbench.envs.enhancer.metrics import kmer_counts

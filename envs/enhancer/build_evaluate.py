@@ -18,6 +18,7 @@ from morbench.envs.enhancer.sequences import SEQUENCE_LENGTH
 
 if TYPE_CHECKING:
     from morbench.envs.enhancer.build import BuildConfig
+    from morbench.envs.enhancer.data import Corpus
 
 __all__ = ["CHECK_TOLERANCES", "stage_evaluate", "write_enhancer_manifest"]
 
@@ -42,7 +43,7 @@ def write_enhancer_manifest(assets: Path) -> None:
     write_manifest(assets, files)
 
 
-def stage_evaluate(corpus, assets: Path, config: BuildConfig) -> dict[str, Any]:
+def stage_evaluate(corpus: Corpus, assets: Path, config: BuildConfig) -> dict[str, Any]:
     from morbench.envs.enhancer.env import EnhancerEnv
     from morbench.envs.enhancer.networks import auroc
 

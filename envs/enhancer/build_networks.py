@@ -14,11 +14,12 @@ from morbench.envs.enhancer.sequences import SEQUENCE_LENGTH
 
 if TYPE_CHECKING:
     from morbench.envs.enhancer.build import BuildConfig
+    from morbench.envs.enhancer.data import Corpus
 
 __all__ = ["stage_judge", "stage_oracle"]
 
 
-def _train_network(kind: str, corpus, assets: Path, config: BuildConfig) -> dict[str, Any]:
+def _train_network(kind: str, corpus: Corpus, assets: Path, config: BuildConfig) -> dict[str, Any]:
     import torch
     from tqdm.auto import tqdm
 
@@ -85,9 +86,9 @@ def _train_network(kind: str, corpus, assets: Path, config: BuildConfig) -> dict
     return figures
 
 
-def stage_oracle(corpus, assets: Path, config: BuildConfig) -> dict[str, Any]:
+def stage_oracle(corpus: Corpus, assets: Path, config: BuildConfig) -> dict[str, Any]:
     return _train_network(ORACLE_NAME, corpus, assets, config)
 
 
-def stage_judge(corpus, assets: Path, config: BuildConfig) -> dict[str, Any]:
+def stage_judge(corpus: Corpus, assets: Path, config: BuildConfig) -> dict[str, Any]:
     return _train_network(JUDGE_NAME, corpus, assets, config)

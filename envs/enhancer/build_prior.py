@@ -15,12 +15,15 @@ from morbench.buildkit import sample_prior
 from morbench.envs.enhancer.sequences import SEQUENCE_LENGTH, build_dna_tokenizer, sequence_problem
 
 if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
     from morbench.envs.enhancer.build import BuildConfig
+    from morbench.envs.enhancer.data import Corpus
 
 __all__ = ["bits_per_bp", "encode_for_prior", "prior_quality", "stage_prior"]
 
 
-def encode_for_prior(tokenizer, sequences: list[str]) -> list[np.ndarray]:
+def encode_for_prior(tokenizer: PreTrainedTokenizerBase, sequences: list[str]) -> list[np.ndarray]:
     from morbench.pretrain import encode_corpus
 
     encoded, dropped = encode_corpus(tokenizer, sequences, max_tokens=SEQUENCE_LENGTH + 2)
@@ -35,7 +38,13 @@ def bits_per_bp(mean_token_nll: float, tokens_with_eos: int) -> float:
 
 
 def prior_quality(
-    model, tokenizer, kind: str, corpus, samples: int, batch: int, seed: int
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    kind: str,
+    corpus: Corpus,
+    samples: int,
+    batch: int,
+    seed: int,
 ) -> tuple[dict[str, Any], list[str]]:
     """Test NLL of a DNA prior and figures of ``samples`` samples (validity, uniqueness, novelty, 3-mer
     spectrum against the natural test sequences); also returns the valid samples."""
@@ -79,7 +88,7 @@ def prior_quality(
     }, valid
 
 
-def stage_prior(corpus, assets: Path, config: BuildConfig) -> dict[str, Any]:
+def stage_prior(corpus: Corpus, assets: Path, config: BuildConfig) -> dict[str, Any]:
     from morbench.models import CONDITIONING_SLACK, save_causal_lm
     from morbench.pretrain import PretrainConfig, pretrain_gpt2
 

@@ -15,6 +15,7 @@ from morbench.envs.enhancer.sequences import build_dna_tokenizer
 
 if TYPE_CHECKING:
     from morbench.envs.enhancer.build import BuildConfig
+    from morbench.envs.enhancer.data import Corpus
 
 __all__ = ["stage_tokenizer_study"]
 
@@ -35,7 +36,7 @@ def _markov_bits_per_bp(train: np.ndarray, test: np.ndarray, order: int) -> floa
     return float(total / test.size)
 
 
-def stage_tokenizer_study(corpus, assets: Path, config: BuildConfig) -> dict[str, Any]:
+def stage_tokenizer_study(corpus: Corpus, assets: Path, config: BuildConfig) -> dict[str, Any]:
     from morbench.pretrain import PretrainConfig, pretrain_gpt2
 
     runs = {}

@@ -10,13 +10,16 @@ import importlib.util
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from morbench.core import InvalidSequence
 from morbench.envs.qm9.molecules import canonical_qm9_smiles, split_of
 from morbench.envs.qm9.predictors import HARTREE_TO_EV, PROPERTY_NAMES
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["Dataset", "load_qm9_table", "prepare_dataset", "reward_transforms", "write_gzip_lines"]
 
@@ -49,7 +52,7 @@ def qm9pack_directory() -> Path:
     return Path(spec.submodule_search_locations[0])
 
 
-def load_qm9_table(limit: int | None = None):
+def load_qm9_table(limit: int | None = None) -> pd.DataFrame:
     """The raw QM9 rows of qm9pack (``qm9_part{1,2,3}.csv``) with the columns the task uses."""
     import pandas as pd
 
@@ -59,7 +62,7 @@ def load_qm9_table(limit: int | None = None):
     return table.iloc[:limit] if limit is not None else table
 
 
-def prepare_dataset(table) -> Dataset:
+def prepare_dataset(table: pd.DataFrame) -> Dataset:
     """Canonicalize, drop failures (counted by reason), average duplicates, assign the hash split."""
     canonical: list[str | None] = []
     failures: Counter[str] = Counter()

@@ -26,6 +26,8 @@ from morbench.envs.qm9.predictors import PROPERTY_NAMES
 
 if TYPE_CHECKING:
     from morbench.envs.qm9.build import BuildConfig
+    from morbench.envs.qm9.env import QM9Env
+    from morbench.envs.qm9.rewards import RewardTransform
 
 __all__ = ["direction_alternatives", "evaluate_prior", "measure_throughput"]
 
@@ -120,7 +122,7 @@ def evaluate_prior(config: BuildConfig, train_smiles: set[str]) -> dict[str, Any
     }
 
 
-def direction_alternatives(properties: np.ndarray, transform) -> list[dict[str, Any]]:
+def direction_alternatives(properties: np.ndarray, transform: RewardTransform) -> list[dict[str, Any]]:
     """How much the objectives conflict under other choices of U0 direction and gap target (same samples).
 
     For each choice: pairwise Pearson/Spearman correlations of the rewards, and the best compromise among the
@@ -145,12 +147,13 @@ def direction_alternatives(properties: np.ndarray, transform) -> list[dict[str, 
     return rows
 
 
-def measure_throughput(env, unique: list[str], repeats: int = 3) -> dict[str, float]:
+def measure_throughput(env: QM9Env, unique: list[str], repeats: int = 3) -> dict[str, float]:
     """Molecules/s of fresh (uncached) scoring: canonicalization + featurization + one forward per batch."""
     from morbench.envs.qm9.env import QM9PropertyOracle
 
     out = {}
     for role, oracle in (("oracle", env.oracle), ("judge", env.judge)):
+        assert isinstance(oracle, QM9PropertyOracle)
         best = np.inf
         for _ in range(repeats):
             fresh = QM9PropertyOracle(oracle.predictor, oracle.transform)

@@ -14,7 +14,11 @@ from morbench.envs.qm9.build_data import Dataset
 from morbench.envs.qm9.predictors import PROPERTY_NAMES
 
 if TYPE_CHECKING:
+    from rdkit import Chem
+    from transformers import PreTrainedTokenizerBase
+
     from morbench.envs.qm9.build import BuildConfig
+    from morbench.envs.qm9.predictors import PropertyPredictor
 
 __all__ = ["PRIOR_CONTEXT_SLACK", "build_oracles", "build_prior", "task_max_length"]
 
@@ -64,7 +68,7 @@ def build_prior(config: BuildConfig, data: Dataset) -> dict[str, Any]:
     }
 
 
-def task_max_length(tokenizer, train: Sequence[str], slack: int) -> int:
+def task_max_length(tokenizer: PreTrainedTokenizerBase, train: Sequence[str], slack: int) -> int:
     longest = max(len(ids) for ids in tokenizer(list(train), add_special_tokens=False)["input_ids"])
     return longest + 1 + slack
 
@@ -105,7 +109,7 @@ def build_oracles(config: BuildConfig, data: Dataset) -> dict[str, Any]:
     return report
 
 
-def _baseline_prediction(predictor, mols) -> np.ndarray:
+def _baseline_prediction(predictor: PropertyPredictor, mols: list[Chem.Mol]) -> np.ndarray:
     from morbench.envs.qm9.molecules import composition
 
     counts = composition(mols)

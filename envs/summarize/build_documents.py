@@ -16,6 +16,8 @@ from morbench.envs.summarize.documents import ASPECTS, INSTRUCTION, SPLITS, Prom
 from morbench.envs.summarize.text import normalize_whitespace, split_sentences, words
 
 if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
+
     from morbench.envs.summarize.build import BuildConfig
 
 __all__ = [
@@ -90,7 +92,7 @@ def write_documents(records: Sequence[dict[str, Any]], path: Path) -> None:
 
 
 # -- 2. tokenizer and task record -----------------------------------------------------------------------------
-def extract_tokenizer(target: Path):
+def extract_tokenizer(target: Path) -> PreTrainedTokenizerFast:
     """SmolLM2's tokenizer (vocabulary, merges, chat template) from the GGUF metadata, PAD = ``<|endoftext|>``."""
     from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
@@ -124,7 +126,9 @@ def task_record() -> dict[str, Any]:
     }
 
 
-def reference_embeddings(records: Sequence[dict[str, Any]], tokenizer, config: BuildConfig) -> dict[str, Any]:
+def reference_embeddings(
+    records: Sequence[dict[str, Any]], tokenizer: PreTrainedTokenizerBase, config: BuildConfig
+) -> dict[str, Any]:
     """Embeddings of every paper's prompt abstract (at the default ``max_prompt_length``) and gold summary, so
     that the oracle and the judge need not embed the documents at run time."""
     from morbench.envs.summarize.embedding import (
@@ -146,7 +150,9 @@ def reference_embeddings(records: Sequence[dict[str, Any]], tokenizer, config: B
     return {"documents": len(documents), "seconds": time.perf_counter() - start}
 
 
-def data_report(records: Sequence[dict[str, Any]], tokenizer, max_prompt_length: int) -> dict[str, Any]:
+def data_report(
+    records: Sequence[dict[str, Any]], tokenizer: PreTrainedTokenizerBase, max_prompt_length: int
+) -> dict[str, Any]:
     builder = PromptBuilder(tokenizer, max_prompt_length)
     report: dict[str, Any] = {
         "papers": len(records),

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -17,11 +17,15 @@ from morbench.buildkit import (
     reason_classifier,
     reason_counts,
 )
-from morbench.envs.summarize.env import REBUILD_COMMAND
+from morbench.envs.summarize.env import REBUILD_COMMAND, SummaryJudge, SummaryOracle
 from morbench.envs.summarize.text import split_sentences
 
 if TYPE_CHECKING:
+    from transformers import PreTrainedModel
+
+    from morbench.core import Context, ScoreResult
     from morbench.envs.summarize.build import BuildConfig
+    from morbench.envs.summarize.env import SummarizeEnv
 
 __all__ = ["evaluate_prior", "oracle_throughput", "reference_texts", "sample_figures", "sampling_throughput"]
 
@@ -58,11 +62,11 @@ def evaluate_prior(config: BuildConfig) -> dict[str, Any]:
     section["prior_cache"]["parameters"] = int(sum(p.numel() for p in model.parameters()))
     section["sampling_throughput"] = sampling_throughput(model, env, config)
 
-    contexts = [c for c in env.contexts for _ in range(config.samples_per_document)]
+    contexts = [c for c in _contexts(env) for _ in range(config.samples_per_document)]
     sequences, logprobs = [], []
     batches = range(0, len(contexts), config.batch_size)
     for start_index in _progress(batches, "prior samples", config):
-        chunk = contexts[start_index : start_index + config.batch_size]
+        chunk: list[Context | None] = list(contexts[start_index : start_index + config.batch_size])
         samples = sample_sequences(
             model, env, chunk, config.seed * 1_000_003 + start_index, 1.0, 1.0, batch_size=config.batch_size
         )
@@ -70,7 +74,7 @@ def evaluate_prior(config: BuildConfig) -> dict[str, Any]:
         sequences.extend(samples.sequences)
         logprobs.extend(samples.logprobs.tolist())
     oracle, judge = env.score(sequences, contexts), env.judge_score(sequences, contexts)
-    section["prior"] = sample_figures(sequences, contexts, oracle, judge, OBJECTIVE_NAMES)
+    section["prior"] = sample_figures(oracle, judge, OBJECTIVE_NAMES)
     section["prior"]["samples"] = len(sequences)
     section["prior"]["samples_per_document"] = config.samples_per_document
     section["prior"]["mean_sequence_logprob"] = float(np.mean(logprobs))
@@ -84,7 +88,7 @@ def evaluate_prior(config: BuildConfig) -> dict[str, Any]:
     return section
 
 
-def sampling_throughput(model, env, config: BuildConfig) -> dict[str, Any]:
+def sampling_throughput(model: PreTrainedModel, env: SummarizeEnv, config: BuildConfig) -> dict[str, Any]:
     """Generated tokens per second of the KV-cache sampler for batches of 8 and 16 test prompts."""
     import torch
 
@@ -96,8 +100,7 @@ def sampling_throughput(model, env, config: BuildConfig) -> dict[str, Any]:
         "threads": torch.get_num_threads(),
     }
     for batch in (8, 16):
-        contexts = env.contexts[:batch]
-        prompt_ids, prompt_mask = prompt_tensors(env, contexts)
+        prompt_ids, prompt_mask = prompt_tensors(env, list(_contexts(env)[:batch]))
         generator = torch.Generator().manual_seed(config.seed)
         start = time.perf_counter()
         generation = sample(
@@ -125,7 +128,7 @@ def sampling_throughput(model, env, config: BuildConfig) -> dict[str, Any]:
     return out
 
 
-def sample_figures(sequences, contexts, oracle, judge, names: Sequence[str]) -> dict[str, Any]:
+def sample_figures(oracle: ScoreResult, judge: ScoreResult, names: Sequence[str]) -> dict[str, Any]:
     valid = oracle.valid
     figures: dict[str, Any] = {
         "valid_fraction": float(valid.mean()),
@@ -157,7 +160,7 @@ def reference_texts(config: BuildConfig, names: Sequence[str]) -> dict[str, Any]
     invalid at the task's ``max_length``."""
 
     env = _test_env(config, max_length=512)
-    contexts = list(env.contexts)
+    contexts = _contexts(env)
     texts = {
         "gold_summary": [c.data.gold for c in contexts],
         "lead_sentence": [split_sentences(c.data.source)[0] for c in contexts],
@@ -177,16 +180,18 @@ def reference_texts(config: BuildConfig, names: Sequence[str]) -> dict[str, Any]
     return out
 
 
-def oracle_throughput(env, sequences, contexts, config: BuildConfig) -> dict[str, Any]:
+def oracle_throughput(
+    env: SummarizeEnv, sequences: list[str], contexts: list[Context], config: BuildConfig
+) -> dict[str, Any]:
     """Summaries per second scored from a cold cache (embedder already loaded), oracle and judge."""
 
     fresh = _test_env(config)
-    fresh.oracle.reference_embeddings([c.data for c in fresh.contexts])  # per-document work, done once
-    fresh.judge.reference_embeddings([c.data for c in fresh.contexts])
-    by_key = {c.key: c for c in fresh.contexts}
+    by_key = {c.key: c for c in _contexts(fresh)}
     contexts = [by_key[c.key] for c in contexts]
     out = {}
     for name, scorer in (("oracle", fresh.oracle), ("judge", fresh.judge)):
+        assert isinstance(scorer, (SummaryOracle, SummaryJudge))
+        scorer.reference_embeddings([c.data for c in by_key.values()])  # per-document work, done before timing
         start = time.perf_counter()
         result = scorer(sequences, contexts)
         seconds = time.perf_counter() - start
@@ -203,7 +208,7 @@ def oracle_throughput(env, sequences, contexts, config: BuildConfig) -> dict[str
     return out
 
 
-def _test_env(config: BuildConfig, max_length: int | None = None) -> Any:
+def _test_env(config: BuildConfig, max_length: int | None = None) -> SummarizeEnv:
     """The Summarize env on the test papers with the build's assets, cache and lengths."""
     from morbench.envs.summarize.env import SummarizeEnv
 
@@ -216,7 +221,13 @@ def _test_env(config: BuildConfig, max_length: int | None = None) -> Any:
     )
 
 
-def _progress(iterable, desc: str, config: BuildConfig):
+def _contexts(env: SummarizeEnv) -> list[Context]:
+    """The env's papers (a Summarize env always has them)."""
+    assert env.contexts is not None
+    return env.contexts
+
+
+def _progress(iterable: Iterable[int], desc: str, config: BuildConfig) -> Iterable[int]:
     from tqdm.auto import tqdm
 
     return tqdm(iterable, desc=desc, disable=not config.progress)
