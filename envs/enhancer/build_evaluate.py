@@ -15,6 +15,7 @@ from morbench.buildkit import pairwise_correlations, pearson, spearman
 from morbench.envs.enhancer.build_prior import prior_quality
 from morbench.envs.enhancer.env import CELL_TYPES
 from morbench.envs.enhancer.sequences import SEQUENCE_LENGTH
+from morbench.seeding import derive_seed
 
 if TYPE_CHECKING:
     from morbench.envs.enhancer.build import BuildConfig
@@ -69,7 +70,7 @@ def stage_evaluate(corpus: Corpus, assets: Path, config: BuildConfig) -> dict[st
     }
 
     # throughput on sequences the caches have not seen (one torch thread)
-    rng = np.random.default_rng(config.seed + 7)
+    rng = np.random.default_rng(derive_seed(config.seed, "throughput"))
     fresh = ["".join(rng.choice(list("ACGT"), SEQUENCE_LENGTH)) for _ in range(config.throughput_sequences)]
     throughput = {}
     for name, scorer in (("oracle", env.oracle), ("judge", env.judge)):

@@ -19,6 +19,7 @@ from morbench.buildkit import (
 )
 from morbench.envs.summarize.env import REBUILD_COMMAND, SummaryJudge, SummaryOracle
 from morbench.envs.summarize.text import split_sentences
+from morbench.seeding import preference_seed
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
@@ -67,9 +68,9 @@ def evaluate_prior(config: BuildConfig) -> dict[str, Any]:
     batches = range(0, len(contexts), config.batch_size)
     for start_index in _progress(batches, "prior samples", config):
         chunk: list[Context | None] = list(contexts[start_index : start_index + config.batch_size])
-        samples = sample_sequences(
-            model, env, chunk, config.seed * 1_000_003 + start_index, 1.0, 1.0, batch_size=config.batch_size
-        )
+        # the protocol's per-index seed rule, indexed by the batch's first sample (the committed figures used it)
+        seed = preference_seed(config.seed, start_index)
+        samples = sample_sequences(model, env, chunk, seed, 1.0, 1.0, batch_size=config.batch_size)
         assert samples.logprobs is not None, "sample_sequences returns the samples' log-probabilities"
         sequences.extend(samples.sequences)
         logprobs.extend(samples.logprobs.tolist())
