@@ -305,7 +305,6 @@ def test_nearest_serving_breaks_morlhf_anchor_ties_by_training_order() -> None:
     assert ties > 0  # near-ties occur on this grid: the exact float64 distances decide, as in training
 
 
-
 def test_concurrent_verifiers_keep_every_ledger_record(tmp_path):
     """Two verifiers finishing at once must not drop each other's record (read-modify-write under a lock)."""
     import threading
