@@ -13,9 +13,12 @@ import types
 import typing
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from morbench.errors import ConfigError, InvalidRunError
+
+if TYPE_CHECKING:
+    from morbench.baselines.training import Budget
 
 __all__ = ["METHODS", "Method", "build_config", "check_env_kwargs", "check_value", "get_method", "run_method"]
 
@@ -128,7 +131,7 @@ def check_value(name: str, annotation: Any, value: Any) -> Any:
         item = args[0] if args else Any
         checked = [check_value(f"{name}[{i}]", item, v) for i, v in enumerate(value)]
         return checked if (origin or annotation) is list else tuple(checked)
-    if dataclasses.is_dataclass(annotation):
+    if dataclasses.is_dataclass(annotation) and isinstance(annotation, type):
         if isinstance(value, annotation):
             return value
         if not isinstance(value, dict):
@@ -152,7 +155,7 @@ def _build_dataclass(cls: type, values: dict[str, Any], prefix: str = "") -> Any
         raise ConfigError(f"invalid {cls.__name__}: {exc}") from None
 
 
-def build_config(method: str, overrides: dict[str, Any] | None = None):
+def build_config(method: str, overrides: dict[str, Any] | None = None) -> Any:
     """The method's config with ``overrides`` (``{"iterations": 8, "ppo.batch_size": 32}``) applied.
 
     Every value is checked against the type annotation of its dataclass field (nested configs included)
@@ -210,7 +213,7 @@ def run_method(
     out: str | Path,
     seed: int = 0,
     config: Any = None,
-    budget: Any = None,
+    budget: Budget | None = None,
     resume: bool = False,
     env_kwargs: dict[str, Any] | None = None,
     eval_samples: int | None = None,
@@ -240,7 +243,18 @@ def run_method(
         return _run_locked(spec, env_id, out, seed, config, budget, resume, env_kwargs, eval_samples, progress)
 
 
-def _run_locked(spec, env_id, out, seed, config, budget, resume, env_kwargs, eval_samples, progress) -> Path:
+def _run_locked(
+    spec: Method,
+    env_id: str,
+    out: Path,
+    seed: int,
+    config: Any,
+    budget: Budget | None,
+    resume: bool,
+    env_kwargs: dict[str, Any] | None,
+    eval_samples: int | None,
+    progress: bool,
+) -> Path:
     from morbench.baselines.training import RunContext
     from morbench.runs import RUN_FILE, identity_difference
 

@@ -91,7 +91,7 @@ class PolicyValueModel(nn.Module):
     def __init__(self, lm: nn.Module) -> None:
         super().__init__()
         self.lm = lm
-        self.value_head = nn.Linear(lm.config.hidden_size, 1)
+        self.value_head = nn.Linear(int(lm.config.hidden_size), 1)  # type: ignore[union-attr,arg-type]
         nn.init.zeros_(self.value_head.weight)
         nn.init.zeros_(self.value_head.bias)
 
@@ -238,7 +238,9 @@ def _forbidden(venv: TokenVectorEnv, config: PPOConfig) -> torch.Tensor:
     return torch.as_tensor(ids, dtype=torch.long)
 
 
-def _gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float, lam: float):
+def _gae(
+    rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float, lam: float
+) -> tuple[torch.Tensor, torch.Tensor]:
     advantages = torch.zeros_like(rewards)
     running = torch.zeros(rewards.shape[0])
     for t in reversed(range(rewards.shape[1])):
@@ -395,7 +397,9 @@ class MergeError(MorbenchError, ValueError):
     """State dicts cannot be merged: keys, shapes or dtypes differ, or the weights are not a preference."""
 
 
-def merge_state_dicts(states: Sequence[dict[str, torch.Tensor]], weights: Sequence[float]) -> dict[str, torch.Tensor]:
+def merge_state_dicts(
+    states: Sequence[dict[str, torch.Tensor]], weights: Sequence[float] | np.ndarray
+) -> dict[str, torch.Tensor]:
     """``sum_k weights[k] * states[k]`` key by key, with a strict check that every state has the same keys.
 
     A weight of exactly 1 on one state returns a bit-exact copy of it (no floating-point round trip).

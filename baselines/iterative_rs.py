@@ -24,7 +24,7 @@ import dataclasses
 import numpy as np
 
 from morbench.baselines.common import PPOMethodConfig, iterations_per, merge_state_dicts, save_policies
-from morbench.baselines.training import Rounds, RunContext, objective_experts
+from morbench.baselines.training import Rounds, RunContext, Trained, objective_experts
 from morbench.errors import ConfigError
 from morbench.preferences import preference_key
 from morbench.seeding import round_members_rng
@@ -69,7 +69,7 @@ class IterativeRSConfig(PPOMethodConfig):
             raise ConfigError("IterativeRSConfig.merge_weights must be None with training='per_preference'")
 
 
-def train(run: RunContext, config: IterativeRSConfig):
+def train(run: RunContext, config: IterativeRSConfig) -> Trained:
     if config.training == "per_preference":
         return _train_per_preference(run, config)
     k_objectives = run.task.reward_dim
@@ -79,9 +79,8 @@ def train(run: RunContext, config: IterativeRSConfig):
     if weights.shape != (k_objectives,) or np.any(weights < 0) or abs(weights.sum() - 1) > 1e-6:
         raise ConfigError(f"merge_weights {config.merge_weights} must be a preference over {k_objectives} objectives")
     experts, rounds = run.train_rounds(config.ppo, _rounds(run, config, weights), config.checkpoint_every)
-    run.policy_from_state(merge_state_dicts(experts, weights)).save_pretrained(
-        run.out / "merged", safe_serialization=True
-    )
+    final = merge_state_dicts(experts, weights)
+    run.policy_from_state(final).save_pretrained(run.out / "merged", safe_serialization=True)
     outputs = {
         "experts": save_policies(run, dict(zip(run.task.objective_names, experts, strict=True)), "experts"),
         "recipe": "theta(l) = sum_k l_k * theta_k over the experts in objective order (l = preference)",
@@ -118,7 +117,7 @@ def _rounds(run: RunContext, config: IterativeRSConfig, weights: np.ndarray) -> 
     return Rounds(objective_experts(run), config.merge_every, config.iterations, merge, members)
 
 
-def _train_per_preference(run: RunContext, config: IterativeRSConfig):
+def _train_per_preference(run: RunContext, config: IterativeRSConfig) -> Trained:
     """One IterativeRS trajectory per grid preference (merge weights = that preference), the budget split across
     the trajectories as ``RunContext.train_each`` splits it across policies; each is a stage of the run."""
     grid = np.asarray(run.task.preference_grid, dtype=np.float64)

@@ -17,7 +17,8 @@ import dataclasses
 import numpy as np
 
 from morbench.baselines.common import PPOMethodConfig, iterations_per, save_policies
-from morbench.baselines.training import Learner, RunContext
+from morbench.baselines.training import Learner, RunContext, Trained
+from morbench.core import TokenEnv
 from morbench.errors import ConfigError
 from morbench.preferences import preference_key, uniform_preference
 from morbench.scalarization import Linear
@@ -69,7 +70,7 @@ class MORLHFUniformConfig(MORLHFConfig):
         return ("uniform",)
 
 
-def trained_preferences(task, preferences: str) -> np.ndarray:
+def trained_preferences(task: TokenEnv, preferences: str) -> np.ndarray:
     """The preferences MORLHF trains a policy for, in training order."""
     if preferences == "uniform":
         return uniform_preference(task.reward_dim)[None, :]
@@ -78,7 +79,7 @@ def trained_preferences(task, preferences: str) -> np.ndarray:
     return np.asarray(task.preference_grid, dtype=np.float64)
 
 
-def train(run: RunContext, config: MORLHFConfig):
+def train(run: RunContext, config: MORLHFConfig) -> Trained:
     preferences = trained_preferences(run.task, config.preferences)
     keys = [preference_key(w) for w in preferences]
     learners = [

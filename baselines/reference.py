@@ -19,7 +19,8 @@ import time
 
 import numpy as np
 
-from morbench.baselines.training import RunContext
+from morbench.baselines.training import RunContext, Trained
+from morbench.core import Context
 from morbench.errors import ConfigError
 from morbench.evaluation import LMPolicy
 from morbench.sampling import PolicySamples, sample_sequences
@@ -33,7 +34,7 @@ class PriorConfig:
     """The untuned prior: no training, no options."""
 
 
-def train_prior(run: RunContext, config: PriorConfig):
+def train_prior(run: RunContext, config: PriorConfig) -> Trained:
     return LMPolicy(run.prior, run.task), {
         "model": "the task's prior (unchanged)",
         "serving": "one model for all preferences (spends no budget)",
@@ -62,7 +63,7 @@ class BestOfNPolicy(LMPolicy):
         self.run, self.n, self.extra, self.outputs = run, n, extra, outputs
         self.limit = run.limit()
 
-    def sample(self, preference, contexts, seed) -> PolicySamples:
+    def sample(self, preference: np.ndarray, contexts: list[Context | None], seed: int) -> PolicySamples:
         started = time.perf_counter()
         counts = np.full(len(contexts), self.n)
         counts[: self.extra] += 1
@@ -102,7 +103,7 @@ class BestOfNPolicy(LMPolicy):
                 "evaluation samples; raise the budget"
             )
         # the selected samples' probability under best-of-n is not the prior's: no log-probability (no KL)
-        return PolicySamples(best, None)
+        return PolicySamples([s for s in best if s is not None], None)
 
 
 def _sample_prior(policy: LMPolicy, contexts: list, seed: int) -> tuple[list[str], int]:
@@ -111,7 +112,7 @@ def _sample_prior(policy: LMPolicy, contexts: list, seed: int) -> tuple[list[str
     return samples.sequences, int(samples.sampled_tokens or 0)
 
 
-def train_best_of_n(run: RunContext, config: BestOfNConfig):
+def train_best_of_n(run: RunContext, config: BestOfNConfig) -> Trained:
     task = run.task
     per_preference = run.eval_samples or task.protocol.samples_per_preference
     grid = len(task.preference_grid)
@@ -139,9 +140,9 @@ def train_best_of_n(run: RunContext, config: BestOfNConfig):
         spent = run.spent()
         reserve = {"sampled_tokens": per_preference * task.max_length, "oracle_calls": per_preference}
         affordable = min(
-            int((limit[name] - spent[name] - reserve[name]) / per_candidate[name]) // grid
+            int((bound - spent[name] - reserve[name]) / per_candidate[name]) // grid
             for name in per_candidate
-            if limit[name] is not None
+            if (bound := limit[name]) is not None
         )  # candidates per preference
         if config.n is not None:
             affordable = min(affordable, config.n * per_preference)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 
 from morbench.baselines.common import PPOMethodConfig, iterations_per, save_policies
-from morbench.baselines.training import RunContext, objective_experts
+from morbench.baselines.training import RunContext, Trained, objective_experts
 from morbench.serving import interpolation_policy
 
 __all__ = ["RewardedSoupsConfig", "train"]
@@ -24,7 +24,7 @@ class RewardedSoupsConfig(PPOMethodConfig):
     )
 
 
-def train(run: RunContext, config: RewardedSoupsConfig):
+def train(run: RunContext, config: RewardedSoupsConfig) -> Trained:
     experts = objective_experts(run)
     trained = run.train_each(config.ppo, experts, config.iterations, config.checkpoint_every)
     states = [trained[expert.name] for expert in experts]

@@ -27,11 +27,15 @@ from __future__ import annotations
 import copy
 import dataclasses
 import itertools
+from collections.abc import Callable
+from functools import partial
+from typing import Any
 
 import numpy as np
 import torch
 
-from morbench.baselines.training import RunContext
+from morbench.baselines.training import RunContext, Trained
+from morbench.core import Context, TokenEnv
 from morbench.errors import ConfigError
 from morbench.evaluation import LMPolicy
 from morbench.sampling import PolicySamples, prompt_tensors, sample, sample_sequences
@@ -121,7 +125,7 @@ class _Quantizer:
 class RiCPolicy(LMPolicy):
     """Samples conditioned on the reward tokens of the preference's target levels."""
 
-    def __init__(self, model, task, base_vocab: int, levels: int) -> None:
+    def __init__(self, model: torch.nn.Module, task: TokenEnv, base_vocab: int, levels: int) -> None:
         super().__init__(model, task)
         self.base_vocab, self.levels = base_vocab, levels
         self.support: np.ndarray | None = None  # level combinations of the training data (set after training)
@@ -137,7 +141,7 @@ class RiCPolicy(LMPolicy):
         extra = range(self.base_vocab, self.base_vocab + self.task.reward_dim * self.levels)
         return [*self.task.forbidden_token_ids.tolist(), *extra]
 
-    def sample(self, preference, contexts, seed) -> PolicySamples:
+    def sample(self, preference: np.ndarray, contexts: list[Context | None], seed: int) -> PolicySamples:
         prefix = self.prefix(self.targets(preference))
         return sample_sequences(
             self.model,
@@ -153,11 +157,11 @@ class RiCPolicy(LMPolicy):
 
 def _generate(
     run: RunContext,
-    model,
+    model: torch.nn.Module,
     level_targets: np.ndarray | None,
     count: int,
     seed: int,
-    config,
+    config: RewardsInContextConfig,
     policy: RiCPolicy | None = None,
     limit: dict | None = None,
 ) -> tuple[list, list, np.ndarray, np.ndarray, int]:
@@ -171,16 +175,21 @@ def _generate(
     generator = torch.Generator().manual_seed(seed)
     rng = np.random.default_rng(seed)
     forbid = policy.forbidden() if policy is not None else task.forbidden_token_ids.tolist()
-    rows, context_ids, rewards, valid, tokens = [], [], [], [], 0
+    rows: list[list[int]] = []
+    context_ids: list[int] = []
+    rewards: list[np.ndarray] = []
+    valid: list[np.ndarray] = []
+    tokens = 0
+    all_contexts = task.contexts
     for start in range(0, count, config.batch_size):
         n = min(config.batch_size, count - start)
         worst = {"sampled_tokens": n * task.max_length, "oracle_calls": n}
         if limit is not None and not run.fits(worst, limit, pending={"sampled_tokens": tokens}):
             break
-        picks = rng.integers(0, len(task.contexts), size=n) if task.contexts is not None else np.full(n, -1)
-        contexts = [task.contexts[i] if i >= 0 else None for i in picks]
+        picks = rng.integers(0, len(all_contexts), size=n) if all_contexts is not None else np.full(n, -1)
+        contexts = [all_contexts[i] if all_contexts is not None and i >= 0 else None for i in picks]
         prompt_ids, prompt_mask = prompt_tensors(task, contexts)
-        if level_targets is not None:
+        if level_targets is not None and policy is not None:
             prefixes = torch.tensor([policy.prefix(t) for t in level_targets[start : start + n]], dtype=torch.long)
             prompt_ids = torch.cat([prompt_ids, prefixes], dim=1)
             prompt_mask = torch.cat([prompt_mask, torch.ones_like(prefixes, dtype=torch.bool)], dim=1)
@@ -207,7 +216,25 @@ def _generate(
     return rows, context_ids, np.concatenate(rewards), np.concatenate(valid), tokens
 
 
-def _sft(run, model, optimizer, rows, context_ids, labels, prefix_fn, epochs, batch_size, generator):
+def _prompt_ids(task: TokenEnv, context_id: int) -> list[int]:
+    """The prompt of a training row: its context's prompt, or BOS for unconditional tasks (context id -1)."""
+    if context_id < 0 or task.contexts is None:
+        return [task.bos_token_id]
+    return [*task.contexts[context_id].prompt_ids]
+
+
+def _sft(
+    run: RunContext,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    rows: list[list[int]],
+    context_ids: list[int],
+    labels: np.ndarray,
+    prefix_fn: Callable[[np.ndarray], list[int]],
+    epochs: int,
+    batch_size: int,
+    generator: torch.Generator,
+) -> tuple[float, int]:
     """Next-token NLL on ``prompt reward-tokens sequence`` with the loss on the sequence tokens only (the
     prompt length is explicit: no template search)."""
     task = run.task
@@ -217,9 +244,7 @@ def _sft(run, model, optimizer, rows, context_ids, labels, prefix_fn, epochs, ba
         order = torch.randperm(len(rows), generator=generator).tolist()
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
-            prompts = [
-                [*task.contexts[context_ids[i]].prompt_ids] if context_ids[i] >= 0 else [task.bos_token_id] for i in idx
-            ]
+            prompts = [_prompt_ids(task, context_ids[i]) for i in idx]
             prompts = [[*p, *prefix_fn(labels[i])] for p, i in zip(prompts, idx, strict=True)]
             bodies = [[*p, *rows[i]] for p, i in zip(prompts, idx, strict=True)]
             width = max(len(b) for b in bodies)
@@ -252,7 +277,7 @@ def _mors_filter(rewards: np.ndarray, quantile: float) -> np.ndarray:
     return np.any(rewards >= thresholds[None, :], axis=1)
 
 
-def train(run: RunContext, config: RewardsInContextConfig):
+def train(run: RunContext, config: RewardsInContextConfig) -> Trained:
     task = run.task
     k_objectives = task.reward_dim
     base_vocab = task.vocab_size
@@ -274,7 +299,7 @@ def train(run: RunContext, config: RewardsInContextConfig):
     if "model" in run.state:  # resuming: the model and SFT generator as the last finished stage left them
         model.load_state_dict(run.state["model"])
         generator.set_state(run.state["generator"])
-    limits = run.stage("budget", lambda: _limits(run, config))
+    limits = run.stage("budget", partial(_limits, run, config))
     rounds = config.online_iterations
     if rounds is None:
         rounds = None if run.budget.limited else 2
@@ -304,12 +329,12 @@ def train(run: RunContext, config: RewardsInContextConfig):
 
     # -- online stage: targeted generation, hindsight relabelling, MORS filter, continued SFT ------------------
     # rounds continue while a batch still fits in the budget (or ``online_iterations`` rounds are done)
-    online_generated = []
+    online_generated: list[int] = []
     for iteration in itertools.count(1) if rounds is None else range(1, rounds + 1):
-        outcome = run.stage(
-            f"online-{iteration}",
-            lambda i=iteration: _online_round(run, config, model, policy, generator, quantizer, limits, i, rounds),
+        online_round = partial(
+            _online_round, run, config, model, policy, generator, quantizer, limits, iteration, rounds
         )
+        outcome = run.stage(f"online-{iteration}", online_round)
         if outcome["generated"] is None:
             break
         online_generated.append(outcome["generated"])
@@ -367,7 +392,17 @@ def _offline_data(run: RunContext, config: RewardsInContextConfig, limit: dict) 
     }
 
 
-def _online_round(run, config, model, policy, generator, quantizer, limits, iteration: int, rounds) -> dict:
+def _online_round(
+    run: RunContext,
+    config: RewardsInContextConfig,
+    model: torch.nn.Module,
+    policy: RiCPolicy,
+    generator: torch.Generator,
+    quantizer: _Quantizer,
+    limits: dict[str, Any],
+    iteration: int,
+    rounds: int | None,
+) -> dict[str, Any]:
     """One online round: goals, targeted generation, MORS filter, SFT on the grown data. Returns how many samples
     it generated (None: the budget did not cover a batch, so no round ran) and whether the rounds stop here."""
     task = run.task
@@ -427,7 +462,7 @@ def _sample_goals(rng: np.random.Generator, count: int, k_objectives: int, level
     return goals
 
 
-def _record(run: RunContext, model, generator, stats) -> None:
+def _record(run: RunContext, model: torch.nn.Module, generator: torch.Generator, stats: dict[str, Any]) -> None:
     """Log a stage and keep the model and SFT generator in the state its checkpoint saves."""
     run.state.update(
         model={k: v.detach().clone() for k, v in model.state_dict().items()}, generator=generator.get_state()

@@ -26,10 +26,10 @@ import dataclasses
 import json
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
-import numpy as np
 import torch
 import transformers
 from gymnasium.vector import AutoresetMode
@@ -37,8 +37,9 @@ from tqdm.auto import tqdm
 
 from morbench.baselines.checkpoint import load_checkpoint, save_checkpoint
 from morbench.baselines.common import PPOConfig, PPOLearner
+from morbench.core import Oracle, TokenEnv
 from morbench.errors import CheckpointError, ConfigError, InvalidRunError
-from morbench.evaluation import evaluate_on_env, make_evaluation_task
+from morbench.evaluation import Policy, evaluate_on_env, make_evaluation_task
 from morbench.models import load_prior
 from morbench.registry import make, spec_to_dict
 from morbench.runs import (
@@ -54,7 +55,7 @@ from morbench.scalarization import ObjectiveColumn, Scalarization
 from morbench.seeding import expert_seed
 from morbench.vector import TokenVectorEnv
 
-__all__ = ["Budget", "Learner", "Rounds", "RunContext", "objective_experts"]
+__all__ = ["Budget", "Learner", "Rounds", "RunContext", "Trained", "objective_experts"]
 
 transformers.utils.logging.disable_progress_bar()  # save_pretrained's shard bars; ours are the tqdm bars below
 
@@ -64,6 +65,7 @@ CONVENTIONS = ("total", "per_expert")
 SCHEDULE_FORMAT = 2  # the layout of a schedule's position in ``run.state`` (checkpoints of another are refused)
 T = TypeVar("T")
 StateDict = dict[str, torch.Tensor]
+Trained = tuple[Policy, dict[str, Any]]  # what a method's train(run, config) returns: the policy to evaluate, outputs
 
 
 @dataclasses.dataclass
@@ -160,7 +162,7 @@ class RunContext:
         self.env_kwargs = dict(env_kwargs or {})
         self.eval_samples = eval_samples
         self.progress = progress
-        self.task = make(env_id, **self.env_kwargs).unwrapped
+        self.task = cast(TokenEnv, make(env_id, **self.env_kwargs).unwrapped)
         self.prior = load_prior(self.task, seed=self.seed).eval()
         for parameter in self.prior.parameters():
             parameter.requires_grad_(False)
@@ -181,7 +183,7 @@ class RunContext:
         return self._venvs[batch_size]
 
     @property
-    def oracle(self):
+    def oracle(self) -> Oracle:
         return self.task.oracle
 
     def learner(self, config: PPOConfig, seed: int, policy: torch.nn.Module | None = None) -> PPOLearner:
@@ -190,11 +192,11 @@ class RunContext:
             policy if policy is not None else self.prior, self.prior, self.vector_env(config.batch_size), config, seed
         )
 
-    def policy_from_state(self, lm_state: dict[str, torch.Tensor]) -> torch.nn.Module:
+    def policy_from_state(self, lm_state: dict[str, torch.Tensor]) -> transformers.PreTrainedModel:
         """A copy of the prior's architecture holding ``lm_state`` (strict: every key must match)."""
         lm = copy.deepcopy(self.prior)
         lm.load_state_dict(lm_state, strict=True)
-        return lm.eval()
+        return cast(transformers.PreTrainedModel, lm.eval())
 
     # -- budgets ---------------------------------------------------------------------------------------------
     def spent(self) -> dict[str, int]:
@@ -222,7 +224,7 @@ class RunContext:
         spent = self.spent()
         pending = pending or {}
         return all(
-            limit.get(name) is None or spent[name] + pending.get(name, 0) + cost[name] <= limit[name]
+            (bound := limit.get(name)) is None or spent[name] + pending.get(name, 0) + cost[name] <= bound
             for name in RESOURCES
         )
 
@@ -345,9 +347,7 @@ class RunContext:
                     state["block_start"] = learner.iterations
                 entry_tags = {**spec.tags, "round": round_index, **(tags or {})}
                 stop = state["block_start"] + block
-                self._iterate(
-                    learner, spec.scalarization, stop, entry_tags, checkpoint_every, lambda p=position: save(p)
-                )
+                self._iterate(learner, spec.scalarization, stop, entry_tags, checkpoint_every, partial(save, position))
                 state["block_start"] = None
                 save(position + 1)
                 self.checkpoint()
@@ -495,9 +495,7 @@ class RunContext:
         atomic_write_bytes(self.out / CURVE_FILE, lines.encode())
 
     # -- the end of a run ---------------------------------------------------------------------------------
-    def finish(
-        self, policy: Any, config: Any, outputs: dict[str, Any] | None = None, preferences: np.ndarray | None = None
-    ) -> Path:
+    def finish(self, policy: Any, config: Any, outputs: dict[str, Any] | None = None, preferences: Any = None) -> Path:
         """Evaluate ``policy`` with the task's protocol on a fresh env, then write the run directory."""
         if self._bar is not None:
             self._bar.close()
@@ -540,6 +538,6 @@ class RunContext:
 
 
 def _config_dict(config: Any) -> Any:
-    if dataclasses.is_dataclass(config):
+    if dataclasses.is_dataclass(config) and not isinstance(config, type):
         return dataclasses.asdict(config)
     return copy.deepcopy(config)

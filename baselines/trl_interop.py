@@ -48,7 +48,7 @@ def reward_functions(env: Any) -> list[Callable[..., list[float]]]:
     functions = []
     for k, name in enumerate(task.objective_names):
 
-        def reward(prompts=None, completions=None, k=k, **kwargs) -> list[float]:
+        def reward(prompts: Any = None, completions: Any = None, k: int = k, **kwargs: Any) -> list[float]:
             return rewards_for(completions, kwargs.get("context"))[:, k].astype(float).tolist()
 
         reward.__name__ = reward.__qualname__ = name

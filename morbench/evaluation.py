@@ -20,7 +20,7 @@ import inspect
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import numpy as np
 import torch
@@ -156,7 +156,9 @@ def evaluation_env_kwargs(task: TokenEnv, env_kwargs: dict[str, Any] | None) -> 
     return kwargs
 
 
-def make_evaluation_task(env_id: str, env_kwargs: dict[str, Any] | None = None, training_task: Any = None) -> Any:
+def make_evaluation_task(
+    env_id: str, env_kwargs: dict[str, Any] | None = None, training_task: TokenEnv | None = None
+) -> TokenEnv:
     """The (unwrapped) env the protocol evaluates on: ``env_id`` with the training kwargs and the protocol's
     context split (e.g. test documents). A fresh env, with its own oracle: evaluation is not training.
     ``training_task`` (that env made with ``env_kwargs``, if the caller has it) saves making it again."""
@@ -164,11 +166,11 @@ def make_evaluation_task(env_id: str, env_kwargs: dict[str, Any] | None = None, 
 
     kwargs = dict(env_kwargs or {})
     if training_task is None:
-        task = make(env_id, **kwargs).unwrapped
+        task = cast(TokenEnv, make(env_id, **kwargs).unwrapped)
         if evaluation_env_kwargs(task, kwargs) == kwargs:
             return task  # made just now (fresh) and already the protocol's
         training_task = task
-    return make(env_id, **evaluation_env_kwargs(training_task, kwargs)).unwrapped
+    return cast(TokenEnv, make(env_id, **evaluation_env_kwargs(training_task, kwargs)).unwrapped)
 
 
 def evaluation_contexts(task: TokenEnv, num_samples: int, seed: int) -> list[Context | None]:
@@ -216,7 +218,7 @@ def evaluate_on_env(
                 "judge_rewards": judge.rewards.tolist() if judge is not None else None,
                 "logprobs": samples.logprobs.tolist() if samples.logprobs is not None else None,
                 "prior_logprobs": prior_logprobs(prior, task, samples.sequences, contexts).tolist(),
-                "contexts": [c.key for c in contexts] if task.contexts is not None else None,
+                "contexts": [c.key for c in contexts if c is not None] if task.contexts is not None else None,
             }
         )
     return {

@@ -68,7 +68,7 @@ def new_kv_cache(model: torch.nn.Module) -> tuple[str, Any]:
 
     parameters = inspect.signature(model.forward).parameters
     argument = "cache" if "cache" in parameters else "past_key_values"
-    return argument, DynamicCache(config=model.config)
+    return argument, DynamicCache(config=model.config)  # type: ignore[arg-type]
 
 
 def _top_p_filter(logits: torch.Tensor, top_p: float) -> torch.Tensor:
@@ -162,7 +162,7 @@ def prompt_tensors(task: TokenEnv, contexts: list[Context | None]) -> tuple[torc
     if contexts[0] is None:
         return bos_prompts(len(contexts), task.bos_token_id)
     ids = torch.as_tensor(task.prompt_array(contexts))
-    lengths = torch.tensor([min(len(c.prompt_ids), task.max_prompt_length) for c in contexts])
+    lengths = torch.tensor([min(len(c.prompt_ids), task.max_prompt_length) for c in contexts if c is not None])
     return ids, torch.arange(ids.shape[1])[None, :] >= (ids.shape[1] - lengths)[:, None]
 
 
