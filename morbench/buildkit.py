@@ -1,6 +1,8 @@
-"""What the asset builders (``morbench build-assets <task>``) share: the record of the machine and package
-versions a build ran on, build reports (writing, reading and comparing two of them within tolerances),
-correlation and invalid-reason summaries, stage timings, and unconditional prior samples for the reports.
+"""What the asset builders (``morbench build-assets <task>``) share.
+
+The record of the machine and package versions a build ran on, build reports (writing, reading and comparing
+two of them within tolerances), correlation and invalid-reason summaries, stage timings, and unconditional
+prior samples for the reports.
 
 Each builder (``envs/<task>/build.py``) keeps only what is specific to its data and models.
 """
@@ -75,8 +77,10 @@ def package_versions(names: Iterable[str]) -> dict[str, str | None]:
 
 
 def load_average() -> list[float] | None:
-    """The 1, 5 and 15-minute load averages (None where the OS does not report them): a shared machine's
-    timings are read against them."""
+    """The 1, 5 and 15-minute load averages, or None where the OS does not report them.
+
+    A shared machine's timings are read against them.
+    """
     return list(os.getloadavg()) if hasattr(os, "getloadavg") else None
 
 
@@ -118,6 +122,7 @@ class Timings:
 
     @contextlib.contextmanager
     def __call__(self, name: str) -> Iterator[None]:
+        """Time the ``with`` block as stage ``name`` (recorded even if the block raises)."""
         start = time.perf_counter()
         try:
             yield
@@ -126,8 +131,10 @@ class Timings:
 
 
 def builder_parser(program: str, description: str, assets_dir: Path) -> argparse.ArgumentParser:
-    """The command line of a builder, with the options that :class:`BuildRun` builders share: ``--assets-dir``,
-    ``--threads`` and ``--no-progress`` (the builder adds its own)."""
+    """The command line of a builder, with the options that :class:`BuildRun` builders share.
+
+    Those are ``--assets-dir``, ``--threads`` and ``--no-progress``; the builder adds its own.
+    """
     parser = argparse.ArgumentParser(
         prog=program, description=description, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -138,8 +145,10 @@ def builder_parser(program: str, description: str, assets_dir: Path) -> argparse
 
 
 class BuildRun:
-    """One run of a builder that keeps an ``environment`` record in its report: sets torch's threads, creates
-    the asset directory, reads the previous report, times stages, stamps sections, compares and writes.
+    """One run of a builder that keeps an ``environment`` record in its report.
+
+    It sets torch's threads, creates the asset directory, reads the previous report, times stages, stamps
+    sections, compares and writes.
 
     ``with run.stage("prior"): ...`` times a stage; :meth:`stamp` marks a section with this run's environment
     and that stage's wall time (sections kept from an earlier run keep their own); :meth:`finish` compares the
@@ -165,8 +174,11 @@ class BuildRun:
         return {**section, "built": self.environment, "wall_seconds": self.timings.seconds[stage]}
 
     def finish(self, report: dict[str, Any], tolerances: Mapping[FigurePath, float], compare: bool = True) -> None:
-        """Add ``reproduction_check`` (the figures at ``tolerances`` against the previous report, if there is
-        one and ``compare``), print the figures beyond tolerance, write the report and the manifest."""
+        """Compare with the previous report, then write the report and the manifest.
+
+        ``reproduction_check`` (the figures at ``tolerances`` against the previous report) is added if there is
+        a previous report and ``compare``; the figures beyond tolerance are printed.
+        """
         if self.previous and compare:
             check = report["reproduction_check"] = compare_reports(self.previous, report, tolerances)
             print(
@@ -193,7 +205,9 @@ def _json_default(value: Any) -> Any:
 
 def report_json(report: Mapping[str, Any]) -> str:
     """A build report (or part of one) as JSON text: two-space indent, keys in insertion order, non-ASCII kept.
-    NumPy scalars and arrays, tuples, sets and paths become JSON numbers, lists and strings."""
+
+    NumPy scalars and arrays, tuples, sets and paths become JSON numbers, lists and strings.
+    """
     return json.dumps(report, indent=2, ensure_ascii=False, default=_json_default)
 
 
@@ -262,8 +276,11 @@ def comparison_by_figure(comparison: Mapping[str, Any]) -> dict[str, dict[str, A
 
 
 def comparison_rows(section: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The figure rows of a comparison section of a committed report, in either layout: the table of
-    :func:`compare_reports` (QM9, Summarize) or one entry per figure (CNS's :func:`comparison_by_figure`)."""
+    """The figure rows of a comparison section of a committed report, in either layout.
+
+    The layouts are the table of :func:`compare_reports` (QM9, Summarize) and one entry per figure (CNS's
+    :func:`comparison_by_figure`).
+    """
     if "figures" in section and isinstance(section["figures"], list):
         return [dict(row) for row in section["figures"]]
     return [{"figure": figure, **row} for figure, row in section.items()]
@@ -297,8 +314,10 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def pairwise_correlations(columns: Mapping[str, np.ndarray], separator: str = "~") -> dict[str, dict[str, float]]:
-    """Pearson and Spearman correlation of every pair of columns, keyed ``"a~b"`` (``a`` before ``b``):
-    ``{"pearson": {"a~b": r, ...}, "spearman": {"a~b": rho, ...}}``."""
+    """Pearson and Spearman correlation of every pair of columns, keyed ``"a~b"`` (``a`` before ``b``).
+
+    Returns ``{"pearson": {"a~b": r, ...}, "spearman": {"a~b": rho, ...}}``.
+    """
     names = list(columns)
     out: dict[str, dict[str, float]] = {"pearson": {}, "spearman": {}}
     for i, a in enumerate(names):
@@ -321,8 +340,10 @@ def correlation_matrices(columns: Mapping[str, np.ndarray]) -> dict[str, dict[st
 
 
 def agreement(a: np.ndarray, b: np.ndarray, names: Sequence[str]) -> dict[str, dict[str, float]]:
-    """Per column of two ``(n, len(names))`` arrays (e.g. oracle and judge scores of the same samples):
-    Pearson r, Spearman rho and mean absolute difference."""
+    """Pearson r, Spearman rho and mean absolute difference per column of two ``(n, len(names))`` arrays.
+
+    For example the oracle's and the judge's scores of the same samples.
+    """
     return {
         name: {
             "pearson": pearson(a[:, k], b[:, k]),
@@ -347,8 +368,11 @@ def distribution_summary(values: Sequence[float] | np.ndarray) -> dict[str, floa
 
 
 def first_rows(keys: Sequence[str | None]) -> tuple[list[str], np.ndarray]:
-    """The distinct keys (canonical forms of valid samples; None for invalid ones), sorted, and the row where
-    each first occurs: the rows that stand for the unique valid samples in per-molecule figures."""
+    """The distinct keys, sorted, and the row where each first occurs.
+
+    Keys are the canonical forms of valid samples (None for invalid ones); the rows stand for the unique valid
+    samples in per-molecule figures.
+    """
     first: dict[str, int] = {}
     for row, key in enumerate(keys):
         if key is not None and key not in first:
@@ -361,9 +385,11 @@ def first_rows(keys: Sequence[str | None]) -> tuple[list[str], np.ndarray]:
 def reason_classifier(
     prefixes: Mapping[str, str], contains: Mapping[str, str] | None = None, other: Callable[[str], str] | None = None
 ) -> Callable[[str], str]:
-    """A function that names the class of an invalid reason (for counting, without the specific sequence):
-    the class of the first prefix the reason starts with, else of the first ``contains`` key it contains,
-    else ``other(reason)`` (the reason itself by default)."""
+    """A function that names the class of an invalid reason, for counting without the specific sequence.
+
+    The class is that of the first prefix the reason starts with, else of the first ``contains`` key it
+    contains, else ``other(reason)`` (the reason itself by default).
+    """
     contains = contains or {}
 
     def classify(reason: str) -> str:
@@ -420,8 +446,11 @@ def sample_prior(
     forbid_token_ids: Sequence[int] | None = None,
     progress: bool = False,
 ) -> PriorSamples:
-    """``count`` unconditional samples at temperature 1 in batches of ``batch_size``, from one seeded generator
-    (so the samples depend on ``seed`` and ``batch_size``, not on the machine's load)."""
+    """``count`` unconditional samples at temperature 1 in batches of ``batch_size``.
+
+    One seeded generator draws them all, so the samples depend on ``seed`` and ``batch_size``, not on the
+    machine's load.
+    """
     import torch
     from tqdm.auto import tqdm
 
