@@ -138,7 +138,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.check is not None and not args.check.is_file():
+        parser.error(f"--check {args.check}: no such report (pass the committed assets/build_report.json)")
 
     import torch
 
@@ -178,7 +181,10 @@ def main(argv: list[str] | None = None) -> int:
     if all((assets / name).is_file() for name in RUNTIME_FILES):
         write_enhancer_manifest(assets)
     if committed is not None:
-        problems = comparison_failures(compare_reports(committed, report.data, CHECK_TOLERANCES))
+        comparison = compare_reports(committed, report.data, CHECK_TOLERANCES)
+        problems = comparison_failures(comparison)
+        if comparison["compared"] == 0:
+            problems = [f"no figure of {args.check} is in the new report: nothing was compared"]
         for problem in problems:
             _log(f"check failed: {problem}")
         if problems:

@@ -306,3 +306,17 @@ def test_qm9_builder_runs_every_stage_on_a_stand_in_table_and_compares_a_rebuild
     assert second["environment"]["command"].endswith("--skip-prior")
     check = second["reproduction_check"]
     assert check["compared"] == len(build.REPRODUCTION_TOLERANCES) and check["all_within_tolerance"]
+
+
+def test_enhancer_check_of_a_missing_report_is_refused_before_building(tmp_path, monkeypatch, capsys):
+    """``--check`` with a path that holds no report stops before any stage runs (not an empty comparison)."""
+    import morbench.envs.enhancer.build as build
+    import morbench.envs.enhancer.data as data
+
+    def no_corpus() -> None:
+        raise AssertionError("the builder started before checking --check")
+
+    monkeypatch.setattr(data, "load_corpus", no_corpus)
+    with pytest.raises(SystemExit) as error:
+        build.main(["--assets-dir", str(tmp_path), "--check", str(tmp_path / "missing.json")])
+    assert error.value.code == 2 and "missing.json: no such report" in capsys.readouterr().err
