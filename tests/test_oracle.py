@@ -133,7 +133,12 @@ def test_load_state_dict_rejects_bad_counters_and_a_replaced_budget(change, mess
     oracle = LengthOracle(budget=2)
     with pytest.raises(OracleStateError, match=re.escape(message)):
         oracle.load_state_dict(state)
-    assert (oracle.calls, oracle.requests, oracle.budget, len(oracle.state_dict()["cache"])) == (0, 0, 2, 0)  # nothing restored
+    assert (oracle.calls, oracle.requests, oracle.budget, len(oracle.state_dict()["cache"])) == (
+        0,
+        0,
+        2,
+        0,
+    )  # nothing restored
 
 
 def test_load_state_dict_round_trips_and_rejects_a_non_dict():

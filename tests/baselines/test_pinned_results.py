@@ -35,7 +35,11 @@ RIC = {
 VARIANTS = {
     "iterative_rs": ("iterative_rs", {**PPO, "iterations": 4, "merge_every": 2, "checkpoint_every": 1}, None),
     "iterative_rs_budget": ("iterative_rs", {**PPO, "iterations": 50, "merge_every": 3}, 1500),
-    "iterative_rs_subsets": ("iterative_rs", {**PPO, "iterations": 4, "merge_every": 1, "objectives_per_round": 2}, None),
+    "iterative_rs_subsets": (
+        "iterative_rs",
+        {**PPO, "iterations": 4, "merge_every": 1, "objectives_per_round": 2},
+        None,
+    ),
     "iterative_rs_per_preference": (
         "iterative_rs",
         {**PPO, "iterations": 1, "merge_every": 1, "training": "per_preference"},
