@@ -18,10 +18,11 @@ Everything in morbench builds on three pieces defined here:
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from abc import ABC, abstractmethod
-from collections.abc import Hashable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeAlias
 
 import gymnasium as gym
 import numpy as np
@@ -43,11 +44,21 @@ __all__ = [
     "InputCheck",
     "InvalidSequence",
     "LazyAttributes",
+    "Observation",
     "Oracle",
     "OracleEvaluation",
     "ScoreResult",
     "TokenEnv",
 ]
+
+
+Observation: TypeAlias = "np.ndarray | dict[str, np.ndarray]"
+"""What :class:`TokenEnv` observes: the padded token ids, int64 ``(max_length,)``, or for a prompt-conditioned task
+``{"prompt": (max_prompt_length,), "tokens": (max_length,)}``."""
+
+CacheKey: TypeAlias = "str | tuple[str, str]"
+"""An :class:`Oracle` cache key: the canonical form, or ``(context key, canonical form)`` for a prompt-conditioned
+task."""
 
 
 class InvalidSequence(Exception):
@@ -260,7 +271,7 @@ class Oracle(LazyAttributes, ABC):
         self.input_check: InputCheck | None = None  # set by TokenEnv: the task's tokenizer-level bounds
         self.calls = 0  # unique sequences evaluated (repeats are free, invalid ones cost nothing)
         self.requests = 0  # sequences asked for, repeats and invalid ones included
-        self._cache: dict[Hashable, tuple[np.ndarray, dict[str, float], str | None]] = {}
+        self._cache: dict[CacheKey, tuple[np.ndarray, dict[str, float], str | None]] = {}
 
     # -- to implement -------------------------------------------------------------------------------------
     def canonicalize(self, sequence: str, context: Context | None = None) -> str:
@@ -361,8 +372,8 @@ class Oracle(LazyAttributes, ABC):
         keys: list[str | None] = [None] * n
         properties = {name: np.full(n, np.nan) for name in self.property_names}
 
-        cache_keys: list[Hashable | None] = [None] * n
-        new: dict[Hashable, tuple[str, Context | None]] = {}
+        cache_keys: list[CacheKey | None] = [None] * n
+        new: dict[CacheKey, tuple[str, Context | None]] = {}
         screened = self.screen(sequences)
         self.prepare([s for s, reason in zip(sequences, screened, strict=True) if reason is None])
         for i, (sequence, context) in enumerate(zip(sequences, contexts, strict=True)):
@@ -380,10 +391,10 @@ class Oracle(LazyAttributes, ABC):
                 reasons[i] = f"canonicalization failed: {type(exc).__name__}: {exc}"
                 continue
             keys[i] = key
-            cache_key = key if context is None else (context.key, key)
-            cache_keys[i] = cache_key
-            if cache_key not in self._cache and cache_key not in new:
-                new[cache_key] = (key, context)
+            key_in_cache: CacheKey = key if context is None else (context.key, key)
+            cache_keys[i] = key_in_cache
+            if key_in_cache not in self._cache and key_in_cache not in new:
+                new[key_in_cache] = (key, context)
 
         if new:
             if self.budget is not None and self.calls + len(new) > self.budget:
@@ -409,7 +420,7 @@ class Oracle(LazyAttributes, ABC):
         assert rewards.shape == (n, k)
         return ScoreResult(list(sequences), rewards, valid, reasons, keys, properties, self.objective_names)
 
-    def _evaluate_new(self, items: list[tuple[Hashable, tuple[str, Context | None]]]) -> None:
+    def _evaluate_new(self, items: list[tuple[CacheKey, tuple[str, Context | None]]]) -> None:
         low, high = self.reward_low, self.reward_high
         keys = [key for _, (key, _) in items]
         contexts = [context for _, (_, context) in items]
@@ -445,11 +456,22 @@ class Oracle(LazyAttributes, ABC):
 
     def state_dict(self) -> dict[str, Any]:
         """Counters and cache as JSON-ready data, so a resumed run counts oracle calls exactly as before."""
-        cache = [
+        return {"calls": self.calls, "requests": self.requests, "budget": self.budget, "cache": self.cache_records()}
+
+    def cache_records(self, start: int = 0) -> list[list[Any]]:
+        """The cache entries from the ``start``-th on, in insertion order, as :meth:`state_dict` stores them.
+
+        Entries are only ever added (until :meth:`clear_cache`), so a checkpoint can append the entries since its
+        last write instead of re-writing the whole cache (:meth:`cached_count` says how many there are).
+        """
+        return [
             [list(key) if isinstance(key, tuple) else key, row.tolist(), props, failure]
-            for key, (row, props, failure) in self._cache.items()
+            for key, (row, props, failure) in itertools.islice(self._cache.items(), start, None)
         ]
-        return {"calls": self.calls, "requests": self.requests, "budget": self.budget, "cache": cache}
+
+    def cached_count(self) -> int:
+        """The number of cached sequences (of :meth:`cache_records`)."""
+        return len(self._cache)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state_dict`'s data, all or nothing; raises :class:`OracleStateError` naming the bad value.
@@ -479,7 +501,7 @@ class Oracle(LazyAttributes, ABC):
                 f"oracle state is inconsistent: calls={calls}, requests={requests}, budget={budget} (calls must be "
                 "<= requests and <= budget); restore the checkpoint or start the run again"
             )
-        cache: dict[Hashable, tuple[np.ndarray, dict[str, float], str | None]] = {}
+        cache: dict[CacheKey, tuple[np.ndarray, dict[str, float], str | None]] = {}
         entries = state["cache"]
         if not isinstance(entries, list) or len(entries) > calls:
             raise OracleStateError(
@@ -509,7 +531,7 @@ class Oracle(LazyAttributes, ABC):
 
 
 def _is_count(value: Any) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 0
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and bool(value >= 0)
 
 
 def _describe(value: Any) -> str:
@@ -530,7 +552,8 @@ class TokenEnv(LazyAttributes, gym.Env):
     ``max_prompt_length``. Action: ``Discrete(vocab_size)``; one action appends one token.
     """
 
-    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi"]}
+    # an instance attribute, as gymnasium.Env declares it (mypy refuses a ClassVar override)
+    metadata: dict[str, Any] = {"render_modes": ["ansi"]}  # noqa: RUF012
     rebuild_command: ClassVar[str | None] = None  # the command that rebuilds the task's assets, named in errors
     # whether the input check bounds texts to max_length tokens (a task whose oracle has its own, stricter
     # token rule, such as Summarize's overlong rule, sets False so that rule gives the reason)
@@ -624,7 +647,8 @@ class TokenEnv(LazyAttributes, gym.Env):
         longest = max(len(token) for token, i in vocabulary.items() if i not in forbidden_token_ids)
         unknown = getattr(self.tokenizer, "unk_token_id", None)
         forbidden = forbidden_token_ids | ({int(unknown)} if unknown is not None else set())
-        name = self.spec.id if getattr(self, "spec", None) is not None else type(self).__name__
+        spec = getattr(self, "spec", None)
+        name = spec.id if spec is not None else type(self).__name__
         return InputCheck(
             self.tokenizer,
             sorted(forbidden),
@@ -634,7 +658,9 @@ class TokenEnv(LazyAttributes, gym.Env):
         )
 
     # -- episode API --------------------------------------------------------------------------------------
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[Observation, dict[str, Any]]:
         super().reset(seed=seed)
         self._tokens.fill(self.pad_token_id)
         self._length = 0
@@ -645,7 +671,7 @@ class TokenEnv(LazyAttributes, gym.Env):
             info["context"] = self._context.key
         return self._observation(), info
 
-    def step(self, action: Any):
+    def step(self, action: Any) -> tuple[Observation, np.ndarray, bool, bool, dict[str, Any]]:
         if self._done:
             raise StepAfterDoneError("step() called after the episode ended; call reset() first")
         token = self.check_action(action)
@@ -687,7 +713,9 @@ class TokenEnv(LazyAttributes, gym.Env):
         return self.judge(list(sequences), contexts)
 
     def score_token_ids(
-        self, token_ids: Sequence[Sequence[int]] | np.ndarray, contexts: Sequence[Context | None] | None = None
+        self,
+        token_ids: Sequence[Sequence[int] | np.ndarray] | np.ndarray,
+        contexts: Sequence[Context | None] | None = None,
     ) -> ScoreResult:
         """Decode generated token ids (cut at the first EOS) and score them.
 
@@ -704,7 +732,9 @@ class TokenEnv(LazyAttributes, gym.Env):
             result.scatter(clean, self.score([sequences[i] for i in clean], [contexts[i] for i in clean]))
         return result
 
-    def decode_token_ids(self, token_ids: Sequence[Sequence[int]] | np.ndarray) -> tuple[list[str], list[str | None]]:
+    def decode_token_ids(
+        self, token_ids: Sequence[Sequence[int] | np.ndarray] | np.ndarray
+    ) -> tuple[list[str], list[str | None]]:
         """Decode rows of generated ids (up to the first EOS) to strings; flag rows with forbidden tokens."""
         rows = []
         reasons: list[str | None] = []
@@ -784,7 +814,7 @@ class TokenEnv(LazyAttributes, gym.Env):
                 out[i, self.max_prompt_length - len(ids) :] = ids
         return out
 
-    def _observation(self):
+    def _observation(self) -> Observation:
         tokens = self._tokens.copy()
         if self.contexts is None:
             return tokens

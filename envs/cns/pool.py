@@ -19,7 +19,10 @@ import os
 import sys
 import time
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from multiprocessing.connection import Connection
+from multiprocessing.pool import Pool
+from typing import Any, NoReturn
 
 from morbench.envs.cns.featurize import FeatureSpec, MoleculeRecord, _load_sascorer, process_smiles
 from morbench.errors import OracleTimeoutError
@@ -49,7 +52,7 @@ def _score_chunk(smiles: list[str]) -> list[MoleculeRecord]:
 
 
 @contextlib.contextmanager
-def _main_module_hidden():
+def _main_module_hidden() -> Iterator[None]:
     """Start workers without re-importing the caller's ``__main__`` script in each of them.
 
     ``spawn``/``forkserver`` children normally re-run the main script's imports (slow when it imports torch, and
@@ -59,7 +62,7 @@ def _main_module_hidden():
     if main is None:
         yield
         return
-    saved = {name: main.__dict__[name] for name in ("__file__", "__spec__") if name in main.__dict__}
+    saved: dict[str, Any] = {name: main.__dict__[name] for name in ("__file__", "__spec__") if name in main.__dict__}
     main.__dict__.pop("__file__", None)
     main.__dict__["__spec__"] = None
     try:
@@ -77,7 +80,7 @@ def default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _score_alone(connection, function: MoleculeFunction, spec: FeatureSpec, smiles: str) -> None:
+def _score_alone(connection: Connection, function: MoleculeFunction, spec: FeatureSpec, smiles: str) -> None:
     """Target of the process that scores one molecule on its own: send its record back, then exit."""
     _init_worker(function, spec)
     try:
@@ -131,8 +134,8 @@ class RDKitPool:
         self.hang_timeout = float(hang_timeout)
         self.start_method = start_method
         self.restarts = 0  # pools killed because something timed out
-        self._processes = None  # the multiprocessing.Pool, started lazily
-        self._finalizer = None
+        self._processes: Pool | None = None  # started lazily
+        self._finalizer: weakref.finalize | None = None  # terminates _processes when the pool is garbage collected
         self._grace = 0.0
 
     # -- lifecycle ----------------------------------------------------------------------------------------
@@ -140,7 +143,7 @@ class RDKitPool:
     def running(self) -> bool:
         return self._processes is not None
 
-    def _start(self):
+    def _start(self) -> Pool:
         """Start the worker processes if needed; wait until one is ready (its start-up time is the grace)."""
         if self._processes is None:
             context = multiprocessing.get_context(self.start_method)
@@ -164,21 +167,22 @@ class RDKitPool:
 
     def _kill(self) -> None:
         if self._processes is not None:
-            self._finalizer.detach()
-            self._processes.terminate()
-            self._processes.join()
-            self._processes = None
+            self._stop(self._processes)
             self.restarts += 1
 
     def close(self) -> None:
         """Stop the worker processes (a later call starts new ones). No work is outstanding between calls."""
         if self._processes is not None:
-            self._finalizer.detach()
-            self._processes.terminate()
-            self._processes.join()
-            self._processes = None
+            self._stop(self._processes)
 
-    def __getstate__(self):
+    def _stop(self, processes: Pool) -> None:
+        if self._finalizer is not None:  # set together with _processes
+            self._finalizer.detach()
+        processes.terminate()
+        processes.join()
+        self._processes = None
+
+    def __getstate__(self) -> NoReturn:
         raise TypeError("RDKitPool holds processes and cannot be pickled; the oracle recreates it after unpickling")
 
     # -- scoring ------------------------------------------------------------------------------------------
@@ -222,7 +226,10 @@ class RDKitPool:
         """
         context = multiprocessing.get_context(self.start_method)
         receiver, sender = context.Pipe(duplex=False)
-        process = context.Process(target=_score_alone, args=(sender, self.function, self.spec, smiles), daemon=True)
+        # get_context(str) is typed as BaseContext, which lacks Process; every concrete context has it
+        process = context.Process(  # type: ignore[attr-defined]
+            target=_score_alone, args=(sender, self.function, self.spec, smiles), daemon=True
+        )
         with _main_module_hidden():
             process.start()
         sender.close()
