@@ -27,6 +27,8 @@ INT_LIMIT = 2**63  # integers are stored in int64 tensors and JSON consumers rea
 
 @dataclasses.dataclass(frozen=True)
 class Method:
+    """A registered method: its name, config dataclass, ``train(run, config)`` function and one-line description."""
+
     name: str
     config: type
     train: Callable[..., Any]
@@ -70,6 +72,7 @@ METHODS: dict[str, Method] = {
 
 
 def get_method(name: str) -> Method:
+    """The method registered as ``name``; an unknown name raises :class:`ConfigError` listing the known ones."""
     if name not in METHODS:
         raise ConfigError(f"unknown method {name!r}; choose one of {sorted(METHODS)}")
     return METHODS[name]
@@ -80,9 +83,12 @@ def _type_name(annotation: Any) -> str:
 
 
 def check_value(name: str, annotation: Any, value: Any) -> Any:
-    """``value`` checked against the type ``annotation`` of field ``name`` (an int is accepted for a float and
-    converted); raises :class:`ConfigError` naming the field, the value and the expected type. Dataclass fields
-    take a dict of their own fields (``{"batch_size": 32}``) and are built recursively."""
+    """``value`` checked against the type ``annotation`` of field ``name``, and returned.
+
+    An int is accepted for a float (and converted); dataclass fields take a dict of their own fields
+    (``{"batch_size": 32}``) and are built recursively. Raises :class:`ConfigError` naming the field, the value and
+    the expected type.
+    """
 
     def fail(expected: str, fix: str | None = None) -> ConfigError:
         shown = repr(value) if len(repr(value)) <= 80 else repr(value)[:80] + "..."

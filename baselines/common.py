@@ -2,8 +2,8 @@
 
 Read top to bottom: :class:`PPOConfig` -> :class:`PolicyValueModel` -> :func:`collect_rollout` ->
 :func:`ppo_update` -> :class:`PPOLearner` (one learner = one policy trained on one scalar reward) ->
-:func:`merge_state_dicts`, then the helpers several methods share (saving policies, counting their iterations). The training
-schedule's loop, checkpointing and compute accounting live in ``baselines/training.py``.
+:func:`merge_state_dicts`, then the helpers several methods share (saving policies, counting their iterations).
+The training schedule's loop, checkpointing and compute accounting live in ``baselines/training.py``.
 """
 
 from __future__ import annotations
@@ -96,6 +96,10 @@ class PolicyValueModel(nn.Module):
         nn.init.zeros_(self.value_head.bias)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The LM's logits ``(B, L, V)`` and the value of every position ``(B, L)``.
+
+        Position ids count attended tokens only, so left padding does not shift them.
+        """
         positions = (attention_mask.cumsum(dim=1) - 1).clamp(min=0)
         out = self.lm(
             input_ids=input_ids, attention_mask=attention_mask, position_ids=positions, output_hidden_states=True
@@ -146,6 +150,7 @@ class Rollout:
 
     @property
     def mask(self) -> torch.Tensor:
+        """True at the generated positions, up to and including EOS."""
         return self.generation.mask
 
 
@@ -340,6 +345,7 @@ class PPOLearner:
         self.reset_optimizer()
 
     def reset_optimizer(self) -> None:
+        """Replace the optimizer by a fresh AdamW (no moments): at the start, and when a merge restarts the policy."""
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(), lr=self.config.learning_rate, weight_decay=self.config.weight_decay
         )
@@ -373,6 +379,7 @@ class PPOLearner:
 
     # -- checkpoint state ---------------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
+        """Everything a checkpoint needs to resume this learner exactly: weights, optimizer, generator, counters."""
         return {
             "model": {k: v.detach().clone() for k, v in self.model.state_dict().items()},
             "optimizer": self.optimizer.state_dict(),
@@ -385,6 +392,7 @@ class PPOLearner:
         }
 
     def load_state(self, state: dict[str, Any]) -> None:
+        """Restore the learner from a :meth:`state` record (in place)."""
         self.model.load_state_dict(state["model"], strict=True)
         self.reset_optimizer()
         self.optimizer.load_state_dict(state["optimizer"])
@@ -451,8 +459,10 @@ class PPOMethodConfig:
 
 
 def save_policies(run: Any, states: dict[str, dict[str, torch.Tensor]], folder: str) -> dict[str, str]:
-    """Write each policy's weights as a transformers folder ``<out>/<folder>/<name>`` (safetensors); return the
-    run-relative paths by name (the run's ``outputs`` record)."""
+    """Write each policy's weights as a transformers folder ``<out>/<folder>/<name>`` (safetensors).
+
+    Returns the run-relative paths by name (the run's ``outputs`` record).
+    """
     paths = {}
     for name, state in states.items():
         run.policy_from_state(state).save_pretrained(run.out / folder / name, safe_serialization=True)

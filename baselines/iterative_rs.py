@@ -38,6 +38,11 @@ TRAINING_MODES = ("single", "per_preference")
 
 @dataclasses.dataclass
 class IterativeRSConfig(PPOMethodConfig):
+    """IterativeRS's options (the paper's ``T``, ``m``, ``w`` and ``M``), besides those of every PPO method.
+
+    ``training`` chooses one merge trajectory at ``merge_weights`` or one trajectory per grid preference.
+    """
+
     iterations: int = dataclasses.field(
         default=20, metadata={"help": "T: at most this many PPO iterations per expert (a budget may stop it earlier)"}
     )
@@ -70,6 +75,12 @@ class IterativeRSConfig(PPOMethodConfig):
 
 
 def train(run: RunContext, config: IterativeRSConfig) -> Trained:
+    """Train one expert per objective in rounds, merged at ``merge_weights`` after each round.
+
+    Returns the policy, which serves every preference by interpolating the final experts, and the run's outputs
+    (the experts, the final merge, the rounds run). With ``training="per_preference"``: one trajectory per grid
+    preference, each preference served by its own final merge.
+    """
     if config.training == "per_preference":
         return _train_per_preference(run, config)
     k_objectives = run.task.reward_dim
@@ -97,8 +108,11 @@ def train(run: RunContext, config: IterativeRSConfig) -> Trained:
 
 
 def _rounds(run: RunContext, config: IterativeRSConfig, weights: np.ndarray) -> Rounds:
-    """The schedule: rounds of ``m`` iterations per expert of the round's subset, then the merge
-    ``rho = sum_{k in S} l_k theta_k`` with ``l`` the merge weights renormalised over the subset."""
+    """The schedule of one trajectory: rounds of ``m`` iterations per expert of the round's subset ``S``.
+
+    Each round ends with the merge ``rho = sum_{k in S} l_k theta_k``, ``l`` the merge weights renormalised over
+    ``S``.
+    """
     k_objectives = run.task.reward_dim
     size = min(config.objectives_per_round or k_objectives, k_objectives)
 
@@ -118,8 +132,11 @@ def _rounds(run: RunContext, config: IterativeRSConfig, weights: np.ndarray) -> 
 
 
 def _train_per_preference(run: RunContext, config: IterativeRSConfig) -> Trained:
-    """One IterativeRS trajectory per grid preference (merge weights = that preference), the budget split across
-    the trajectories as ``RunContext.train_each`` splits it across policies; each is a stage of the run."""
+    """One IterativeRS trajectory per grid preference, with that preference as its merge weights.
+
+    The budget is split across the trajectories as ``RunContext.train_each`` splits it across policies; each
+    trajectory is a stage of the run.
+    """
     grid = np.asarray(run.task.preference_grid, dtype=np.float64)
     keys = [preference_key(w) for w in grid]
     finals = {}

@@ -32,6 +32,8 @@ PREFERENCE_SETS = ("anchors", "grid")
 
 @dataclasses.dataclass
 class MORLHFConfig(PPOMethodConfig):
+    """MORLHF's options: those of every PPO method (``iterations`` per trained preference) and the trained set."""
+
     iterations: int = dataclasses.field(
         default=60,
         metadata={"help": "at most this many PPO iterations per trained preference (a budget may stop it earlier)"},
@@ -80,6 +82,11 @@ def trained_preferences(task: TokenEnv, preferences: str) -> np.ndarray:
 
 
 def train(run: RunContext, config: MORLHFConfig) -> Trained:
+    """Train one policy per preference of :func:`trained_preferences` on ``w . r``, one after the other.
+
+    Returns the policy that serves each preference by the nearest (L1) trained one, and the run's outputs (the
+    saved models, the trained preferences, the iterations each ran).
+    """
     preferences = trained_preferences(run.task, config.preferences)
     keys = [preference_key(w) for w in preferences]
     learners = [

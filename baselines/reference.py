@@ -35,6 +35,7 @@ class PriorConfig:
 
 
 def train_prior(run: RunContext, config: PriorConfig) -> Trained:
+    """The untuned prior as the policy of every preference, and the run's outputs; nothing is trained or spent."""
     return LMPolicy(run.prior, run.task), {
         "model": "the task's prior (unchanged)",
         "serving": "one model for all preferences (spends no budget)",
@@ -43,6 +44,8 @@ def train_prior(run: RunContext, config: PriorConfig) -> Trained:
 
 @dataclasses.dataclass
 class BestOfNConfig:
+    """Best-of-N's options: the candidates per evaluation sample, and the pilot batch that measures their cost."""
+
     n: int | None = dataclasses.field(
         default=None, metadata={"help": "candidates per sample; None = from the budget (else 8); a budget caps it"}
     )
@@ -113,6 +116,11 @@ def _sample_prior(policy: LMPolicy, contexts: list, seed: int) -> tuple[list[str
 
 
 def train_best_of_n(run: RunContext, config: BestOfNConfig) -> Trained:
+    """Choose ``n`` (from the budget when there is one, see the module docstring); nothing is trained.
+
+    Returns the policy, which draws and scores the candidates when it is evaluated (charging the run), and the
+    run's outputs (``n``, the samples that get ``n + 1``, the measured cost per candidate).
+    """
     task = run.task
     per_preference = run.eval_samples or task.protocol.samples_per_preference
     grid = len(task.preference_grid)

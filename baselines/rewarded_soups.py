@@ -19,12 +19,19 @@ __all__ = ["RewardedSoupsConfig", "train"]
 
 @dataclasses.dataclass
 class RewardedSoupsConfig(PPOMethodConfig):
+    """Rewarded Soups' options: those of every PPO method, with ``iterations`` counted per expert."""
+
     iterations: int = dataclasses.field(
         default=20, metadata={"help": "at most this many PPO iterations per expert (a budget may stop it earlier)"}
     )
 
 
 def train(run: RunContext, config: RewardedSoupsConfig) -> Trained:
+    """Train one expert per objective from the prior, one after the other, each on its own objective.
+
+    Returns the policy that serves a preference ``w`` by the interpolated weights ``sum_k w_k theta_k``, and the
+    run's outputs (the saved experts, the recipe, the iterations each expert ran).
+    """
     experts = objective_experts(run)
     trained = run.train_each(config.ppo, experts, config.iterations, config.checkpoint_every)
     states = [trained[expert.name] for expert in experts]

@@ -46,6 +46,8 @@ __all__ = ["RewardsInContextConfig", "preference_to_levels", "train"]
 
 @dataclasses.dataclass
 class RewardsInContextConfig:
+    """Rewards-in-Context's options: the offline and online stages' sizes, the reward levels, SFT and sampling."""
+
     offline_samples: int = dataclasses.field(
         default=2048, metadata={"help": "prior samples scored for the offline data"}
     )
@@ -94,9 +96,11 @@ def preference_to_levels(preference: np.ndarray, levels: int) -> np.ndarray:
 
 
 def nearest_supported(target: np.ndarray, preference: np.ndarray, support: np.ndarray) -> np.ndarray:
-    """The level combination of ``support`` (rows) nearest to ``target`` (Euclidean over levels: the balanced
-    combination wins over lopsided ones at equal L1 distance); ties go to the higher ``preference . levels``, then
-    to the first row (``support`` is sorted)."""
+    """The level combination of ``support`` (rows) nearest to ``target``.
+
+    The distance is Euclidean over levels (the balanced combination wins over lopsided ones at equal L1 distance);
+    ties go to the higher ``preference . levels``, then to the first row (``support`` is sorted).
+    """
     distance = ((support - target[None, :]) ** 2).sum(axis=1)
     candidates = np.flatnonzero(distance == distance.min())
     utility = support[candidates] @ np.asarray(preference, dtype=np.float64)
@@ -104,8 +108,10 @@ def nearest_supported(target: np.ndarray, preference: np.ndarray, support: np.nd
 
 
 class _Quantizer:
-    """Linear bins between the offline data's minimum and maximum of each objective (RiC's z-scores are
-    linear too); values outside the range fall into the end bins."""
+    """Linear bins between the offline data's minimum and maximum of each objective (RiC's z-scores are linear too).
+
+    Values outside the range fall into the end bins.
+    """
 
     def __init__(self, edges: np.ndarray) -> None:
         self.edges = edges  # (K, levels - 1) inner bin edges
@@ -165,11 +171,10 @@ def _generate(
     policy: RiCPolicy | None = None,
     limit: dict | None = None,
 ) -> tuple[list, list, np.ndarray, np.ndarray, int]:
-    """Sample up to ``count`` sequences (conditioned on ``level_targets`` rows when given) and score them; a
-    batch is sampled only if its worst case fits in ``limit``.
+    """Sample up to ``count`` sequences (conditioned on ``level_targets`` rows when given) and score them.
 
-    Returns the generated token rows, their context indices (-1 for unconditional tasks), the reward vectors,
-    their validity and the number of sampled tokens.
+    A batch is sampled only if its worst case fits in ``limit``. Returns the generated token rows, their context
+    indices (-1 for unconditional tasks), the reward vectors, their validity and the number of sampled tokens.
     """
     task = run.task
     generator = torch.Generator().manual_seed(seed)
@@ -235,8 +240,10 @@ def _sft(
     batch_size: int,
     generator: torch.Generator,
 ) -> tuple[float, int]:
-    """Next-token NLL on ``prompt reward-tokens sequence`` with the loss on the sequence tokens only (the
-    prompt length is explicit: no template search)."""
+    """Fine-tune by next-token NLL on ``prompt reward-tokens sequence``, the loss on the sequence tokens only.
+
+    The prompt length is explicit (no template search). Returns the mean loss and the number of gradient steps.
+    """
     task = run.task
     model.train()
     losses, steps = [], 0
@@ -278,6 +285,11 @@ def _mors_filter(rewards: np.ndarray, quantile: float) -> np.ndarray:
 
 
 def train(run: RunContext, config: RewardsInContextConfig) -> Trained:
+    """Run the offline stage, then the online rounds, each a stage of the run (see the module docstring).
+
+    Returns the reward-conditioned policy, its targets moved into the training data's support, and the run's
+    outputs (the model, the level edges and support, the samples generated per stage).
+    """
     task = run.task
     k_objectives = task.reward_dim
     base_vocab = task.vocab_size
@@ -403,8 +415,11 @@ def _online_round(
     iteration: int,
     rounds: int | None,
 ) -> dict[str, Any]:
-    """One online round: goals, targeted generation, MORS filter, SFT on the grown data. Returns how many samples
-    it generated (None: the budget did not cover a batch, so no round ran) and whether the rounds stop here."""
+    """One online round: goals, targeted generation, MORS filter, SFT on the grown data.
+
+    Returns how many samples it generated (None: the budget did not cover a batch, so no round ran) and whether
+    the rounds stop here.
+    """
     task = run.task
     goal_rng = ric_goal_rng(run.seed)
     if "goal_rng" in run.state:

@@ -104,8 +104,10 @@ def _fence_examples(doc: str) -> str:
 
 
 def arguments_table(doc: str) -> list[dict[str, str]]:
-    """The rows of the card's ``## Arguments`` table: ``{"argument", "type", "default", "meaning"}`` with the
-    backticks around names and types removed."""
+    """The rows of the card's ``## Arguments`` table, as ``{"argument", "type", "default", "meaning"}`` dicts.
+
+    The backticks around names and types are removed.
+    """
     section = doc.split("\n## Arguments\n", 1)[1].split("\n## ", 1)[0]
     rows = [line for line in section.splitlines() if line.startswith("| ")]
     header = [cell.strip() for cell in rows[0].strip("|").split("|")]
@@ -120,6 +122,7 @@ def arguments_table(doc: str) -> list[dict[str, str]]:
 
 
 def add_card_parser(sub: Any) -> None:
+    """Add the ``card`` subcommand to the ``morbench`` parser."""
     card = sub.add_parser(
         "card",
         help="print an env's card (its class docstring as README.md), or --write / --check the READMEs",
@@ -132,6 +135,7 @@ def add_card_parser(sub: Any) -> None:
 
 
 def card_command(args: argparse.Namespace) -> int:
+    """``morbench card``: print the cards, or ``--write`` the READMEs, or ``--check`` them (exit status 1 if stale)."""
     classes = card_classes()
     wanted = {env_class(env_id) for env_id in args.env}  # spec() names an unknown id with suggestions
     stale = []

@@ -47,7 +47,10 @@ __all__ = [
 
 
 class Policy(Protocol):
-    def sample(self, preference: np.ndarray, contexts: list[Context | None], seed: int) -> PolicySamples: ...
+    """A policy as the protocol uses it: :meth:`sample` at one preference (``as_policy`` wraps LMs and callables)."""
+
+    def sample(self, preference: np.ndarray, contexts: list[Context | None], seed: int) -> PolicySamples:
+        """One sample per entry of ``contexts`` (None for unconditional tasks) at ``preference``, seeded by ``seed``."""
 
 
 class LMPolicy:
@@ -62,9 +65,11 @@ class LMPolicy:
         self.top_p = top_p if top_p is not None else task.protocol.top_p
 
     def model_for(self, preference: np.ndarray) -> torch.nn.Module:
+        """The causal LM that serves ``preference``: here the one model."""
         return self.model
 
     def sample(self, preference: np.ndarray, contexts: list[Context | None], seed: int) -> PolicySamples:
+        """One sample per context from ``model_for(preference)`` at this policy's temperature and top-p."""
         return sample_sequences(self.model_for(preference), self.task, contexts, seed, self.temperature, self.top_p)
 
 
@@ -78,6 +83,7 @@ class PreferenceLMPolicy(LMPolicy):
         self.top_p = kwargs.get("top_p") or task.protocol.top_p
 
     def model_for(self, preference: np.ndarray) -> torch.nn.Module:
+        """The causal LM built for ``preference``, in eval mode."""
         return self._model_for(preference).eval()
 
 
@@ -89,6 +95,11 @@ class CallablePolicy:
         self.takes_contexts = "contexts" in inspect.signature(fn).parameters
 
     def sample(self, preference: np.ndarray, contexts: list[Context | None], seed: int) -> PolicySamples:
+        """Call the function for one sample per context (it gets a copy of ``preference``).
+
+        Raises :class:`ConfigError` unless it returns exactly that many strings (and logprobs, if any, of that
+        length).
+        """
         kwargs = {"contexts": contexts} if self.takes_contexts else {}
         out = self.fn(preference.copy(), len(contexts), seed, **kwargs)
         sequences, logprobs = out if isinstance(out, tuple) else (out, None)
@@ -119,8 +130,11 @@ def as_policy(policy: Any, task: TokenEnv) -> Policy:
 def prior_logprobs(
     prior: torch.nn.Module, task: TokenEnv, sequences: list[str], contexts: list[Context | None], batch_size: int = 256
 ) -> np.ndarray:
-    """Log-probability of each sequence under the prior as the protocol samples it (temperature 1, special tokens
-    other than EOS masked out), from re-tokenized text; EOS is included unless the sequence filled max_length."""
+    """Log-probability of each sequence under the prior as the protocol samples it, from re-tokenized text.
+
+    Temperature 1, special tokens other than EOS masked out; EOS is included unless the sequence filled
+    ``max_length``. A batch longer than the prior's context gets NaN (no estimate).
+    """
     out = np.full(len(sequences), np.nan)
     max_positions = getattr(prior.config, "n_positions", None) or getattr(prior.config, "max_position_embeddings", None)
     ids = task.tokenizer(sequences, add_special_tokens=False)["input_ids"]
@@ -159,9 +173,12 @@ def evaluation_env_kwargs(task: TokenEnv, env_kwargs: dict[str, Any] | None) -> 
 def make_evaluation_task(
     env_id: str, env_kwargs: dict[str, Any] | None = None, training_task: TokenEnv | None = None
 ) -> TokenEnv:
-    """The (unwrapped) env the protocol evaluates on: ``env_id`` with the training kwargs and the protocol's
-    context split (e.g. test documents). A fresh env, with its own oracle: evaluation is not training.
-    ``training_task`` (that env made with ``env_kwargs``, if the caller has it) saves making it again."""
+    """The (unwrapped) env the protocol evaluates on: ``env_id`` with the training kwargs and the protocol's split.
+
+    The protocol's context split is e.g. the test documents. The env is a fresh one, with its own oracle:
+    evaluation is not training. ``training_task`` (that env made with ``env_kwargs``, if the caller has it) saves
+    making it again.
+    """
     from morbench.registry import make
 
     kwargs = dict(env_kwargs or {})

@@ -41,10 +41,12 @@ class Generation:
 
     @property
     def lengths(self) -> torch.Tensor:
+        """``(B,)`` generated tokens per row, EOS included."""
         return self.mask.sum(dim=1)
 
     @property
     def num_tokens(self) -> int:
+        """Generated tokens over all rows, EOS included (what a budget's ``sampled_tokens`` counts)."""
         return int(self.mask.sum())
 
     def rows(self) -> list[list[int]]:
@@ -152,6 +154,8 @@ def sample(
 
 @dataclasses.dataclass
 class PolicySamples:
+    """A policy's samples at one preference: the decoded sequences, and what the sampler knows about them."""
+
     sequences: list[str]
     logprobs: np.ndarray | None = None  # sequence log-probability under the sampling distribution
     sampled_tokens: int | None = None  # tokens generated (EOS included), where the sampler knows it

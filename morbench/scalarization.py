@@ -34,9 +34,13 @@ __all__ = ["Linear", "ObjectiveColumn", "Scalarization", "ScalarizedReward", "sc
 
 
 class Scalarization(Protocol):
-    def __call__(self, rewards: np.ndarray) -> np.ndarray: ...
+    """What a policy is trained on: reward vectors to scalars, and a record to rebuild it from."""
 
-    def to_dict(self) -> dict[str, Any]: ...
+    def __call__(self, rewards: np.ndarray) -> np.ndarray:
+        """The scalars ``(...)`` of reward vectors ``(..., K)``."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready record that :func:`scalarization_from_dict` turns back into this scalarization."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,9 +54,11 @@ class ObjectiveColumn:
             raise ConfigError(f"ObjectiveColumn index {self.index!r} must be a non-negative integer")
 
     def __call__(self, rewards: np.ndarray) -> np.ndarray:
+        """Column ``index`` of reward vectors ``(..., K)``."""
         return np.asarray(rewards)[..., self.index]
 
     def to_dict(self) -> dict[str, Any]:
+        """``{"kind": "objective", "index": k}``."""
         return {"kind": "objective", "index": self.index}
 
 
@@ -69,9 +75,11 @@ class Linear:
         object.__setattr__(self, "weights", weights)
 
     def __call__(self, rewards: np.ndarray) -> np.ndarray:
+        """``rewards @ weights`` for reward vectors ``(..., K)``, in float64."""
         return np.asarray(rewards) @ np.asarray(self.weights, dtype=np.float64)
 
     def to_dict(self) -> dict[str, Any]:
+        """``{"kind": "linear", "weights": [...]}``."""
         return {"kind": "linear", "weights": list(self.weights)}
 
 
@@ -101,6 +109,7 @@ class ScalarizedReward(gym.Wrapper):
         self.reward_dim = int(dim)
 
     def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
+        """Step the env; the reward is the scalarized vector, which ``info["vector_reward"]`` keeps."""
         observation, reward, terminated, truncated, info = self.env.step(action)
         vector = np.asarray(reward, dtype=np.float32)
         return observation, float(self.scalarization(vector)), terminated, truncated, {**info, "vector_reward": vector}

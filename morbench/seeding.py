@@ -92,8 +92,10 @@ def ric_goal_rng(seed: int) -> np.random.Generator:
 
 
 def best_of_n_seed(seed: int, first_round: int) -> int:
-    """Best-of-N's candidates for one preference, from candidate round ``first_round`` on (``seed``: the
-    preference's sampling seed)."""
+    """Best-of-N's candidates for one preference, from candidate round ``first_round`` on.
+
+    ``seed`` is the preference's sampling seed, not the run's.
+    """
     return seed * 1009 + first_round
 
 
