@@ -566,7 +566,7 @@ class TokenEnv(LazyAttributes, gym.Env):
         oracle: Oracle,
         max_length: int,
         preference_grid: np.ndarray,
-        reference_point: Sequence[float],
+        reference_point: Sequence[float] | np.ndarray,
         judge: Oracle | None = None,
         prior_path: str | Path | None = None,
         contexts: Sequence[Context] | None = None,

@@ -61,6 +61,9 @@ class BBBModelConfig:
 class BBBModel(torch.nn.Module):
     """Features -> hidden ReLU layers -> one logit; ``probability`` gives P(BBB+)."""
 
+    descriptor_mean: torch.Tensor  # buffers, registered in __init__
+    descriptor_std: torch.Tensor
+
     def __init__(self, config: BBBModelConfig) -> None:
         super().__init__()
         self.config = config

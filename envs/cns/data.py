@@ -10,10 +10,10 @@ import io
 from collections.abc import Iterable
 from pathlib import Path
 
-from rdkit import Chem, RDLogger
+from rdkit import Chem, rdBase
 from tqdm.auto import tqdm
 
-RDLogger.DisableLog("rdApp.*")
+rdBase.DisableLog("rdApp.*")  # RDLogger.DisableLog is this function
 
 __all__ = [
     "ZincSplits",

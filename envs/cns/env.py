@@ -6,6 +6,7 @@ import functools
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TypedDict
 
 import numpy as np
 from transformers import PreTrainedTokenizerFast
@@ -35,6 +36,17 @@ TEST_SMILES = "zinc_test_smiles.txt.gz"  # 10,000 held-out ZINC molecules (oracl
 def sa_objective(sa_score: np.ndarray | float) -> np.ndarray:
     """Synthetic accessibility in [0, 1], higher is easier: ``(10 - SA) / 9``."""
     return np.clip((10.0 - np.asarray(sa_score, dtype=np.float64)) / 9.0, 0.0, 1.0)
+
+
+class _PoolSettings(TypedDict):
+    """The :class:`RDKitPool` arguments a :class:`CNSOracle` keeps, so that its judge gets a pool like its own."""
+
+    workers: int | None
+    chunk_size: int
+    chunk_timeout: float
+    molecule_timeout: float
+    startup_timeout: float
+    hang_timeout: float
 
 
 class CNSOracle(Oracle):
@@ -71,28 +83,29 @@ class CNSOracle(Oracle):
         super().__init__(budget=budget)
         self.model = model
         self.spec = model.config.spec
-        self.worker_settings = {
-            "workers": workers,
-            "chunk_size": chunk_size,
-            "chunk_timeout": chunk_timeout,
-            "molecule_timeout": molecule_timeout,
-            "startup_timeout": startup_timeout,
-            "hang_timeout": hang_timeout,
-            "function": molecule_function,
-        }
-        RDKitPool(self.spec, **self.worker_settings)  # validate the settings now (starts nothing)
+        self.molecule_function = molecule_function
+        self.worker_settings = _PoolSettings(
+            workers=workers,
+            chunk_size=chunk_size,
+            chunk_timeout=chunk_timeout,
+            molecule_timeout=molecule_timeout,
+            startup_timeout=startup_timeout,
+            hang_timeout=hang_timeout,
+        )
+        RDKitPool(
+            self.spec, function=molecule_function, **self.worker_settings
+        )  # validate the settings (starts nothing)
         self._canonical: dict[str, tuple[str | None, str | None]] = {}  # string -> (canonical, reason if invalid)
         self._pending: dict[str, MoleculeRecord] = {}  # features computed for this call, not yet evaluated
 
     def with_model(self, model: BBBModel, budget: int | None = None) -> CNSOracle:
         """A new oracle that scores with another BBB model in a pool of the same settings (the env's judge)."""
-        settings = dict(self.worker_settings)
-        return CNSOracle(model, budget=budget, molecule_function=settings.pop("function"), **settings)
+        return CNSOracle(model, budget=budget, molecule_function=self.molecule_function, **self.worker_settings)
 
     # -- the process pool (started on first use; not pickled: a copy starts its own) ---------------------
     @functools.cached_property
     def pool(self) -> RDKitPool:
-        return RDKitPool(self.spec, **self.worker_settings)
+        return RDKitPool(self.spec, function=self.molecule_function, **self.worker_settings)
 
     def close(self) -> None:
         """Stop the worker processes (the next call starts them again)."""
@@ -137,11 +150,10 @@ class CNSOracle(Oracle):
         return canonical
 
     def evaluate(self, keys: list[str], contexts: list[Context | None]) -> OracleEvaluation:
-        records = [self._pending.pop(key, None) for key in keys]
-        missing = [i for i, record in enumerate(records) if record is None]
-        if missing:
-            for i, record in zip(missing, self.pool.map([keys[i] for i in missing]), strict=True):
-                records[i] = record
+        prepared = [self._pending.pop(key, None) for key in keys]
+        missing = [i for i, record in enumerate(prepared) if record is None]
+        fetched = dict(zip(missing, self.pool.map([keys[i] for i in missing]), strict=True)) if missing else {}
+        records = [record if record is not None else fetched[i] for i, record in enumerate(prepared)]
         failures = {
             i: record.error or "invalid molecule"
             for i, record in enumerate(records)
@@ -372,6 +384,8 @@ class CNSEnv(TokenEnv):
     """
 
     rebuild_command = REBUILD_COMMAND
+    oracle: CNSOracle
+    judge: CNSOracle
 
     def __init__(
         self,

@@ -10,13 +10,14 @@ import dataclasses
 import math
 import time
 from collections.abc import Callable
-from typing import NamedTuple
+from types import ModuleType
+from typing import Any, NamedTuple
 
 import numpy as np
-from rdkit import Chem, RDLogger
-from rdkit.Chem import QED, Crippen, Lipinski, MACCSkeys, rdFingerprintGenerator, rdMolDescriptors
+from rdkit import Chem, rdBase
+from rdkit.Chem import QED, rdFingerprintGenerator, rdMolDescriptors
 
-RDLogger.DisableLog("rdApp.*")
+rdBase.DisableLog("rdApp.*")  # RDLogger.DisableLog is this function
 
 __all__ = [
     "DESCRIPTORS",
@@ -71,8 +72,10 @@ DESCRIPTORS: dict[str, Callable[[Chem.Mol], float]] = {
     "mol_weight": rdMolDescriptors.CalcExactMolWt,
     "hbd": rdMolDescriptors.CalcNumHBD,
     "hba": rdMolDescriptors.CalcNumHBA,
-    "logp": Crippen.MolLogP,
-    "molar_refractivity": Crippen.MolMR,
+    # Crippen.MolLogP and MolMR, Lipinski.NOCount and NHOHCount are these calls (RDKit defines them at import time,
+    # so its type stubs lack them)
+    "logp": lambda mol: rdMolDescriptors.CalcCrippenDescriptors(mol)[0],
+    "molar_refractivity": lambda mol: rdMolDescriptors.CalcCrippenDescriptors(mol)[1],
     "rotatable_bonds": rdMolDescriptors.CalcNumRotatableBonds,
     "fraction_csp3": rdMolDescriptors.CalcFractionCSP3,
     "rings": rdMolDescriptors.CalcNumRings,
@@ -80,8 +83,8 @@ DESCRIPTORS: dict[str, Callable[[Chem.Mol], float]] = {
     "aliphatic_rings": rdMolDescriptors.CalcNumAliphaticRings,
     "heavy_atoms": lambda mol: mol.GetNumHeavyAtoms(),
     "heteroatoms": rdMolDescriptors.CalcNumHeteroatoms,
-    "nitrogen_oxygen": Lipinski.NOCount,
-    "nh_oh": Lipinski.NHOHCount,
+    "nitrogen_oxygen": rdMolDescriptors.CalcNumLipinskiHBA,
+    "nh_oh": rdMolDescriptors.CalcNumLipinskiHBD,
     "formal_charge": Chem.GetFormalCharge,
     "amide_bonds": rdMolDescriptors.CalcNumAmideBonds,
     "stereocenters": lambda mol: len(Chem.FindMolChiralCenters(mol, includeUnassigned=True)),
@@ -94,7 +97,7 @@ _MORGAN_R2 = rdFingerprintGenerator.GetMorganGenerator(radius=2, fpSize=2048)
 _ATOM_PAIR = rdFingerprintGenerator.GetAtomPairGenerator(fpSize=1024)
 
 
-def _bits(fingerprint) -> np.ndarray:
+def _bits(fingerprint: Any) -> np.ndarray:
     array = np.zeros(fingerprint.GetNumBits(), dtype=np.uint8)
     on = list(fingerprint.GetOnBits())
     array[on] = 1
@@ -103,7 +106,7 @@ def _bits(fingerprint) -> np.ndarray:
 
 FINGERPRINTS: dict[str, tuple[int, Callable[[Chem.Mol], np.ndarray]]] = {
     "ecfp4_2048": (2048, lambda mol: _bits(_MORGAN_R2.GetFingerprint(mol))),
-    "maccs_167": (167, lambda mol: _bits(MACCSkeys.GenMACCSKeys(mol))),
+    "maccs_167": (167, lambda mol: _bits(rdMolDescriptors.GetMACCSKeysFingerprint(mol))),  # = MACCSkeys.GenMACCSKeys
     "atompair_1024": (1024, lambda mol: _bits(_ATOM_PAIR.GetFingerprint(mol))),
     "none": (0, lambda mol: np.zeros(0, dtype=np.uint8)),
 }
@@ -131,10 +134,10 @@ class FeatureSpec:
 
 
 # -- SA score (Ertl & Schuffenhauer 2009, RDKit Contrib); its fragment table loads once per process ------------
-_sascorer = None
+_sascorer: ModuleType | None = None
 
 
-def _load_sascorer():
+def _load_sascorer() -> ModuleType:
     global _sascorer
     if _sascorer is None:
         from rdkit.Contrib.SA_Score import sascorer
