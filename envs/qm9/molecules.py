@@ -11,12 +11,12 @@ import dataclasses
 import hashlib
 
 import numpy as np
-from rdkit import Chem, RDLogger
+from rdkit import Chem, rdBase
 from rdkit.Chem import rdFingerprintGenerator, rdMolDescriptors
 
 from morbench.core import InvalidSequence
 
-RDLogger.DisableLog("rdApp.*")
+rdBase.DisableLog("rdApp.*")  # RDLogger.DisableLog is this function
 
 ELEMENTS = ("C", "N", "O", "F")  # heavy elements of QM9 (hydrogen is implicit)
 ALLOWED_ELEMENTS = frozenset({"H", *ELEMENTS})

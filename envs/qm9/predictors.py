@@ -8,7 +8,7 @@ import json
 import math
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -39,6 +39,7 @@ __all__ = [
     "PROPERTY_UNITS",
     "FingerprintMLP",
     "GraphConvNet",
+    "PropertyNetwork",
     "PropertyPredictor",
     "TargetScaler",
     "TrainingConfig",
@@ -100,10 +101,28 @@ class TargetScaler:
 
 
 # -- networks -----------------------------------------------------------------------------------------------
-class FingerprintMLP(nn.Module):
+class PropertyNetwork(nn.Module):
+    """What :class:`PropertyPredictor` needs of a network: ``featurize`` a list of molecules once, then
+    ``tensors`` picks the network's inputs for a batch of rows."""
+
+    kind: ClassVar[str]  # the name it is saved and loaded under (NETWORKS)
+    config: dict[str, Any]  # the constructor's keyword arguments, saved beside the weights
+
+    @staticmethod
+    def featurize(mols: list[Chem.Mol]) -> Any:
+        raise NotImplementedError
+
+    @staticmethod
+    def tensors(inputs: Any, index: np.ndarray) -> tuple[torch.Tensor, ...]:
+        raise NotImplementedError
+
+
+class FingerprintMLP(PropertyNetwork):
     """Standardized Morgan-count + descriptor features -> SiLU MLP -> one output per property."""
 
     kind = "fingerprint_mlp"
+    feature_mean: torch.Tensor  # buffers, registered in __init__
+    feature_std: torch.Tensor
 
     def __init__(self, input_dim: int, hidden: int = 512, layers: int = 2, dropout: float = 0.1, outputs: int = 3):
         super().__init__()
@@ -140,7 +159,7 @@ class FingerprintMLP(nn.Module):
         return (torch.from_numpy(inputs[index]),)
 
 
-class GraphConvNet(nn.Module):
+class GraphConvNet(PropertyNetwork):
     """A dense relational graph convolution network over heavy-atom graphs (at most 9 atoms).
 
     Each layer mixes every atom's state with the sum of its neighbours' states along each bond type
@@ -190,7 +209,7 @@ class GraphConvNet(nn.Module):
         )
 
 
-NETWORKS: dict[str, type[nn.Module]] = {FingerprintMLP.kind: FingerprintMLP, GraphConvNet.kind: GraphConvNet}
+NETWORKS: dict[str, type[PropertyNetwork]] = {FingerprintMLP.kind: FingerprintMLP, GraphConvNet.kind: GraphConvNet}
 
 
 # -- predictor ------------------------------------------------------------------------------------------------
@@ -201,7 +220,7 @@ class PropertyPredictor:
     Saved as ``<name>.safetensors`` (weights and feature scaling) and ``<name>.json`` (architecture, scaler).
     """
 
-    def __init__(self, network: nn.Module, scaler: TargetScaler, metadata: dict[str, Any] | None = None) -> None:
+    def __init__(self, network: PropertyNetwork, scaler: TargetScaler, metadata: dict[str, Any] | None = None) -> None:
         self.network = network.eval()
         self.scaler = scaler
         self.metadata = dict(metadata or {})
@@ -288,7 +307,7 @@ class TrainingResult:
     num_parameters: int
 
 
-def _scaled_mae(network: nn.Module, inputs: Any, targets: np.ndarray, batch_size: int) -> np.ndarray:
+def _scaled_mae(network: PropertyNetwork, inputs: Any, targets: np.ndarray, batch_size: int) -> np.ndarray:
     network.eval()
     errors = []
     with torch.inference_mode():
@@ -317,9 +336,10 @@ def train_predictor(
     z_valid = scaler.encode(composition(valid_mols), valid_targets)
     train_inputs = network_class.featurize(train_mols)
     valid_inputs = network_class.featurize(valid_mols)
+    network: PropertyNetwork
     if config.kind == FingerprintMLP.kind:
-        network = FingerprintMLP(train_inputs.shape[1], **config.network)
-        network.set_feature_scaling(train_inputs)
+        network = mlp = FingerprintMLP(train_inputs.shape[1], **config.network)
+        mlp.set_feature_scaling(train_inputs)
     else:
         network = GraphConvNet(train_inputs.atoms.shape[-1], **config.network)
 
@@ -328,7 +348,7 @@ def train_predictor(
     total = steps_per_epoch * config.epochs
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * step / total)))
     targets = torch.from_numpy(z_train)
-    best = (math.inf, 0, None)
+    best: tuple[float, int, dict[str, torch.Tensor] | None] = (math.inf, 0, None)  # score, epoch, weights
     history: list[dict[str, float]] = []
     start = time.perf_counter()
     bar = tqdm(range(config.epochs), desc=f"train {config.kind}", disable=not progress, unit="epoch")
@@ -353,6 +373,11 @@ def train_predictor(
         elif epoch + 1 - best[1] >= config.patience:
             break
     bar.close()
+    if best[2] is None:
+        raise ValueError(
+            f"the validation MAE was not a number in any of the {len(history)} epochs, so there are no weights to "
+            "keep; check the targets and features for NaN, or lower the learning rate"
+        )
     network.load_state_dict(best[2])
     network.eval()
     metadata = {"training": dataclasses.asdict(config), "best_epoch": best[1]}
