@@ -224,8 +224,14 @@ def run_method(
     env_kwargs: dict[str, Any] | None = None,
     eval_samples: int | None = None,
     progress: bool = True,
+    checkpoint_seconds: float | None = None,
 ) -> Path:
-    """Train ``method`` on ``env_id`` and write the run directory ``out`` (see ``morbench/runs.py``)."""
+    """Train ``method`` on ``env_id`` and write the run directory ``out`` (see ``morbench/runs.py``).
+
+    ``checkpoint_seconds``: at most one periodic checkpoint per this many seconds inside a training schedule
+    (default ``training.CHECKPOINT_SECONDS``; 0 checkpoints every ``checkpoint_every`` iterations). It changes what
+    a crash can lose, never the result.
+    """
     from morbench.runs import RunLock
 
     spec = get_method(method)
@@ -246,7 +252,9 @@ def run_method(
         raise ConfigError("--out is empty; name the run directory to write, e.g. --out runs/my-run")
     out = Path(out)
     with RunLock(out):
-        return _run_locked(spec, env_id, out, seed, config, budget, resume, env_kwargs, eval_samples, progress)
+        return _run_locked(
+            spec, env_id, out, seed, config, budget, resume, env_kwargs, eval_samples, progress, checkpoint_seconds
+        )
 
 
 def _run_locked(
@@ -260,6 +268,7 @@ def _run_locked(
     env_kwargs: dict[str, Any] | None,
     eval_samples: int | None,
     progress: bool,
+    checkpoint_seconds: float | None,
 ) -> Path:
     from morbench.baselines.training import RunContext
     from morbench.runs import RUN_FILE, identity_difference
@@ -279,6 +288,7 @@ def _run_locked(
         eval_samples=eval_samples,
         progress=progress,
         config=config,
+        checkpoint_seconds=checkpoint_seconds,
     )
     if (out / RUN_FILE).exists():  # resume of a finished run: nothing left to do if it is this run
         from morbench.runs import read_run

@@ -35,7 +35,7 @@ import transformers
 from gymnasium.vector import AutoresetMode
 from tqdm.auto import tqdm
 
-from morbench.baselines.checkpoint import load_checkpoint, save_checkpoint
+from morbench.baselines.checkpoint import AppendLog, checkpoint_source, load_checkpoint, save_checkpoint
 from morbench.baselines.common import PPOConfig, PPOLearner
 from morbench.core import Oracle, TokenEnv
 from morbench.errors import CheckpointError, ConfigError, InvalidRunError
@@ -63,6 +63,8 @@ transformers.utils.logging.disable_progress_bar()  # save_pretrained's shard bar
 RESOURCES = ("sampled_tokens", "oracle_calls")
 CONVENTIONS = ("total", "per_expert")
 SCHEDULE_FORMAT = 2  # the layout of a schedule's position in ``run.state`` (checkpoints of another are refused)
+ORACLE_CACHE_FILE = "oracle-cache.jsonl"  # the oracle cache, appended at each checkpoint (checkpoint.AppendLog)
+CHECKPOINT_SECONDS = 60.0  # periodic checkpoints inside a schedule: at most one per this many seconds
 T = TypeVar("T")
 StateDict = dict[str, torch.Tensor]
 Trained = tuple[Policy, dict[str, Any]]  # what a method's train(run, config) returns: the policy to evaluate, outputs
@@ -152,6 +154,7 @@ class RunContext:
         eval_samples: int | None = None,
         progress: bool = True,
         config: Any = None,
+        checkpoint_seconds: float | None = None,
     ) -> None:
         self.method = method
         self.config = config
@@ -172,6 +175,9 @@ class RunContext:
         self.ledger = {"sampled_tokens": 0, "gradient_steps": 0, "ppo_iterations": 0, "wall_seconds": 0.0}
         self._started = time.perf_counter()
         self._bar: tqdm | None = None
+        self.checkpoint_seconds = CHECKPOINT_SECONDS if checkpoint_seconds is None else float(checkpoint_seconds)
+        self._last_checkpoint = self._started
+        self._cache_log = AppendLog(self.out / ORACLE_CACHE_FILE)
         torch.manual_seed(self.seed)
 
     # -- environment and learners -------------------------------------------------------------------------
@@ -349,13 +355,11 @@ class RunContext:
                 stop = state["block_start"] + block
                 self._iterate(learner, spec.scalarization, stop, entry_tags, checkpoint_every, partial(save, position))
                 state["block_start"] = None
-                save(position + 1)
-                self.checkpoint()
+                self._periodic_checkpoint(partial(save, position + 1))
             merged = rounds.merge([learners[k].model.policy_state() for k in members], members)
             round_index, done = round_index + 1, done + block
             state.update(position=0, block=None)
-            save(0)
-            self.checkpoint()
+            self._periodic_checkpoint(partial(save, 0))
         self.state.pop(name)
         return [learner.model.policy_state() for learner in learners], round_index
 
@@ -376,8 +380,7 @@ class RunContext:
         while learner.iterations < stop and (limit is None or self.fits(cost or {}, limit)):
             self.log(learner.iteration(scalarization), **tags)
             if learner.iterations % checkpoint_every == 0:
-                save()
-                self.checkpoint()
+                self._periodic_checkpoint(save)
 
     # -- progress, logging, checkpoints ---------------------------------------------------------------------
     def start_progress(self, total: int | None, desc: str = "train") -> None:
@@ -412,18 +415,39 @@ class RunContext:
             self._bar.set_postfix(score=f"{stats.get('score_mean', float('nan')):.3f}", calls=self.oracle.calls)
 
     def checkpoint(self) -> None:
+        """Save everything a resumed run needs as ``<out>/checkpoint``: the schedule's position and learners
+        (``run.state``), the oracle (counters; its cache as an appended log), the curve and the compute ledger."""
         self._sync_wall()
+        if self.oracle.cached_count() < self._cache_log.entries:  # the cache was cleared: start the log afresh
+            self._cache_log = AppendLog(self._cache_log.path)
+        self._cache_log.append(self.oracle.cache_records(self._cache_log.entries))
+        oracle = {
+            "calls": self.oracle.calls,
+            "requests": self.oracle.requests,
+            "budget": self.oracle.budget,
+            "cache": self._cache_log.pin(),
+        }
         save_checkpoint(
             self.out / "checkpoint",
             {
                 "state": self.state,
-                "oracle": json.dumps(self.oracle.state_dict()),
+                "oracle": json.dumps(oracle),
                 "curve": json.dumps(self.curve),
                 "ledger": dict(self.ledger),
                 "identity": self._identity(),
             },
+            links=(self._cache_log.path,),
         )
         self._write_curve()
+        self._last_checkpoint = time.perf_counter()
+
+    def _periodic_checkpoint(self, save: Callable[[], None]) -> None:
+        """A checkpoint inside a schedule, once ``checkpoint_seconds`` have passed since the last one; ``save``
+        first records the schedule's position in ``run.state``. Schedule boundaries (a learner or stage done)
+        always checkpoint: a crash loses at most this interval (and one iteration) of work."""
+        if time.perf_counter() - self._last_checkpoint >= self.checkpoint_seconds:
+            save()
+            self.checkpoint()
 
     def resume(self) -> bool:
         """Restore the last checkpoint (if any); returns whether one was found.
@@ -434,7 +458,8 @@ class RunContext:
         """
         where = self.out / "checkpoint"
         saved = load_checkpoint(where)
-        if saved is None:
+        source = checkpoint_source(where)
+        if saved is None or source is None:
             return False
         identity = self._identity()
         if saved.get("identity") != identity:
@@ -462,6 +487,7 @@ class RunContext:
                 f"{where / 'state.json'}: not a checkpoint of this morbench ({type(exc).__name__}: {exc}); "
                 f"delete {where} to start the run over"
             ) from None
+        oracle_state["cache"] = self._cache_log.restore(source, oracle_state.get("cache"))
         try:
             self.oracle.load_state_dict(oracle_state)
         except (KeyError, TypeError, ValueError) as exc:
@@ -534,6 +560,7 @@ class RunContext:
             },
         )
         remove_tree(self.out / "checkpoint")  # the run is complete; its evaluation and outputs are written
+        self._cache_log.path.unlink(missing_ok=True)
         return path
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import math
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -31,6 +32,17 @@ def positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"{value} must be a positive integer (>= 1)")
+    return value
+
+
+def seconds(text: str) -> float:
+    """argparse type: a finite number of seconds >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"{value} must be a finite number of seconds >= 0")
     return value
 
 
@@ -116,6 +128,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         env_kwargs=_parse_assignments(args.env_kwarg, "--env-kwarg"),
         eval_samples=args.eval_samples,
         progress=not args.quiet,
+        checkpoint_seconds=args.checkpoint_seconds,
     )
     print(f"run written to {path.parent}")
     return 0
@@ -199,6 +212,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--eval-samples", type=positive_int, default=None, help="samples per preference (default: the protocol's)"
     )
     train.add_argument("--resume", action="store_true", help="continue from the run directory's last checkpoint")
+    train.add_argument(
+        "--checkpoint-seconds",
+        type=seconds,
+        default=None,
+        help="at most one periodic checkpoint per this many seconds (default 60; 0: every checkpoint_every iterations)",
+    )
     train.add_argument("--quiet", action="store_true", help="no progress bars")
 
     bench = sub.add_parser("benchmark", help="run a suite: train, evaluate and score every (env, method, seed)")

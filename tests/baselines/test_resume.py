@@ -34,6 +34,8 @@ ARGS = [
     "ppo.minibatch_size=16",
     "--set",
     "ppo.learning_rate=0.003",
+    "--checkpoint-seconds",
+    "0",  # checkpoint at every checkpoint_every iterations (the default allows one per minute)
 ]
 
 
@@ -149,6 +151,13 @@ def _with_checksums(path, text):
     sums_path.write_text(json.dumps(sums))
 
 
+def _flip_a_byte(path):
+    data = bytearray(path.read_bytes())
+    data[5] = ord("7") if data[5] != ord("7") else ord("8")
+    path.unlink()  # a hard link to the live log: edit this copy only
+    path.write_bytes(bytes(data))
+
+
 def _as_file(checkpoint):
     import shutil
 
@@ -169,6 +178,11 @@ DAMAGE = {
         "holds a list, not a checkpoint state",
     ),
     "no checksums": (lambda c: (c / "checksums.json").unlink(), "checksums.json: missing"),
+    "oracle cache log edited": (lambda c: _flip_a_byte(c / "oracle-cache.jsonl"), "oracle-cache.jsonl: SHA-256"),
+    "oracle cache log truncated": (
+        lambda c: (c / "oracle-cache.jsonl").write_bytes((c / "oracle-cache.jsonl").read_bytes()[:10]),
+        "oracle-cache.jsonl: holds 10 bytes",
+    ),
     "checkpoint is a file": (_as_file, "is not a directory"),
 }
 

@@ -1,6 +1,8 @@
 """The schedule loop owns resume: a run interrupted after any checkpoint and resumed ends exactly as the pinned
 uninterrupted run, for every kind of schedule (train_each, train_rounds, stages); named scalarizations."""
 
+import json
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -8,6 +10,7 @@ import pytest
 import morbench
 from morbench.baselines import build_config, run_method
 from morbench.baselines import training as training_module
+from morbench.baselines.checkpoint import load_checkpoint
 from morbench.baselines.training import Budget
 from morbench.errors import CheckpointError, ConfigError
 from morbench.scalarization import Linear, ObjectiveColumn, ScalarizedReward, scalarization_from_dict
@@ -32,12 +35,12 @@ def _crash_after(monkeypatch, checkpoints: int) -> None:
     monkeypatch.setattr(training_module.RunContext, "checkpoint", checkpoint)
 
 
-def _start(name, out, resume=False):
+def _start(name, out, resume=False, checkpoint_seconds=0):
     method, overrides, tokens = VARIANTS[name]
     budget = Budget(sampled_tokens=tokens) if tokens is not None else None
     run_method(
         method, ENV, out, seed=3, config=build_config(method, overrides), budget=budget, eval_samples=4,
-        resume=resume, progress=False,
+        resume=resume, progress=False, checkpoint_seconds=checkpoint_seconds,
     )  # fmt: skip
 
 
@@ -70,6 +73,32 @@ def test_a_checkpoint_of_another_schedule_format_is_refused(tmp_path, monkeypatc
     monkeypatch.setattr(training_module, "SCHEDULE_FORMAT", training_module.SCHEDULE_FORMAT + 1)
     with pytest.raises(CheckpointError, match="schedule position has format"):
         _start("rewarded_soups", tmp_path, resume=True)
+
+
+def test_checkpoints_append_the_oracle_cache_instead_of_rewriting_it(tmp_path, monkeypatch):
+    with monkeypatch.context() as patch:
+        _crash_after(patch, 3)
+        with pytest.raises(Crash):
+            _start("rewarded_soups", tmp_path)
+    saved = load_checkpoint(tmp_path / "checkpoint")
+    pin = json.loads(saved["oracle"])["cache"]
+    log = (tmp_path / "checkpoint" / "oracle-cache.jsonl").read_bytes()[: pin["bytes"]]
+    keys = [json.dumps(json.loads(line)[0]) for line in log.splitlines()]
+    assert pin["entries"] == len(keys) > 0 and len(set(keys)) == len(keys)  # each cached sequence written once
+    state_json = (tmp_path / "checkpoint" / "state.json").read_text()
+    sequences = [json.loads(key) for key in keys if len(json.loads(key)) >= 4][:20]
+    assert sequences and not any(seq in state_json for seq in sequences)  # state.json does not carry the cache
+
+
+def test_periodic_checkpoints_wait_for_checkpoint_seconds(tmp_path, monkeypatch):
+    written = []
+    original = training_module.RunContext.checkpoint
+    monkeypatch.setattr(training_module.RunContext, "checkpoint", lambda self: written.append(1) or original(self))
+    _start("iterative_rs", tmp_path / "hourly", checkpoint_seconds=3600)
+    assert written == []  # one short trajectory: no boundary that always checkpoints, no hour passed
+    _start("iterative_rs", tmp_path / "always", checkpoint_seconds=0)
+    assert len(written) >= 12  # every iteration (checkpoint_every=1), block and round
+    assert not (tmp_path / "always" / "oracle-cache.jsonl").exists()  # a finished run keeps no checkpoint data
 
 
 def test_scalarizations_are_the_methods_rewards_and_round_trip():
