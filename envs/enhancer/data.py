@@ -10,10 +10,14 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from morbench.envs.enhancer.sequences import SEQUENCE_LENGTH, encode
+
+if TYPE_CHECKING:
+    import pandas
 
 __all__ = ["CELL_TYPES", "CORPUS_FILE", "Corpus", "Split", "corpus_path", "load_corpus"]
 
@@ -60,7 +64,7 @@ def corpus_path() -> Path:
     return path
 
 
-def _split(frame) -> Split:
+def _split(frame: pandas.DataFrame) -> Split:
     sequences = frame["sequence"].str.upper().tolist()
     tags = frame["TAG"].to_numpy(dtype=object)
     labels = np.stack([(tags == TAGS[cell]).astype(np.int8) for cell in CELL_TYPES], axis=1)

@@ -6,7 +6,7 @@ import functools
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -24,6 +24,11 @@ from morbench.envs.enhancer.sequences import (
 from morbench.errors import ConfigError
 from morbench.preferences import simplex_lattice
 from morbench.vector import vector_entry_point
+
+if TYPE_CHECKING:  # torch and transformers are imported when first needed
+    from transformers import PreTrainedModel
+
+    from morbench.envs.enhancer.networks import SequenceClassifier
 
 __all__ = ["ASSETS_DIR", "CELL_TYPES", "CellTypeOracle", "EnhancerEnv", "load_reference", "make_vec"]
 
@@ -54,7 +59,7 @@ class CellTypeOracle(Oracle):
     objective_names = CELL_TYPES
     property_names = tuple(f"{cell}_logit" for cell in CELL_TYPES)
 
-    def __init__(self, network, description: str, budget: int | None = None) -> None:
+    def __init__(self, network: SequenceClassifier, description: str, budget: int | None = None) -> None:
         super().__init__(budget=budget)
         if network.config.num_outputs != len(CELL_TYPES):
             raise ConfigError(f"the {description} has {network.config.num_outputs} outputs; expected {len(CELL_TYPES)}")
@@ -91,7 +96,7 @@ class CellTypeOracle(Oracle):
         return predict_logits(self.network, encode(list(sequences), SEQUENCE_LENGTH)).astype(np.float64)
 
 
-def _load_network(assets_dir: Path, name: str):
+def _load_network(assets_dir: Path, name: str) -> SequenceClassifier:
     from morbench.envs.enhancer.networks import load_network
 
     # a file that passed the manifest but does not load: stale manifest or bad build
@@ -306,6 +311,9 @@ class EnhancerEnv(TokenEnv):
     """
 
     rebuild_command = REBUILD_COMMAND
+    oracle: CellTypeOracle
+    judge: CellTypeOracle
+    prior_path: Path  # always the shipped prior
     not_pickled = ("prior",)  # reloaded on demand
 
     def __init__(
@@ -339,7 +347,7 @@ class EnhancerEnv(TokenEnv):
         )
 
     @functools.cached_property
-    def prior(self):
+    def prior(self) -> PreTrainedModel:
         """The pretrained 4-mer GPT-2 prior (loaded on first use, manifest-verified; not pickled)."""
         from morbench.models import load_causal_lm
 

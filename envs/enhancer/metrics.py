@@ -6,10 +6,15 @@ Every function takes plain ACGT strings (valid designs); codes outside ACGT are 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from morbench.envs.enhancer.sequences import encode, one_hot
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import PreTrainedTokenizerBase
 
 __all__ = [
     "gc_content",
@@ -96,7 +101,11 @@ def median_pairwise_hamming(sequences: Sequence[str], max_sequences: int | None 
 
 
 def prior_log_likelihood_per_bp(
-    model, tokenizer, sequences: Sequence[str], batch_size: int = 256, include_eos: bool = True
+    model: torch.nn.Module,
+    tokenizer: PreTrainedTokenizerBase,
+    sequences: Sequence[str],
+    batch_size: int = 256,
+    include_eos: bool = True,
 ) -> np.ndarray:
     """Log-likelihood (nats per bp) of each sequence under a causal LM prior: ``log p([BOS] tokens [EOS]) / bp``.
 

@@ -12,7 +12,7 @@ import math
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, TypeAlias
 
 import numpy as np
 import torch
@@ -26,6 +26,7 @@ __all__ = [
     "CNNConfig",
     "KmerMLP",
     "KmerMLPConfig",
+    "SequenceClassifier",
     "TrainConfig",
     "TrainResult",
     "auroc",
@@ -47,10 +48,35 @@ class CNNConfig:
     dropout: float = 0.2
 
 
-class ActivityCNN(nn.Module):
+@dataclasses.dataclass
+class KmerMLPConfig:
+    """Log counts of canonical k-mers (a k-mer and its reverse complement pooled) into a one-hidden-layer MLP."""
+
+    num_outputs: int = 3
+    k: int = 6
+    hidden: int = 96
+    dropout: float = 0.3
+
+
+ClassifierConfig: TypeAlias = "CNNConfig | KmerMLPConfig"
+
+
+class SequenceClassifier(nn.Module):
+    """What training, prediction and saving need of a classifier: ``featurize`` turns ``(N, L)`` codes into the
+    network's input; a model that is not ``strand_symmetric`` is scored on both strands."""
+
+    strand_symmetric: ClassVar[bool]
+    config: ClassifierConfig  # the architecture, saved as JSON beside the weights
+
+    def featurize(self, codes: np.ndarray) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class ActivityCNN(SequenceClassifier):
     """Conv(15) -> pool 4 -> Conv(7) -> pool 4 -> Conv(5) -> global max -> MLP; scored on both strands."""
 
     strand_symmetric = False  # predictions average the forward and reverse-complement passes
+    config: CNNConfig
 
     def __init__(self, config: CNNConfig) -> None:
         super().__init__()
@@ -84,16 +110,6 @@ class ActivityCNN(nn.Module):
         return self.head(self.features(x))
 
 
-@dataclasses.dataclass
-class KmerMLPConfig:
-    """Log counts of canonical k-mers (a k-mer and its reverse complement pooled) into a one-hidden-layer MLP."""
-
-    num_outputs: int = 3
-    k: int = 6
-    hidden: int = 96
-    dropout: float = 0.3
-
-
 def _canonical_kmer_index(k: int) -> tuple[np.ndarray, int]:
     """Map every k-mer index to the index of its canonical class (k-mer and reverse complement share one)."""
     kmers = np.arange(4**k)
@@ -104,10 +120,11 @@ def _canonical_kmer_index(k: int) -> tuple[np.ndarray, int]:
     return index.astype(np.int64), len(classes)
 
 
-class KmerMLP(nn.Module):
+class KmerMLP(SequenceClassifier):
     """A bag-of-k-mers classifier: no positions, no convolutions; strand-symmetric by construction."""
 
     strand_symmetric = True
+    config: KmerMLPConfig
 
     def __init__(self, config: KmerMLPConfig) -> None:
         super().__init__()
@@ -136,14 +153,14 @@ class KmerMLP(nn.Module):
         return self.net(x)
 
 
-ARCHITECTURES: dict[str, tuple[type[nn.Module], type]] = {
+ARCHITECTURES: dict[str, tuple[type[SequenceClassifier], type[ClassifierConfig]]] = {
     "ActivityCNN": (ActivityCNN, CNNConfig),
     "KmerMLP": (KmerMLP, KmerMLPConfig),
 }
 
 
 @torch.inference_mode()
-def predict_logits(model: nn.Module, codes: np.ndarray, batch_size: int = 1024) -> np.ndarray:
+def predict_logits(model: SequenceClassifier, codes: np.ndarray, batch_size: int = 1024) -> np.ndarray:
     """Logits ``(N, num_outputs)`` float32; strand-asymmetric models average both strands' logits."""
     model.eval()
     out = []
@@ -158,7 +175,7 @@ def predict_logits(model: nn.Module, codes: np.ndarray, batch_size: int = 1024) 
     return np.concatenate(out).astype(np.float32)
 
 
-def save_network(model: nn.Module, directory: str | Path, name: str, metadata: dict[str, Any]) -> list[Path]:
+def save_network(model: SequenceClassifier, directory: str | Path, name: str, metadata: dict[str, Any]) -> list[Path]:
     """Write ``<name>.safetensors`` (weights) and ``<name>.json`` (architecture, config, metadata)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -171,7 +188,7 @@ def save_network(model: nn.Module, directory: str | Path, name: str, metadata: d
     return [weights, config]
 
 
-def load_network(directory: str | Path, name: str) -> tuple[nn.Module, dict[str, Any]]:
+def load_network(directory: str | Path, name: str) -> tuple[SequenceClassifier, dict[str, Any]]:
     """Rebuild a network from ``<name>.json`` and load ``<name>.safetensors`` (strict); returns (model, record)."""
     directory = Path(directory)
     record = json.loads((directory / f"{name}.json").read_text())
@@ -219,7 +236,7 @@ class TrainResult:
 
 
 def train_classifier(
-    model: nn.Module,
+    model: SequenceClassifier,
     train_codes: np.ndarray,
     train_labels: np.ndarray,
     valid_codes: np.ndarray,

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from morbench.tokenization import build_word_level_tokenizer
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerFast
 
 __all__ = [
     "ALPHABET",
@@ -33,7 +37,7 @@ for _i, _letter in enumerate(ALPHABET):
     _CODE[ord(_letter.lower())] = _i
 
 
-def build_dna_tokenizer(kind: str = "kmer4"):
+def build_dna_tokenizer(kind: str = "kmer4") -> PreTrainedTokenizerFast:
     """The task tokenizer: ``"kmer4"`` (256 non-overlapping 4-mers) or ``"nucleotide"`` (A, C, G, T).
 
     Both put ``[PAD] [BOS] [EOS] [UNK]`` first; k-mers are listed in lexicographic ACGT order.

@@ -15,7 +15,15 @@ import numpy as np
 from transformers import PreTrainedTokenizerFast
 
 from morbench.assets import asset_loading, verify_assets
-from morbench.core import Context, EvaluationProtocol, InvalidSequence, Oracle, OracleEvaluation, TokenEnv
+from morbench.core import (
+    Context,
+    EvaluationProtocol,
+    InvalidSequence,
+    Observation,
+    Oracle,
+    OracleEvaluation,
+    TokenEnv,
+)
 from morbench.envs.summarize.documents import (
     DEFAULT_MAX_PROMPT_LENGTH,
     SPLITS,
@@ -23,7 +31,13 @@ from morbench.envs.summarize.documents import (
     PromptBuilder,
     load_documents,
 )
-from morbench.envs.summarize.embedding import load_reference_embeddings, minilm_directory, shared_embedder, text_sha256
+from morbench.envs.summarize.embedding import (
+    SentenceEmbedder,
+    load_reference_embeddings,
+    minilm_directory,
+    shared_embedder,
+    text_sha256,
+)
 from morbench.envs.summarize.policy import POLICIES, TinyLlamaConfig, ensure_prior, prior_directory
 from morbench.envs.summarize.text import (
     band_score,
@@ -97,7 +111,7 @@ class _SummaryScorer(Oracle):
         self._reference_embeddings: dict[str, np.ndarray] = {}
 
     @functools.cached_property
-    def embedder(self):
+    def embedder(self) -> SentenceEmbedder:
         """The MiniLM embedder (loaded on first use, one per process: oracle and judge share it; not pickled)."""
         return shared_embedder(str(minilm_directory()), self.embedder_sha256)
 
@@ -131,7 +145,7 @@ class _SummaryScorer(Oracle):
         return np.stack([self._reference_embeddings[d.key] for d in documents])
 
     def similarities(self, keys: list[str], contexts: list[Context | None]) -> np.ndarray:
-        documents = [c.data for c in contexts]  # canonicalize guarantees a Document
+        documents = _documents(contexts)
         summaries = self.embedder(keys)
         return np.einsum("ij,ij->i", summaries, self.reference_embeddings(documents)).astype(np.float64)
 
@@ -145,6 +159,16 @@ class _SummaryScorer(Oracle):
                 self._reference_embeddings[document.key] = entry[1]
                 used += 1
         return used
+
+
+def _documents(contexts: list[Context | None]) -> list[Document]:
+    """The documents of the contexts of scored summaries: :meth:`_SummaryScorer.canonicalize` lets no summary
+    without a document through."""
+    documents = []
+    for context in contexts:
+        assert context is not None, "canonicalize rejects a summary without a document"
+        documents.append(context.data)
+    return documents
 
 
 class SummaryOracle(_SummaryScorer):
@@ -197,7 +221,7 @@ class SummaryJudge(_SummaryScorer):
         cosine = self.similarities(keys, contexts)
         stats = [text_stats(k) for k in keys]
         ratio = np.array(
-            [s.words / max(len(words(c.data.source)), 1) for s, c in zip(stats, contexts, strict=True)],
+            [s.words / max(len(words(d.source)), 1) for s, d in zip(stats, _documents(contexts), strict=True)],
             dtype=np.float64,
         )
         cli = np.array([coleman_liau_index(s) for s in stats], dtype=np.float64)
@@ -436,6 +460,11 @@ class SummarizeEnv(TokenEnv):
 
     rebuild_command = REBUILD_COMMAND
     bound_input_tokens = False  # the overlong rule (>= max_length tokens) is this task's token bound
+    oracle: SummaryOracle
+    judge: SummaryJudge
+    contexts: list[Context]  # always given: every episode summarizes a document
+    _prior_path: Path | None
+    _prior_ready: bool  # whether the cached prior has been built (or verified) since prior_path was set
 
     def __init__(
         self,
@@ -505,6 +534,7 @@ class SummarizeEnv(TokenEnv):
                 rebuild_command=REBUILD_COMMAND,
             )
             self._prior_ready = True
+        assert self._prior_path is not None  # __init__ sets the cache directory of the chosen policy
         return self._prior_path
 
     @prior_path.setter
@@ -518,8 +548,11 @@ class SummarizeEnv(TokenEnv):
         """The split's documents, in context order."""
         return [c.data for c in self.contexts]
 
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[Observation, dict[str, Any]]:
         observation, info = super().reset(seed=seed, options=options)
+        assert self._context is not None  # a prompt-conditioned task draws a context at every reset
         document: Document = self._context.data
         info["prompt_length"] = document.prompt_length
         info["prompt_truncated"] = document.truncated

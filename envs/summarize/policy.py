@@ -19,12 +19,15 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from morbench.assets import MANIFEST_NAME, sha256_file, verify_manifest
 from morbench.errors import AssetError, ConfigError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 __all__ = [
     "GGUF_FILE",
@@ -114,7 +117,7 @@ def ensure_prior(
     return directory
 
 
-def dequantize_smollm2(expected_sha256: str | None = None) -> torch.nn.Module:
+def dequantize_smollm2(expected_sha256: str | None = None) -> PreTrainedModel:
     """SmolLM2-135M-Instruct as a plain float32 ``LlamaForCausalLM`` (no quantization config attached)."""
     from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
 
@@ -138,7 +141,7 @@ def dequantize_smollm2(expected_sha256: str | None = None) -> torch.nn.Module:
     return model.eval()
 
 
-def build_tiny_llama(config: TinyLlamaConfig, vocab_size: int) -> torch.nn.Module:
+def build_tiny_llama(config: TinyLlamaConfig, vocab_size: int) -> PreTrainedModel:
     """A freshly initialised small Llama (deterministic given ``config.seed``)."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -161,7 +164,7 @@ def build_tiny_llama(config: TinyLlamaConfig, vocab_size: int) -> torch.nn.Modul
     return model.eval()
 
 
-def _save_atomically(model: torch.nn.Module, tokenizer: Any, directory: Path) -> None:
+def _save_atomically(model: PreTrainedModel, tokenizer: Any, directory: Path) -> None:
     from morbench.models import save_causal_lm
 
     directory.parent.mkdir(parents=True, exist_ok=True)

@@ -11,8 +11,12 @@ import functools
 import importlib.util
 import math
 import re
+from typing import TYPE_CHECKING
 
 from morbench.errors import MissingDependencyError
+
+if TYPE_CHECKING:
+    import pyphen
 
 __all__ = [
     "TextStats",
@@ -70,7 +74,7 @@ def require_pyphen() -> None:
 
 
 @functools.lru_cache(maxsize=1)
-def _hyphenator():
+def _hyphenator() -> pyphen.Pyphen:
     import pyphen
 
     return pyphen.Pyphen(lang="en_US", left=1, right=1)
