@@ -375,7 +375,7 @@ def train_predictor(
     bar.close()
     if best[2] is None:
         raise ValueError(
-            f"the validation MAE was not a number in any of the {len(history)} epochs, so there are no weights to "
+            f"no epoch gave a validation MAE that is a number ({len(history)} run), so there are no weights to "
             "keep; check the targets and features for NaN, or lower the learning rate"
         )
     network.load_state_dict(best[2])

@@ -297,3 +297,16 @@ def test_builder_smoke_run_on_a_small_slice(tmp_path):
     check_env(env)
     report = json.loads((assets / "build_report.json").read_text())
     assert report["data"]["rows"] == 1500 and report["evaluation"]["samples"] == 200
+
+
+def test_training_whose_validation_error_is_never_a_number_says_so():
+    from rdkit import Chem
+
+    from morbench.envs.qm9.predictors import TrainingConfig, train_predictor
+
+    mols = [Chem.MolFromSmiles(s) for s in ("C", "CC", "CO", "CN", "CCO", "CCN", "C=O", "CC=O")]
+    targets = np.random.default_rng(0).normal(size=(len(mols), 3))
+    targets[:, 0] = np.nan  # one property unknown: every validation MAE is NaN, so no epoch is ever the best
+    config = TrainingConfig(epochs=2, patience=1, batch_size=4, network={"hidden": 8, "layers": 1})
+    with pytest.raises(ValueError, match=r"no epoch gave a validation MAE that is a number \(1 run\)"):
+        train_predictor(config, mols, targets, mols, targets, progress=False)
