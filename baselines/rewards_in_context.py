@@ -38,7 +38,7 @@ from morbench.baselines.training import RunContext, Trained
 from morbench.core import Context, TokenEnv
 from morbench.errors import ConfigError
 from morbench.evaluation import LMPolicy
-from morbench.sampling import PolicySamples, prompt_tensors, sample, sample_sequences
+from morbench.sampling import PolicySamples, sample_for_task, sample_sequences
 from morbench.seeding import ric_goal_rng, ric_offline_seed, ric_online_seed
 
 __all__ = ["RewardsInContextConfig", "preference_to_levels", "train"]
@@ -193,21 +193,11 @@ def _generate(
             break
         picks = rng.integers(0, len(all_contexts), size=n) if all_contexts is not None else np.full(n, -1)
         contexts = [all_contexts[i] if all_contexts is not None and i >= 0 else None for i in picks]
-        prompt_ids, prompt_mask = prompt_tensors(task, contexts)
+        prefixes = None
         if level_targets is not None and policy is not None:
             prefixes = torch.tensor([policy.prefix(t) for t in level_targets[start : start + n]], dtype=torch.long)
-            prompt_ids = torch.cat([prompt_ids, prefixes], dim=1)
-            prompt_mask = torch.cat([prompt_mask, torch.ones_like(prefixes, dtype=torch.bool)], dim=1)
-        generation = sample(
-            model,
-            prompt_ids,
-            prompt_mask,
-            task.max_length,
-            eos_token_id=task.eos_token_id,
-            pad_token_id=task.pad_token_id,
-            temperature=config.temperature,
-            generator=generator,
-            forbid_token_ids=forbid,
+        generation = sample_for_task(
+            model, task, contexts, generator, config.temperature, prefixes=prefixes, forbid_token_ids=forbid
         )
         generated = generation.rows()
         rows.extend(generated)

@@ -20,6 +20,7 @@ __all__ = [
     "new_kv_cache",
     "prompt_tensors",
     "sample",
+    "sample_for_task",
     "sample_sequences",
 ]
 
@@ -170,6 +171,39 @@ def prompt_tensors(task: TokenEnv, contexts: list[Context | None]) -> tuple[torc
     return ids, torch.arange(ids.shape[1])[None, :] >= (ids.shape[1] - lengths)[:, None]
 
 
+def sample_for_task(
+    model: torch.nn.Module,
+    task: TokenEnv,
+    contexts: list[Context | None],
+    generator: torch.Generator,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    prefixes: torch.Tensor | None = None,
+    forbid_token_ids: Sequence[int] | None = None,
+) -> Generation:
+    """One continuation per context with the task's prompts, length, EOS and padding (:func:`sample`).
+
+    ``prefixes`` (rows of extra token ids, e.g. reward tokens) follow each row's prompt; ``forbid_token_ids``
+    (default: the task's forbidden ids, every special token but EOS) are never sampled.
+    """
+    prompt_ids, prompt_mask = prompt_tensors(task, contexts)
+    if prefixes is not None:
+        prompt_ids = torch.cat([prompt_ids, prefixes], dim=1)
+        prompt_mask = torch.cat([prompt_mask, torch.ones_like(prefixes, dtype=torch.bool)], dim=1)
+    return sample(
+        model,
+        prompt_ids,
+        prompt_mask,
+        task.max_length,
+        eos_token_id=task.eos_token_id,
+        pad_token_id=task.pad_token_id,
+        temperature=temperature,
+        top_p=top_p,
+        generator=generator,
+        forbid_token_ids=list(task.forbidden_token_ids if forbid_token_ids is None else forbid_token_ids),
+    )
+
+
 def sample_sequences(
     model: torch.nn.Module,
     task: TokenEnv,
@@ -191,23 +225,8 @@ def sample_sequences(
     tokens = 0
     for start in range(0, len(contexts), batch_size):
         chunk = contexts[start : start + batch_size]
-        prompt_ids, prompt_mask = prompt_tensors(task, chunk)
-        if prefix_ids:
-            extra = torch.tensor(list(prefix_ids), dtype=torch.long).expand(len(chunk), -1)
-            prompt_ids = torch.cat([prompt_ids, extra], dim=1)
-            prompt_mask = torch.cat([prompt_mask, torch.ones_like(extra, dtype=torch.bool)], dim=1)
-        generation = sample(
-            model,
-            prompt_ids,
-            prompt_mask,
-            task.max_length,
-            eos_token_id=task.eos_token_id,
-            pad_token_id=task.pad_token_id,
-            temperature=temperature,
-            top_p=top_p,
-            generator=generator,
-            forbid_token_ids=list(task.forbidden_token_ids if forbid_token_ids is None else forbid_token_ids),
-        )
+        extra = torch.tensor(list(prefix_ids), dtype=torch.long).expand(len(chunk), -1) if prefix_ids else None
+        generation = sample_for_task(model, task, chunk, generator, temperature, top_p, extra, forbid_token_ids)
         decoded, _ = task.decode_token_ids(generation.rows())
         sequences.extend(decoded)
         logprobs.extend((generation.logprobs * generation.mask).sum(dim=1).tolist())
