@@ -146,6 +146,9 @@ class _Interrupt(Exception):
 def test_an_interrupted_budgeted_run_resumes_to_the_same_result(tmp_path, monkeypatch, method, overrides):
     """The stopping point depends on the tokens sampled; a resumed run must stop exactly where an uninterrupted
     one does (the budget limits in force are part of the checkpoint)."""
+    from morbench.baselines import training
+
+    monkeypatch.setattr(training, "CHECKPOINT_SECONDS", 0.0)  # checkpoint at every checkpoint_every iterations
     budget = Budget(sampled_tokens=16 * 32 * 4)
     reference = _run(tmp_path, method, overrides, budget, "reference")
     original = RunContext.checkpoint
