@@ -23,6 +23,7 @@ from morbench import metrics
 from morbench.errors import InvalidRunError, UnknownEnvError
 from morbench.preferences import uniform_preference
 from morbench.runs import atomic_write_bytes, atomic_write_json, find_runs, read_evaluation, read_run
+from morbench.seeding import preference_seed
 
 if TYPE_CHECKING:
     from morbench.core import TokenEnv
@@ -269,7 +270,7 @@ def prior_judge_gap(task: Any, seed: int, samples: int) -> float:
     """The untuned prior's judge gap on ``task`` at the uniform preference, sampled with the protocol.
 
     Reproduces the uniform-preference samples of ``morbench train prior --seed <seed>`` (same prior, same
-    sampling seed ``seed * 1_000_003 + index of u in the grid``, ``samples`` samples) and returns
+    sampling seed ``seeding.preference_seed(seed, index of u in the grid)``, ``samples`` samples) and returns
     ``mean oracle reward - mean judge reward`` (averaged over objectives). NaN for tasks without a judge.
     Cached per (env, seed, samples) for the process; costs one preference's worth of prior sampling.
     """
@@ -286,7 +287,7 @@ def prior_judge_gap(task: Any, seed: int, samples: int) -> float:
         index = int(np.argmin(np.abs(grid - uniform).sum(axis=1)))
         contexts = evaluation_contexts(task, samples, seed)
         policy = LMPolicy(load_prior(task, seed=seed), task)
-        drawn = policy.sample(grid[index], contexts, seed=seed * 1_000_003 + index)
+        drawn = policy.sample(grid[index], contexts, seed=preference_seed(seed, index))
         oracle = task.score(drawn.sequences, contexts).rewards
         judge = task.judge_score(drawn.sequences, contexts).rewards
         _PRIOR_GAPS[key] = float(np.mean(oracle) - np.mean(judge))
