@@ -20,13 +20,14 @@ import shutil
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from morbench.errors import SubmissionError
+from morbench.leaderboard.cache import CACHE_DIR, CachedEntry, EntryCache, code_fingerprint
 from morbench.leaderboard.render import (
     PRIMARY_METRIC,
     EnvBoard,
@@ -37,7 +38,14 @@ from morbench.leaderboard.render import (
     site_assets,
 )
 from morbench.leaderboard.schema import submission_slug
-from morbench.leaderboard.validate import ValidatedSubmission, find_submissions, validate_files
+from morbench.leaderboard.validate import (
+    NamedSubmission,
+    TaskCache,
+    ValidatedSubmission,
+    find_submissions,
+    reject_duplicates,
+    validate_files,
+)
 from morbench.leaderboard.verify import LEDGER_FILE, read_ledger, trusted_digests
 
 __all__ = [
@@ -71,6 +79,7 @@ class BuildResult:
     validation_seconds: dict[str, float]
     seconds: float
     rescored: int = 0  # files re-scored (the others were scored from claims their verification matched)
+    cached: int = 0  # files whose scored entry an earlier build cached (neither validated nor scored again)
 
 
 def _finite_or_none(value: float) -> float | None:
@@ -223,24 +232,34 @@ def rank_blockers(validated: ValidatedSubmission, ledger: dict[str, dict[str, An
 
 
 def build_boards(
-    validated: list[ValidatedSubmission], ledger: dict[str, dict[str, Any]] | None = None
+    validated: list[ValidatedSubmission],
+    ledger: dict[str, dict[str, Any]] | None = None,
+    cached: Sequence[CachedEntry] = (),
+    store: Callable[[ValidatedSubmission, LeaderboardEntry], None] | None = None,
 ) -> list[EnvBoard]:
-    """Group by env; rank verified entries with enough seeds at the protocol's count; the rest are unranked."""
+    """Group by env; rank verified entries with enough seeds at the protocol's count; the rest are unranked.
+
+    ``cached``: entries scored by an earlier build (:mod:`morbench.leaderboard.cache`), used as they are;
+    ``store(item, entry)`` is called with every entry scored now.
+    """
     from morbench.leaderboard.verify import passing_record
 
     ledger = ledger or {}
-    by_env: dict[str, list[ValidatedSubmission]] = defaultdict(list)
+    by_env: dict[str, list[LeaderboardEntry]] = defaultdict(list)
+    tasks: dict[str, Any] = {}
     for item in validated:
-        by_env[item.env_id].append(item)
+        reasons = rank_blockers(item, ledger)
+        entry = score_submission(item, passing_record(ledger, item.sha256), "; ".join(reasons) or None)
+        if store is not None:
+            store(item, entry)
+        by_env[item.env_id].append(entry)
+        tasks.setdefault(item.env_id, item.task)
+    for hit in cached:
+        by_env[hit.env_id].append(hit.entry)
     boards = []
     for env_id in sorted(by_env):
-        items = by_env[env_id]
-        ranked: list[LeaderboardEntry] = []
-        unranked: list[LeaderboardEntry] = []
-        for item in items:
-            reasons = rank_blockers(item, ledger)
-            entry = score_submission(item, passing_record(ledger, item.sha256), "; ".join(reasons) or None)
-            (unranked if reasons else ranked).append(entry)
+        ranked = [entry for entry in by_env[env_id] if entry.reason is None]
+        unranked = [entry for entry in by_env[env_id] if entry.reason is not None]
         ranked.sort(key=_ranking_key)
         unranked.sort(key=_ranking_key)
         for rank, entry in enumerate(ranked, start=1):
@@ -250,7 +269,8 @@ def build_boards(
             leader = _per_seed(ranked[0], PRIMARY_METRIC)
             for entry in ranked[1:]:
                 entry.vs_leader = difference_interval(_per_seed(entry, PRIMARY_METRIC), leader)
-        boards.append(EnvBoard(env_id, items[0].task, ranked, unranked))
+        task = tasks[env_id] if env_id in tasks else TaskCache().get(env_id, f"the board of {env_id}")
+        boards.append(EnvBoard(env_id, task, ranked, unranked))
     return boards
 
 
@@ -306,6 +326,8 @@ def build_leaderboard(
     verification ledger is ``ledger`` (default: ``verified.json`` beside the submissions folder). Files whose
     exact bytes the ledger says were verified with claims matching the re-scoring are scored from their claims
     (:func:`morbench.leaderboard.verify.trusted_digests`); ``rescore`` re-scores every file regardless.
+    Files unchanged since an earlier build (same bytes, place, ledger record and code) reuse its scored entries
+    (``.cache`` beside the submissions folder, :mod:`morbench.leaderboard.cache`) unless ``rescore``.
     """
     started = time.perf_counter()
     if submissions is None or out is None:
@@ -316,18 +338,51 @@ def build_leaderboard(
     paths = find_submissions(submissions)
     ledger_entries = read_ledger(Path(ledger) if ledger is not None else submissions.parent / LEDGER_FILE)
     trusted = set() if rescore else trusted_digests(ledger_entries)
-    report = validate_files(paths, root=submissions, progress=progress, trusted=trusted)
-    if not report.ok:
+    cache = EntryCache(submissions.parent / CACHE_DIR, code_fingerprint())
+    keys: dict[str, str] = {}
+    hits: list[CachedEntry] = []
+    todo: list[Path] = []
+    for path in paths:
+        key = _cache_key(cache, path, submissions, ledger_entries)
+        hit = None if rescore or key is None else cache.get(key, str(path))
+        if key is not None:
+            keys[str(path)] = key
+        if hit is None:
+            todo.append(path)
+        else:
+            hits.append(hit)
+    report = validate_files(todo, root=submissions, progress=progress, trusted=trusted)
+    named: list[NamedSubmission] = [*report.valid, *hits]
+    _, clashes = reject_duplicates(named)  # names must be unique across cached and new files
+    errors = report.errors + [e for e in clashes if e not in report.errors]
+    if errors:
         raise SubmissionError(
-            f"{len(report.errors)} submission(s) failed validation; the board was not changed:\n\n"
-            + "\n\n".join(report.errors)
+            f"{len(errors)} submission(s) failed validation; the board was not changed:\n\n" + "\n\n".join(errors)
         )
-    files = render_files(build_boards(report.valid, ledger_entries))
+
+    def store(item: ValidatedSubmission, entry: LeaderboardEntry) -> None:
+        if item.source in keys:
+            cache.put(keys[item.source], item.env_id, entry)
+
+    files = render_files(build_boards(report.valid, ledger_entries, cached=hits, store=store))
     install_files(files, out)
     return BuildResult(
         files={k: len(v) for k, v in sorted(files.items())},
-        submissions=len(report.valid),
+        submissions=len(report.valid) + len(hits),
         rescored=sum(v.claims_error is not None for v in report.valid),
         validation_seconds={v.source: v.seconds for v in report.valid},
         seconds=time.perf_counter() - started,
+        cached=len(hits),
     )
+
+
+def _cache_key(cache: EntryCache, path: Path, submissions: Path, ledger: dict[str, dict[str, Any]]) -> str | None:
+    """The cache key of a submission file, or None when it cannot be read (validation then says why)."""
+    from morbench.leaderboard.schema import content_sha256, read_submission_bytes
+
+    try:
+        sha = content_sha256(read_submission_bytes(path))
+    except SubmissionError:
+        return None
+    location = path.resolve().relative_to(submissions.resolve()).as_posix() if submissions.exists() else str(path)
+    return cache.key(sha, location, ledger.get(sha))

@@ -18,7 +18,7 @@ import json
 import time
 from collections.abc import Container, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
@@ -616,7 +616,23 @@ def validate_files(
     return ValidationReport(valid, errors + duplicate_errors)
 
 
-def reject_duplicates(results: Sequence[ValidatedSubmission]) -> tuple[list[ValidatedSubmission], list[str]]:
+class NamedSubmission(Protocol):
+    """What the duplicate-name check reads of a submission (validated now or cached by an earlier build)."""
+
+    @property
+    def source(self) -> str: ...
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def env_id(self) -> str: ...
+
+
+Named = TypeVar("Named", bound=NamedSubmission)
+
+
+def reject_duplicates(results: Sequence[Named]) -> tuple[list[Named], list[str]]:
     """Reject every file whose name clashes with another's of the same env, with a message naming both.
 
     Names are unique per env and must not look alike (:func:`morbench.leaderboard.names.names_clash`: confusable

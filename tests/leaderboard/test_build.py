@@ -184,3 +184,49 @@ def test_judge_gap_is_measured_against_the_prior_the_board_samples(tmp_path: Pat
     assert result["prior_judge_gap"] == reference and "sampled" in result["prior_judge_gap_source"]
     assert result["judge_gap_vs_prior"] == pytest.approx(result["judge_gap"] - reference)
     assert result["judge_gap_vs_prior"] != 0.0  # not zeroed by calling itself the prior
+
+
+def test_a_rebuild_reuses_the_scored_entries_of_unchanged_files(
+    board_dir: Path, base: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from morbench.leaderboard import build as build_module
+
+    cold = build_leaderboard(board_dir, tmp_path / "cold")
+    warm = build_leaderboard(board_dir, tmp_path / "warm")
+    assert (cold.cached, warm.cached, warm.submissions) == (0, 3, 3)
+    assert read_tree(tmp_path / "cold") == read_tree(tmp_path / "warm")  # the cached entries render identically
+    assert build_leaderboard(board_dir, tmp_path / "rescore", rescore=True).cached == 0
+    # a changed file is scored again, the others are not
+    base["description"] = "edited"
+    write_submission(board_dir, base)
+    assert build_leaderboard(board_dir, tmp_path / "edited").cached == 2
+    # a damaged cache file is a miss, not an error
+    for path in (board_dir.parent / ".cache").glob("*.json"):
+        path.write_text("{not json")
+    assert build_leaderboard(board_dir, tmp_path / "damaged").cached == 0
+    # any change to the code or data that scores re-scores everything
+    monkeypatch.setattr(build_module, "code_fingerprint", lambda: "another morbench")
+    assert build_leaderboard(board_dir, tmp_path / "code").cached == 0
+
+
+def test_a_new_file_cannot_take_the_name_of_a_cached_one(board_dir: Path, base: dict[str, Any], tmp_path: Path) -> None:
+    build_leaderboard(board_dir, tmp_path / "board")
+    twin = dict(base, name="Random Ietters")  # looks like the cached "Random letters" (capital I for l)
+    write_submission(board_dir, twin)
+    with pytest.raises(SubmissionError, match="failed validation; the board was not changed") as info:
+        build_leaderboard(board_dir, tmp_path / "board")
+    assert "Random Ietters" in str(info.value) and "Random letters" in str(info.value)
+
+
+def test_the_ledger_record_is_part_of_the_cache_key(tmp_path: Path) -> None:
+    from morbench.leaderboard.cache import EntryCache
+
+    cache = EntryCache(tmp_path, "code")
+    keys = {
+        cache.key("a" * 64, "env/x.json.gz", None),
+        cache.key("a" * 64, "env/x.json.gz", {"verdict": "passed"}),
+        cache.key("a" * 64, "env/y.json.gz", None),
+        cache.key("b" * 64, "env/x.json.gz", None),
+        EntryCache(tmp_path, "other code").key("a" * 64, "env/x.json.gz", None),
+    }
+    assert len(keys) == 5
