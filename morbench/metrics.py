@@ -24,6 +24,7 @@ import numpy as np
 import numpy.typing as npt
 
 __all__ = [
+    "auroc",
     "cardinality",
     "crossfit_expected_utility",
     "crossfit_hypervolume",
@@ -382,3 +383,19 @@ def paired_t_interval(a: Sequence[float], b: Sequence[float], confidence: float 
 
 def _finite_number(value: object) -> bool:
     return isinstance(value, (int, float, np.floating, np.integer)) and math.isfinite(float(value))
+
+
+def auroc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """Area under the ROC curve (Mann-Whitney U with tied scores sharing their average rank); NaN if one class."""
+    labels = np.asarray(labels, dtype=bool)
+    scores = np.asarray(scores, dtype=np.float64)
+    positives, negatives = int(labels.sum()), int((~labels).sum())
+    if positives == 0 or negatives == 0:
+        return float("nan")
+    order = np.argsort(scores, kind="mergesort")
+    sorted_scores = scores[order]
+    ranks = np.empty(len(scores), dtype=np.float64)
+    _, first, counts = np.unique(sorted_scores, return_index=True, return_counts=True)
+    average = first + (counts + 1) / 2.0  # 1-based average rank of each tie group
+    ranks[order] = np.repeat(average, counts)
+    return float((ranks[labels].sum() - positives * (positives + 1) / 2) / (positives * negatives))

@@ -20,7 +20,7 @@ from safetensors.torch import load_file, save_file
 
 from morbench.envs.cns.featurize import FeatureSpec, MoleculeRecord
 
-__all__ = ["BBBModel", "BBBModelConfig", "auroc", "feature_matrix", "load_bbb_model", "save_bbb_model"]
+__all__ = ["BBBModel", "BBBModelConfig", "feature_matrix", "load_bbb_model", "save_bbb_model"]
 
 
 @dataclasses.dataclass
@@ -121,22 +121,3 @@ def load_bbb_model(directory: Path, name: str) -> BBBModel:
     model = BBBModel(BBBModelConfig.from_dict(payload["config"]))
     model.load_state_dict(load_file(str(directory / f"{name}.safetensors")))
     return model.eval()
-
-
-def auroc(labels: np.ndarray, scores: np.ndarray) -> float:
-    """Area under the ROC curve (the Mann-Whitney statistic, ties counted half)."""
-    labels = np.asarray(labels, dtype=bool)
-    scores = np.asarray(scores, dtype=np.float64)
-    positives, negatives = int(labels.sum()), int((~labels).sum())
-    if positives == 0 or negatives == 0:
-        return float("nan")
-    order = np.argsort(scores, kind="mergesort")
-    ranks = np.empty(len(scores), dtype=np.float64)
-    sorted_scores = scores[order]
-    # average ranks over ties
-    boundaries = np.flatnonzero(np.diff(sorted_scores)) + 1
-    starts = np.concatenate([[0], boundaries])
-    ends = np.concatenate([boundaries, [len(scores)]])
-    for start, end in zip(starts, ends, strict=True):
-        ranks[order[start:end]] = (start + end + 1) / 2.0
-    return float((ranks[labels].sum() - positives * (positives + 1) / 2) / (positives * negatives))

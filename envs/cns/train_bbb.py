@@ -17,8 +17,9 @@ from rdkit import Chem
 from rdkit.Chem.Scaffolds import MurckoScaffold
 from tqdm.auto import tqdm
 
-from morbench.envs.cns.bbb import BBBModel, BBBModelConfig, auroc, feature_matrix
+from morbench.envs.cns.bbb import BBBModel, BBBModelConfig, feature_matrix
 from morbench.envs.cns.featurize import FeatureSpec, MoleculeRecord, canonicalize_smiles
+from morbench.metrics import auroc
 
 __all__ = ["B3DBData", "TrainConfig", "b3db_path", "load_b3db", "scaffold_split", "train_bbb_model"]
 

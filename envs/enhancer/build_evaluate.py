@@ -46,7 +46,7 @@ def write_enhancer_manifest(assets: Path) -> None:
 
 def stage_evaluate(corpus: Corpus, assets: Path, config: BuildConfig) -> dict[str, Any]:
     from morbench.envs.enhancer.env import EnhancerEnv
-    from morbench.envs.enhancer.networks import auroc
+    from morbench.metrics import auroc
 
     write_enhancer_manifest(assets)
     env = EnhancerEnv(assets_dir=assets, top_fraction=config.top_fraction)

@@ -29,11 +29,11 @@ def _train_network(kind: str, corpus: Corpus, assets: Path, config: BuildConfig)
         KmerMLP,
         KmerMLPConfig,
         TrainConfig,
-        auroc,
         predict_logits,
         save_network,
         train_classifier,
     )
+    from morbench.metrics import auroc
 
     network: ActivityCNN | KmerMLP
     if kind == ORACLE_NAME:

@@ -20,6 +20,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from morbench.envs.enhancer.sequences import one_hot, reverse_complement
+from morbench.metrics import auroc
 
 __all__ = [
     "ActivityCNN",
@@ -29,7 +30,6 @@ __all__ = [
     "SequenceClassifier",
     "TrainConfig",
     "TrainResult",
-    "auroc",
     "load_network",
     "predict_logits",
     "save_network",
@@ -196,22 +196,6 @@ def load_network(directory: str | Path, name: str) -> tuple[SequenceClassifier, 
     model = cls(config_cls(**record["config"]))
     model.load_state_dict(load_file(str(directory / f"{name}.safetensors")), strict=True)
     return model.eval(), record
-
-
-def auroc(labels: np.ndarray, scores: np.ndarray) -> float:
-    """Area under the ROC curve (Mann-Whitney U with tied scores sharing their average rank); NaN if one class."""
-    labels = np.asarray(labels, dtype=bool)
-    scores = np.asarray(scores, dtype=np.float64)
-    positives, negatives = int(labels.sum()), int((~labels).sum())
-    if positives == 0 or negatives == 0:
-        return float("nan")
-    order = np.argsort(scores, kind="mergesort")
-    sorted_scores = scores[order]
-    ranks = np.empty(len(scores), dtype=np.float64)
-    _, first, counts = np.unique(sorted_scores, return_index=True, return_counts=True)
-    average = first + (counts + 1) / 2.0  # 1-based average rank of each tie group
-    ranks[order] = np.repeat(average, counts)
-    return float((ranks[labels].sum() - positives * (positives + 1) / 2) / (positives * negatives))
 
 
 @dataclasses.dataclass

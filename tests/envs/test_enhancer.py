@@ -14,9 +14,9 @@ import morbench
 from morbench.envs.enhancer import metrics
 from morbench.envs.enhancer.env import CELL_TYPES, EnhancerEnv
 from morbench.envs.enhancer.motifs import Motif, MotifSet, motif_enrichment
-from morbench.envs.enhancer.networks import auroc
 from morbench.envs.enhancer.sequences import build_dna_tokenizer, encode, reverse_complement, sequence_problem
 from morbench.errors import AssetError
+from morbench.metrics import auroc
 from morbench.utils import check_env
 
 REBUILD = "morbench build-assets enhancer"
