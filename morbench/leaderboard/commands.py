@@ -159,8 +159,9 @@ def _build(args: argparse.Namespace) -> int:
     for relative, size in result.files.items():
         print(f"  {out / relative} ({size} bytes)")
     print(
-        f"built the leaderboard from {result.submissions} submission(s) ({result.rescored} re-scored, the rest "
-        f"scored from claims their verification matched) in {result.seconds:.1f} s"
+        f"built the leaderboard from {result.submissions} submission(s) ({result.cached} unchanged since the last "
+        f"build, {result.rescored} re-scored, the rest scored from claims their verification matched) in "
+        f"{result.seconds:.1f} s"
     )
     return 0
 
