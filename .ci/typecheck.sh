@@ -6,6 +6,8 @@
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 python=${TYPECHECK_PYTHON:-"$repo/.venv/bin/python"}
+# a relative interpreter path (the Makefile passes .venv/bin/python) is taken from the caller's directory, before cd
+case "$python" in */*) [ "${python#/}" != "$python" ] || python="$PWD/$python" ;; esac
 tree="$repo/build/typecheck"
 rm -rf "$tree/morbench"
 mkdir -p "$tree/morbench"

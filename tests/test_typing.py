@@ -7,6 +7,8 @@ cannot see: that the contract's annotations resolve at runtime, and that no modu
 from __future__ import annotations
 
 import inspect
+import os
+import subprocess
 import typing
 from pathlib import Path
 
@@ -48,3 +50,21 @@ def test_mypy_requires_annotations_in_every_module():
         override["module"] for override in config.get("overrides", []) if override.get("disallow_untyped_defs") is False
     ]
     assert exempt == [], f"modules exempted from annotation: {exempt}"
+
+
+def test_typecheck_script_accepts_the_relative_interpreter_path_the_makefile_passes(tmp_path):
+    # CI failed with ".venv/bin/python: No such file or directory": the script changed directory before using it
+    fake = tmp_path / "bin" / "python"
+    fake.parent.mkdir()
+    fake.write_text('#!/bin/sh\necho "fake mypy $*"\n')
+    fake.chmod(0o755)
+    script = PYPROJECT.parent / ".ci" / "typecheck.sh"
+    result = subprocess.run(
+        ["bash", str(script)],
+        cwd=tmp_path,
+        env={**os.environ, "TYPECHECK_PYTHON": "bin/python"},
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "fake mypy -m mypy --config-file" in result.stdout
