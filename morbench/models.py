@@ -13,7 +13,14 @@ from morbench.errors import AssetError
 
 CONDITIONING_SLACK = 16  # extra positions priors keep for conditioning tokens (Rewards-in-Context)
 
-__all__ = ["CONDITIONING_SLACK", "build_gpt2", "load_causal_lm", "load_prior", "save_causal_lm"]
+__all__ = [
+    "CONDITIONING_SLACK",
+    "build_gpt2",
+    "flush_subnormal_weights",
+    "load_causal_lm",
+    "load_prior",
+    "save_causal_lm",
+]
 
 
 def build_gpt2(
@@ -95,3 +102,20 @@ def load_prior(env: Any, seed: int = 0) -> PreTrainedModel:
         pad_token_id=task.pad_token_id,
         seed=seed,
     )
+
+
+@torch.no_grad()
+def flush_subnormal_weights(module: torch.nn.Module) -> int:
+    """Set every subnormal float parameter of ``module`` to zero, in place; returns how many there were.
+
+    A weight below float32's smallest normal number (1.18e-38) adds nothing a float32 sum can hold, but a CPU
+    multiplies it up to ~20x slower (microcode assists): the Enhancer oracle's convolutions, a third of whose
+    trained weights decayed to subnormals, ran 5.5x slower than with them zeroed, with bit-identical outputs.
+    """
+    flushed = 0
+    for parameter in module.parameters():
+        if parameter.is_floating_point():
+            subnormal = (parameter != 0) & (parameter.abs() < torch.finfo(parameter.dtype).tiny)
+            flushed += int(subnormal.sum())
+            parameter.masked_fill_(subnormal, 0.0)
+    return flushed

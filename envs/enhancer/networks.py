@@ -21,6 +21,7 @@ from torch import nn
 
 from morbench.envs.enhancer.sequences import one_hot, reverse_complement
 from morbench.metrics import auroc
+from morbench.models import flush_subnormal_weights
 
 __all__ = [
     "ActivityCNN",
@@ -189,12 +190,16 @@ def save_network(model: SequenceClassifier, directory: str | Path, name: str, me
 
 
 def load_network(directory: str | Path, name: str) -> tuple[SequenceClassifier, dict[str, Any]]:
-    """Rebuild a network from ``<name>.json`` and load ``<name>.safetensors`` (strict); returns (model, record)."""
+    """Rebuild a network from ``<name>.json`` and load ``<name>.safetensors`` (strict); returns (model, record).
+
+    Subnormal weights are zeroed (:func:`morbench.models.flush_subnormal_weights`): same outputs, ~5x faster.
+    """
     directory = Path(directory)
     record = json.loads((directory / f"{name}.json").read_text())
     cls, config_cls = ARCHITECTURES[record["architecture"]]
     model = cls(config_cls(**record["config"]))
     model.load_state_dict(load_file(str(directory / f"{name}.safetensors")), strict=True)
+    flush_subnormal_weights(model)
     return model.eval(), record
 
 
