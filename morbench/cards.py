@@ -3,7 +3,8 @@
 The docstring is written in Markdown with Gymnasium's fixed sections (Description, Observation Space, Action
 Space, Rewards, Starting State, Episode End, Arguments, ..., Version History) and opens with a ``>>>`` example
 that ``tests/test_cards.py`` runs as a doctest. :func:`render_card` turns it into the README: a title naming
-every registered id of the class, then the docstring with each ``>>>`` example in a ``pycon`` fence.
+every registered id of the class, then the docstring with each ``>>>`` example in a ``pycon`` fence, and a
+generated "Task quality" section from each id's committed quality report (``morbench quality``).
 ``morbench card --write`` rewrites every README; ``tests/test_cards.py`` fails when one is stale.
 """
 
@@ -72,8 +73,15 @@ def card_path(cls: type) -> Path:
     return Path(inspect.getfile(cls)).resolve().parent / CARD_NAME
 
 
-def render_card(cls: type, env_ids: list[str]) -> str:
-    """The README text of ``cls``: a generated-file notice, a title naming ``env_ids``, then the docstring."""
+def render_card(cls: type, env_ids: list[str], reports: dict[str, dict[str, Any] | None] | None = None) -> str:
+    """The README text of ``cls``: a generated-file notice, a title naming ``env_ids``, then the docstring.
+
+    A generated "Task quality" section (:func:`morbench.quality.render_quality_section`) goes before the
+    docstring's Version History (at the end if it has none), one table per id from ``reports`` (default: each
+    id's committed ``quality/<Name>-v<N>.json``), so the card's figures are the report's by construction.
+    """
+    from morbench.quality import read_quality_report, render_quality_section
+
     doc = inspect.getdoc(cls)
     if not doc:
         raise ConfigError(f"{cls.__qualname__} has no docstring; its docstring is its env card")
@@ -83,7 +91,19 @@ def render_card(cls: type, env_ids: list[str]) -> str:
         f"<!-- Generated from the docstring of {cls.__module__}.{cls.__qualname__} by `morbench card --write`; "
         "edit the docstring, not this file. -->"
     )
-    return f"{notice}\n# {name} ({ids})\n\n{_fence_examples(doc)}\n"
+    if reports is None:
+        reports = {env_id: read_quality_report(env_id) for env_id in env_ids}
+    body = _with_section(_fence_examples(doc), render_quality_section(env_ids, reports), before="## Version History")
+    return f"{notice}\n# {name} ({ids})\n\n{body}\n"
+
+
+def _with_section(doc: str, section: str, before: str) -> str:
+    """``doc`` with ``section`` inserted before the line ``before`` (appended where there is no such line)."""
+    lines = doc.splitlines()
+    if before in lines:
+        at = lines.index(before)
+        return "\n".join([*lines[:at], *section.splitlines(), "", *lines[at:]])
+    return f"{doc}\n\n{section}"
 
 
 def _fence_examples(doc: str) -> str:

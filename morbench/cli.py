@@ -179,6 +179,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "leaderboard": lambda args: importlib.import_module("morbench.leaderboard.commands").leaderboard_command(args),
     "doctor": lambda args: importlib.import_module("morbench.doctor").doctor_command(args),
     "card": lambda args: importlib.import_module("morbench.cards").card_command(args),  # env cards (README.md)
+    "quality": lambda args: importlib.import_module("morbench.quality").quality_command(args),  # task quality
 }
 
 
@@ -261,6 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_leaderboard_parser(sub)
     importlib.import_module("morbench.doctor").add_doctor_parser(sub)
     importlib.import_module("morbench.cards").add_card_parser(sub)  # `morbench card`: READMEs from env docstrings
+    importlib.import_module("morbench.quality").add_quality_parser(sub)  # `morbench quality`: task-quality reports
     version = importlib.import_module("morbench").__version__
     parser.add_argument("--version", action="version", version=f"morbench {version}")
     return parser
