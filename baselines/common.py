@@ -182,7 +182,7 @@ def collect_rollout(
     def on_step(tokens: np.ndarray) -> np.ndarray:
         _, rewards, terminated, truncated, info = venv.step(tokens)
         done = terminated | truncated
-        if done.any():
+        if done.any() and not venv.defer_scoring:
             reward_vectors[done] = rewards[done]
             valid[done] = info["valid"][done]
         return done
@@ -202,6 +202,9 @@ def collect_rollout(
     )
     if not venv.finished.all():
         raise MorbenchError("a rollout ended before every sequence finished; the env and sampler disagree")
+    if venv.defer_scoring:  # the whole batch in one oracle call
+        reward_vectors, info = venv.score_finished()
+        valid = np.asarray(info["valid"], dtype=bool)
     input_ids = torch.cat([generation.prompt_ids, generation.tokens], dim=1)
     attention_mask = torch.cat([generation.prompt_mask, generation.mask], dim=1).long()
     prompt_length = generation.prompt_ids.shape[1]

@@ -182,10 +182,11 @@ class RunContext:
 
     # -- environment and learners -------------------------------------------------------------------------
     def vector_env(self, batch_size: int) -> TokenVectorEnv:
-        """A training vector env (DISABLED autoreset) over the run's task: every learner and every scoring call
-        of the run shares the task's oracle, so its cache and call count cover the whole run."""
+        """A training vector env (DISABLED autoreset, each rollout scored in one oracle call) over the run's task:
+        every learner and every scoring call of the run shares the task's oracle, so its cache and call count cover
+        the whole run."""
         if batch_size not in self._venvs:
-            self._venvs[batch_size] = TokenVectorEnv(self.task, batch_size, AutoresetMode.DISABLED)
+            self._venvs[batch_size] = TokenVectorEnv(self.task, batch_size, AutoresetMode.DISABLED, defer_scoring=True)
         return self._venvs[batch_size]
 
     @property

@@ -151,3 +151,38 @@ def test_a_ragged_action_batch_raises_invalid_action():
     venv.env.reset(seed=0)
     with pytest.raises(InvalidActionError, match="not an integer token id"):
         venv.env.step([4, [5]])
+
+
+def test_deferred_scoring_scores_the_whole_batch_in_one_call_with_the_per_step_results(monkeypatch):
+    # issue 17: a sampler driving the env called the oracle on every step where some rows ended (QM9: ~11 of ~21)
+    eager = morbench.make_vec("morbench/Motifs-v0", num_envs=4, autoreset_mode="Disabled")
+    deferred = morbench.make_vec("morbench/Motifs-v0", num_envs=4, autoreset_mode="Disabled", defer_scoring=True)
+    calls = []
+    original = deferred.oracle.evaluate
+    monkeypatch.setattr(deferred.oracle, "evaluate", lambda keys, ctx: calls.append(keys) or original(keys, ctx))
+    a, b = _letters(eager, "AB")
+    eos = eager.eos_token_id
+    plan = [[a, b, a, b], [eos, a, b, a], [a, eos, a, eos], [a, a, eos, a], [eos, eos, eos, eos]]
+    eager_rewards = np.zeros((4, 3), dtype=np.float32)
+    eager.reset(seed=0)
+    deferred.reset(seed=0)
+    for actions in plan:
+        _, rewards, terminated, truncated, info = eager.step(np.array(actions))
+        eager_rewards += rewards
+        _, rewards, d_terminated, d_truncated, d_info = deferred.step(np.array(actions))
+        assert (d_terminated == terminated).all() and (d_truncated == truncated).all()
+        assert not rewards.any() and d_info == {} and calls == []
+    with pytest.raises(ConfigError, match=r"\[0, 1, 2, 3\] finished but were never scored"):
+        deferred.reset()  # the unscored rows are not silently dropped
+    rewards, info = deferred.score_finished()
+    assert len(calls) == 1
+    np.testing.assert_array_equal(rewards, eager_rewards)
+    assert info["sequence"].tolist() == ["A", "BA", "ABA", "BA"]
+    assert info["_valid"].all() and info["length"].tolist() == [2, 3, 4, 3]
+    assert deferred.score_finished()[1] == {}  # nothing left to score
+    deferred.reset()
+
+
+def test_deferred_scoring_needs_disabled_autoreset():
+    with pytest.raises(ConfigError, match="defer_scoring=True needs autoreset_mode=DISABLED"):
+        morbench.make_vec("morbench/Motifs-v0", num_envs=2, defer_scoring=True)
