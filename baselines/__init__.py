@@ -225,12 +225,14 @@ def run_method(
     eval_samples: int | None = None,
     progress: bool = True,
     checkpoint_seconds: float | None = None,
+    device: Any = "cpu",
 ) -> Path:
     """Train ``method`` on ``env_id`` and write the run directory ``out`` (see ``morbench/runs.py``).
 
     ``checkpoint_seconds``: at most one periodic checkpoint per this many seconds inside a training schedule
     (default ``training.CHECKPOINT_SECONDS``; 0 checkpoints every ``checkpoint_every`` iterations). It changes what
-    a crash can lose, never the result.
+    a crash can lose, never the result. ``device`` (``cpu``, ``cuda``, ``cuda:N``, ``auto``) holds the policies,
+    value heads and prior; it is part of the run identity (a checkpoint of another device type is not resumed).
     """
     from morbench.runs import RunLock
 
@@ -245,7 +247,9 @@ def run_method(
     ):
         raise ConfigError(f"eval_samples {eval_samples!r} must be a positive integer (or None: the task's protocol)")
     from morbench.registry import spec as env_spec
+    from morbench.runs import resolve_device
 
+    resolve_device(device)  # a bad device, or CUDA where there is none, fails before the run directory is created
     env_spec(env_id)  # an unknown id fails here (with suggestions), before the run directory is created
     check_env_kwargs(env_id, dict(env_kwargs or {}))
     if str(out).strip() == "":
@@ -253,7 +257,18 @@ def run_method(
     out = Path(out)
     with RunLock(out):
         return _run_locked(
-            spec, env_id, out, seed, config, budget, resume, env_kwargs, eval_samples, progress, checkpoint_seconds
+            spec,
+            env_id,
+            out,
+            seed,
+            config,
+            budget,
+            resume,
+            env_kwargs,
+            eval_samples,
+            progress,
+            checkpoint_seconds,
+            device,
         )
 
 
@@ -269,6 +284,7 @@ def _run_locked(
     eval_samples: int | None,
     progress: bool,
     checkpoint_seconds: float | None,
+    device: Any = "cpu",
 ) -> Path:
     from morbench.baselines.training import RunContext
     from morbench.runs import RUN_FILE, identity_difference
@@ -289,6 +305,7 @@ def _run_locked(
         progress=progress,
         config=config,
         checkpoint_seconds=checkpoint_seconds,
+        device=device,
     )
     if (out / RUN_FILE).exists():  # resume of a finished run: nothing left to do if it is this run
         from morbench.runs import read_run

@@ -19,7 +19,7 @@ from gymnasium.vector import AutoresetMode
 from torch import nn
 
 from morbench.errors import ConfigError, MorbenchError
-from morbench.sampling import Generation, prompt_tensors, sample
+from morbench.sampling import Generation, model_device, prompt_tensors, sample
 from morbench.vector import TokenVectorEnv
 
 __all__ = [
@@ -30,6 +30,7 @@ __all__ = [
     "PolicyValueModel",
     "Rollout",
     "collect_rollout",
+    "identity_config",
     "iterations_per",
     "merge_state_dicts",
     "ppo_update",
@@ -67,6 +68,17 @@ class PPOConfig:
     mask_special_tokens: bool = dataclasses.field(
         default=True, metadata={"help": "never sample special tokens other than EOS (as the evaluation protocol)"}
     )
+    lora_rank: int = dataclasses.field(
+        default=0,
+        metadata={"help": "0: full fine-tuning; r > 0: the policy is LoRA adapters of rank r on the frozen prior"},
+    )
+    lora_alpha: float | None = dataclasses.field(
+        default=None, metadata={"help": "LoRA scaling numerator (delta W = alpha / r * B A); None = 2 * lora_rank"}
+    )
+    lora_target_modules: list[str] | None = dataclasses.field(
+        default=None,
+        metadata={"help": "modules LoRA adapts; None = every linear layer of the blocks (GPT-2, Llama defaults)"},
+    )
 
     def __post_init__(self) -> None:
         positive = ("batch_size", "minibatch_size", "ppo_epochs", "learning_rate", "temperature", "max_grad_norm")
@@ -83,6 +95,35 @@ class PPOConfig:
                 raise ConfigError(f"PPOConfig.{name} must be >= 0, got {getattr(self, name)!r}")
         if not 0 <= self.gamma <= 1 or not 0 <= self.gae_lambda <= 1:
             raise ConfigError(f"PPOConfig.gamma and gae_lambda must be in [0, 1], got {self.gamma}, {self.gae_lambda}")
+        if not isinstance(self.lora_rank, int) or self.lora_rank < 0:
+            raise ConfigError(
+                f"PPOConfig.lora_rank must be an integer >= 0 (0: full fine-tuning), got {self.lora_rank!r}"
+            )
+        if self.lora_alpha is not None and not self.lora_alpha > 0:
+            raise ConfigError(f"PPOConfig.lora_alpha must be > 0 (or None: 2 * lora_rank), got {self.lora_alpha!r}")
+        if self.lora_target_modules is not None and (
+            not self.lora_target_modules or not all(isinstance(t, str) and t for t in self.lora_target_modules)
+        ):
+            raise ConfigError("PPOConfig.lora_target_modules must be a non-empty list of module names or None")
+
+    @property
+    def scaling_alpha(self) -> float:
+        """LoRA's alpha (``delta W = alpha / r * B A``)."""
+        return float(self.lora_alpha if self.lora_alpha is not None else 2 * self.lora_rank)
+
+
+def identity_config(config: Any) -> Any:
+    """A config dict as the run identity records it.
+
+    The LoRA fields of a full fine-tuning ``ppo`` are left out, so the identity of every run made before LoRA
+    existed is unchanged.
+    """
+    if isinstance(config, dict):
+        out = {key: identity_config(value) for key, value in config.items()}
+        if "lora_rank" in out and not out["lora_rank"]:
+            out = {key: value for key, value in out.items() if not key.startswith("lora_")}
+        return out
+    return config
 
 
 class PolicyValueModel(nn.Module):
@@ -106,8 +147,17 @@ class PolicyValueModel(nn.Module):
         )
         return out.logits, self.value_head(out.hidden_states[-1]).squeeze(-1)
 
+    @property
+    def lora(self) -> bool:
+        """Whether the policy is LoRA adapters on a frozen base (a peft model)."""
+        return hasattr(self.lm, "peft_config")
+
     def policy_state(self) -> dict[str, torch.Tensor]:
-        """The LM weights only (what Rewarded Soups and IterativeRS merge)."""
+        """The LM weights only (what Rewarded Soups and IterativeRS merge); a LoRA policy's adapter state."""
+        if self.lora:
+            from morbench.baselines.lora import adapter_state
+
+            return adapter_state(self.lm)
         return {k: v.detach().clone() for k, v in self.lm.state_dict().items()}
 
 
@@ -187,7 +237,7 @@ def collect_rollout(
             valid[done] = info["valid"][done]
         return done
 
-    forbidden = _forbidden(venv, config)
+    forbidden = _forbidden(venv, config).to(generator.device)
     generation = sample(
         model.lm,
         prompt_ids,
@@ -220,7 +270,7 @@ def collect_rollout(
     scores = scalarize(reward_vectors).astype(np.float32)
     rewards = -config.kl_coef * (logprobs - ref_logprobs) * mask
     last = (generation.lengths - 1).clamp(min=0)
-    rewards[torch.arange(len(last)), last] += torch.from_numpy(scores)
+    rewards[torch.arange(len(last), device=last.device), last] += torch.from_numpy(scores).to(rewards.device)
     advantages, returns = _gae(rewards, values * mask, mask, config.gamma, config.gae_lambda)
     if config.whiten_advantages:
         advantages = _whiten(advantages, mask)
@@ -250,9 +300,11 @@ def _gae(
     rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float, lam: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
     advantages = torch.zeros_like(rewards)
-    running = torch.zeros(rewards.shape[0])
+    running = torch.zeros(rewards.shape[0], device=rewards.device)
     for t in reversed(range(rewards.shape[1])):
-        next_value = values[:, t + 1] if t + 1 < rewards.shape[1] else torch.zeros(rewards.shape[0])
+        next_value = (
+            values[:, t + 1] if t + 1 < rewards.shape[1] else torch.zeros(rewards.shape[0], device=rewards.device)
+        )
         delta = rewards[:, t] + gamma * next_value - values[:, t]
         running = (delta + gamma * lam * running) * mask[:, t]
         advantages[:, t] = running
@@ -280,12 +332,14 @@ def ppo_update(
     lengths = rollout.generation.lengths
     stats: dict[str, list[float]] = {"policy_loss": [], "value_loss": [], "approx_kl": [], "clip_fraction": []}
     for _ in range(config.ppo_epochs):
-        order = torch.randperm(batch, generator=generator)
+        order = torch.randperm(batch, generator=generator, device=generator.device)
         if config.group_by_length:  # sort the shuffled batch by length, then shuffle the minibatches' order
             order = order[torch.argsort(lengths[order], stable=True)]
         minibatches = list(order.split(config.minibatch_size))
         if config.group_by_length:
-            minibatches = [minibatches[i] for i in torch.randperm(len(minibatches), generator=generator)]
+            minibatches = [
+                minibatches[i] for i in torch.randperm(len(minibatches), generator=generator, device=generator.device)
+            ]
         for idx in minibatches:
             steps = int(lengths[idx].max())  # trim the padding every sequence of this minibatch shares
             mask = rollout.mask[idx, :steps].float()
@@ -327,39 +381,75 @@ def ppo_update(
 class PPOLearner:
     """One policy (with its value head and optimizer) trained by PPO on one scalarization of the env's rewards.
 
-    The KL reference is always the frozen *original* prior, whatever the policy was restarted from.
+    The KL reference is always the frozen *original* prior, whatever the policy was restarted from. Everything
+    lives on the prior's device (its generator too); with ``config.lora_rank > 0`` the policy is LoRA adapters on
+    a frozen copy of ``prior`` (:mod:`morbench.baselines.lora`) and only they and the value head are trained.
     """
 
     def __init__(self, prior: nn.Module, ref_model: nn.Module, venv: TokenVectorEnv, config: PPOConfig, seed: int):
-        import copy
-
         self.config = config
         self.venv = venv
         self.ref_model = ref_model.eval()
         for parameter in self.ref_model.parameters():
             parameter.requires_grad_(False)
-        self.model = PolicyValueModel(copy.deepcopy(prior))
-        self.model.requires_grad_(True)
-        self.generator = torch.Generator().manual_seed(seed)
+        self.device = model_device(prior)
+        self.template = prior  # what a restart copies (the prior's architecture)
         self.seed = seed
         self.iterations = 0
         self.gradient_steps = 0
         self.sampled_tokens = 0
+        self.model = PolicyValueModel(self._policy_lm(prior)).to(self.device)
+        if not config.lora_rank:
+            self.model.requires_grad_(True)
+        self.generator = torch.Generator(device=self.device).manual_seed(seed)
         self.reset_optimizer()
+
+    def _policy_lm(self, base: nn.Module, state: dict[str, torch.Tensor] | None = None) -> nn.Module:
+        """A trainable copy of ``base`` (holding ``state`` if given): the LM itself, or fresh LoRA adapters on it."""
+        import copy
+
+        lm = copy.deepcopy(base)
+        if state is not None:
+            lm.load_state_dict(state, strict=True)
+        if not self.config.lora_rank:
+            return lm
+        from morbench.baselines import lora
+
+        lm.requires_grad_(False)
+        targets = lora.target_modules(lm, self.config.lora_target_modules)
+        seed = lora.adapter_seed(self.seed, self.iterations)
+        return lora.attach(lm, self.config.lora_rank, self.config.scaling_alpha, targets, seed)
 
     def reset_optimizer(self) -> None:
         """Replace the optimizer by a fresh AdamW (no moments): at the start, and when a merge restarts the policy."""
         self.optimizer = torch.optim.AdamW(
-            self.model.parameters(), lr=self.config.learning_rate, weight_decay=self.config.weight_decay
+            [p for p in self.model.parameters() if p.requires_grad],
+            lr=self.config.learning_rate,
+            weight_decay=self.config.weight_decay,
         )
 
     def load_policy(self, lm_state: dict[str, torch.Tensor]) -> None:
-        """Restart the policy from merged weights (the value head and optimizer are handled by the caller)."""
+        """Restart the policy from merged weights (the value head and optimizer are handled by the caller).
+
+        A LoRA policy folds them into a new frozen base and starts fresh adapters on it (seeded by the learner's
+        seed and iteration count, so a resumed run draws the same ones).
+        """
+        if self.model.lora:
+            self.model.lm = self._policy_lm(self.template, lm_state)
+            return
         self.model.lm.load_state_dict(lm_state, strict=True)
+
+    def base_state(self) -> dict[str, torch.Tensor] | None:
+        """The frozen base weights a LoRA policy's adapters apply to (None for full fine-tuning)."""
+        if not self.model.lora:
+            return None
+        from morbench.baselines.lora import base_state
+
+        return base_state(self.model.lm)
 
     def iteration(self, scalarize: Callable[[np.ndarray], np.ndarray]) -> dict[str, Any]:
         """One PPO iteration: a rollout of ``batch_size`` sequences and ``ppo_epochs`` of updates."""
-        env_seed = int(torch.randint(0, 2**31 - 1, (1,), generator=self.generator))
+        env_seed = int(torch.randint(0, 2**31 - 1, (1,), generator=self.generator, device=self.generator.device))
         rollout = collect_rollout(
             self.model, self.ref_model, self.venv, scalarize, self.config, self.generator, env_seed
         )
@@ -428,6 +518,13 @@ def merge_state_dicts(
         for key in keys:
             if state[key].shape != states[0][key].shape:
                 raise MergeError(f"{key}: shape {tuple(state[key].shape)} != {tuple(states[0][key].shape)}")
+    from morbench.baselines.lora import is_adapter_state
+
+    if any(is_adapter_state(state) for state in states):
+        raise MergeError(
+            "these are LoRA adapter states: averaging A and B separately is not their weight-space merge; "
+            "use baselines.lora.merge_adapters (W0 + sum_k w_k B_k A_k)"
+        )
     one_hot = np.flatnonzero(w == 1.0)
     if one_hot.size == 1:
         return {key: value.detach().clone() for key, value in states[int(one_hot[0])].items()}
@@ -438,7 +535,7 @@ def merge_state_dicts(
             continue
         total = torch.zeros_like(first, dtype=torch.float64)
         for weight, state in zip(w, states, strict=True):
-            total += float(weight) * state[key].double()
+            total += float(weight) * state[key].to(total.device).double()
         merged[key] = total.to(first.dtype)
     return merged
 
@@ -464,11 +561,19 @@ class PPOMethodConfig:
 def save_policies(run: Any, states: dict[str, dict[str, torch.Tensor]], folder: str) -> dict[str, str]:
     """Write each policy's weights as a transformers folder ``<out>/<folder>/<name>`` (safetensors).
 
-    Returns the run-relative paths by name (the run's ``outputs`` record).
+    A LoRA adapter state is written as a peft adapter folder instead (:func:`morbench.baselines.lora.save_adapter`:
+    ``adapter_model.safetensors`` + ``adapter_config.json``), the adapters only: the base they apply to is the
+    task's prior unless the run's outputs name a saved ``base`` folder. Returns the run-relative paths by name (the
+    run's ``outputs`` record).
     """
+    from morbench.baselines.lora import is_adapter_state, save_adapter
+
     paths = {}
     for name, state in states.items():
-        run.policy_from_state(state).save_pretrained(run.out / folder / name, safe_serialization=True)
+        if is_adapter_state(state):
+            save_adapter(state, run.out / folder / name, base_model=run.env_id)
+        else:
+            run.policy_from_state(state).save_pretrained(run.out / folder / name, safe_serialization=True)
         paths[name] = f"{folder}/{name}"
     return paths
 

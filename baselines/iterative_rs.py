@@ -15,6 +15,12 @@ same number of iterations; the last round is shortened to what still fits (``Run
 State at a merge (as in the reference code): an expert's **policy weights** are replaced by ``rho``; its **value
 head** is kept (each expert keeps the critic of its own objective across rounds); its **optimizer** (AdamW
 moments) is reset, since the moments describe a trajectory the merge has left.
+
+LoRA experts (``ppo.lora_rank > 0``): a round's experts are adapters on one frozen base, the merge is exact in
+weight space (``rho = base + sum_k l_k B_k A_k``, :mod:`morbench.baselines.lora`), and a restart *folds* ``rho``
+into the next round's base with fresh adapters (the KL reference stays the original prior). The final experts are
+adapters on the last round's base, saved with it (``outputs["base"]``). Subsets (``objectives_per_round < K``)
+are refused with LoRA: experts left out of the last rounds would hold adapters on older bases.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ import dataclasses
 
 import numpy as np
 
-from morbench.baselines.common import PPOMethodConfig, iterations_per, merge_state_dicts, save_policies
+from morbench.baselines.common import PPOMethodConfig, iterations_per, save_policies
 from morbench.baselines.training import Rounds, RunContext, Trained, objective_experts
 from morbench.errors import ConfigError
 from morbench.preferences import preference_key
@@ -89,9 +95,13 @@ def train(run: RunContext, config: IterativeRSConfig) -> Trained:
     )
     if weights.shape != (k_objectives,) or np.any(weights < 0) or abs(weights.sum() - 1) > 1e-6:
         raise ConfigError(f"merge_weights {config.merge_weights} must be a preference over {k_objectives} objectives")
-    experts, rounds = run.train_rounds(config.ppo, _rounds(run, config, weights), config.checkpoint_every)
-    final = merge_state_dicts(experts, weights)
+    experts, rounds, base = run.train_rounds(config.ppo, _rounds(run, config, weights), config.checkpoint_every)
+    final = run.merge_policies(experts, weights, base)
     run.policy_from_state(final).save_pretrained(run.out / "merged", safe_serialization=True)
+    extra = {}
+    if base is not None:  # LoRA: the experts are adapters on the last round's base, saved next to them
+        run.policy_from_state(base).save_pretrained(run.out / "base", safe_serialization=True)
+        extra = {"base": "base", "lora": "experts are LoRA adapters on the base folder: theta_k = base + B_k A_k"}
     outputs = {
         "experts": save_policies(run, dict(zip(run.task.objective_names, experts, strict=True)), "experts"),
         "recipe": "theta(l) = sum_k l_k * theta_k over the experts in objective order (l = preference)",
@@ -103,8 +113,10 @@ def train(run: RunContext, config: IterativeRSConfig) -> Trained:
         "training": "single",
         "serving": f"the final merge for the merge weights {weights.tolist()}; every other preference w: "
         "interpolated final experts theta(w) = sum_k w_k theta_k",
+        **extra,
     }
-    return interpolation_policy(run.prior, experts, run.task), outputs
+    template = run.prior if base is None else run.policy_from_state(base)
+    return interpolation_policy(template, experts, run.task), outputs
 
 
 def _rounds(run: RunContext, config: IterativeRSConfig, weights: np.ndarray) -> Rounds:
@@ -115,6 +127,13 @@ def _rounds(run: RunContext, config: IterativeRSConfig, weights: np.ndarray) -> 
     """
     k_objectives = run.task.reward_dim
     size = min(config.objectives_per_round or k_objectives, k_objectives)
+    if config.ppo.lora_rank and size < k_objectives:
+        raise ConfigError(
+            f"IterativeRS with ppo.lora_rank={config.ppo.lora_rank} needs every expert in every round "
+            f"(objectives_per_round={config.objectives_per_round} < {k_objectives}): an expert left out of the last "
+            "rounds holds adapters on an older base, so the final experts share no base; unset "
+            "objectives_per_round or set ppo.lora_rank=0"
+        )
 
     def members(round_index: int) -> list[int]:
         """All objectives, or ``size`` of them drawn uniformly (seeded by run and round)."""
@@ -123,12 +142,12 @@ def _rounds(run: RunContext, config: IterativeRSConfig, weights: np.ndarray) -> 
         rng = round_members_rng(run.seed, round_index)
         return sorted(rng.choice(k_objectives, size=size, replace=False).tolist())
 
-    def merge(states: list, subset: list[int]) -> dict:
+    def merge_weights(subset: list[int]) -> np.ndarray:
         if weights[subset].sum() <= 0:
             raise ConfigError(f"merge_weights {weights.tolist()} are zero on the objectives {subset} of a round")
-        return merge_state_dicts(states, weights[subset] / weights[subset].sum())
+        return weights[subset] / weights[subset].sum()
 
-    return Rounds(objective_experts(run), config.merge_every, config.iterations, merge, members)
+    return Rounds(objective_experts(run), config.merge_every, config.iterations, merge_weights, members)
 
 
 def _train_per_preference(run: RunContext, config: IterativeRSConfig) -> Trained:
@@ -143,7 +162,7 @@ def _train_per_preference(run: RunContext, config: IterativeRSConfig) -> Trained
     for index, (key, weights) in enumerate(zip(keys, grid, strict=True)):
 
         def trajectory(index: int = index, key: str = key, weights: np.ndarray = weights) -> dict:
-            experts, _ = run.train_rounds(
+            experts, _, base = run.train_rounds(
                 config.ppo,
                 _rounds(run, config, weights),
                 config.checkpoint_every,
@@ -152,7 +171,7 @@ def _train_per_preference(run: RunContext, config: IterativeRSConfig) -> Trained
                 name=f"rounds {key}",
                 tags={"preference": key},
             )
-            return merge_state_dicts(experts, weights)
+            return run.merge_policies(experts, weights, base)
 
         finals[key] = run.stage(f"trajectory {key}", trajectory)
     outputs = {

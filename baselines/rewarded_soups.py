@@ -4,6 +4,8 @@ Every expert starts from the prior and is trained on its own objective only (KL 
 the run's budget (each gets an equal share of what the experts before it left: ``RunContext.train_each``).
 Any preference ``l`` of the grid is then served by interpolating the experts' weights
 with ``l`` as coefficients (:func:`baselines.common.merge_state_dicts`: strict key check, exact for one-hot ``l``).
+LoRA experts (``ppo.lora_rank > 0``) are adapters on the prior, interpolated exactly in weight space:
+``prior + sum_k l_k B_k A_k`` (:mod:`morbench.baselines.lora`); they are saved as adapter folders.
 """
 
 from __future__ import annotations
@@ -41,4 +43,6 @@ def train(run: RunContext, config: RewardedSoupsConfig) -> Trained:
         "serving": "interpolated final experts: theta(w) = sum_k w_k theta_k",
         "iterations_per_expert": iterations_per(run, "expert", run.task.objective_names),
     }
+    if config.ppo.lora_rank:
+        outputs["lora"] = "experts are LoRA adapters on the task's prior: theta_k = prior + B_k A_k"
     return interpolation_policy(run.prior, states, run.task), outputs

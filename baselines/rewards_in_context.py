@@ -38,7 +38,7 @@ from morbench.baselines.training import RunContext, Trained
 from morbench.core import Context, TokenEnv
 from morbench.errors import ConfigError
 from morbench.evaluation import LMPolicy
-from morbench.sampling import PolicySamples, sample_for_task, sample_sequences
+from morbench.sampling import PolicySamples, model_device, sample_for_task, sample_sequences
 from morbench.seeding import ric_goal_rng, ric_offline_seed, ric_online_seed
 
 __all__ = ["RewardsInContextConfig", "preference_to_levels", "train"]
@@ -177,7 +177,7 @@ def _generate(
     indices (-1 for unconditional tasks), the reward vectors, their validity and the number of sampled tokens.
     """
     task = run.task
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch.Generator(device=model_device(model)).manual_seed(seed)  # samples on the model's device
     rng = np.random.default_rng(seed)
     forbid = policy.forbidden() if policy is not None else task.forbidden_token_ids.tolist()
     rows: list[list[int]] = []
@@ -252,6 +252,8 @@ def _sft(
                 ids[j, : len(b)] = torch.tensor(b)
                 mask[j, : len(b)] = 1
                 target_mask[j, len(p) - 1 : len(b) - 1] = 1  # predict the sequence tokens only
+            device = model_device(model)
+            ids, mask, target_mask = ids.to(device), mask.to(device), target_mask.to(device)
             logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1]
             nll = torch.nn.functional.cross_entropy(
                 logits.reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1), reduction="none"

@@ -35,8 +35,9 @@ import transformers
 from gymnasium.vector import AutoresetMode
 from tqdm.auto import tqdm
 
+from morbench.baselines import lora
 from morbench.baselines.checkpoint import AppendLog, checkpoint_source, load_checkpoint, save_checkpoint
-from morbench.baselines.common import PPOConfig, PPOLearner
+from morbench.baselines.common import PPOConfig, PPOLearner, identity_config, merge_state_dicts
 from morbench.core import Oracle, TokenEnv
 from morbench.errors import CheckpointError, ConfigError, InvalidRunError
 from morbench.evaluation import Policy, evaluate_on_env, make_evaluation_task
@@ -47,6 +48,7 @@ from morbench.runs import (
     atomic_write_bytes,
     identity_difference,
     remove_tree,
+    resolve_device,
     run_identity,
     write_evaluation,
     write_run,
@@ -117,18 +119,19 @@ class Learner:
 class Rounds:
     """Rounds of ``block`` PPO iterations per learner, each block restarting from the last merge.
 
-    ``members(r)`` says which learners (indices) train in round ``r`` (default: all); ``merge(states, members)``
-    is the hook at a round's end: it gets the policy weights of that round's learners and returns the weights
-    every block of the next round starts from. Every learner keeps its value head across rounds; its optimizer is
-    reset at the start of each block (the moments describe a trajectory the merge has left). Training stops after
-    ``iterations`` per learner, or when not even one iteration per member fits in the budget; a round's block is
-    shortened to what fits, so the members of a round always get equal iterations.
+    ``members(r)`` says which learners (indices) train in round ``r`` (default: all); ``merge_weights(members)``
+    is the hook at a round's end: the coefficients (summing to 1) of the merge of that round's learners, which
+    every block of the next round starts from (:meth:`RunContext.merge_policies`: the weighted sum of their
+    weights, or of their LoRA updates on the round's base). Every learner keeps its value head across rounds; its
+    optimizer is reset at the start of each block (the moments describe a trajectory the merge has left).
+    Training stops after ``iterations`` per learner, or when not even one iteration per member fits in the
+    budget; a round's block is shortened to what fits, so the members of a round always get equal iterations.
     """
 
     learners: Sequence[Learner]
     block: int
     iterations: int
-    merge: Callable[[list[StateDict], list[int]], StateDict]
+    merge_weights: Callable[[list[int]], Any]
     members: Callable[[int], list[int]] | None = None
 
 
@@ -155,8 +158,10 @@ class RunContext:
         progress: bool = True,
         config: Any = None,
         checkpoint_seconds: float | None = None,
+        device: Any = "cpu",
     ) -> None:
         self.method = method
+        self.device = resolve_device(device)  # a bad device string fails before anything loads
         self.config = config
         self.env_id = env_id
         self.out = Path(out)
@@ -166,7 +171,9 @@ class RunContext:
         self.eval_samples = eval_samples
         self.progress = progress
         self.task = cast(TokenEnv, make(env_id, **self.env_kwargs).unwrapped)
-        self.prior = load_prior(self.task, seed=self.seed).eval()
+        # the prior (the KL reference and every policy's starting point) lives on the run's device; env arrays,
+        # the oracle and scoring stay on the CPU
+        self.prior = load_prior(self.task, seed=self.seed).eval().to(self.device)
         for parameter in self.prior.parameters():
             parameter.requires_grad_(False)
         self._venvs: dict[int, Any] = {}
@@ -199,11 +206,32 @@ class RunContext:
             policy if policy is not None else self.prior, self.prior, self.vector_env(config.batch_size), config, seed
         )
 
-    def policy_from_state(self, lm_state: dict[str, torch.Tensor]) -> transformers.PreTrainedModel:
-        """A copy of the prior's architecture holding ``lm_state`` (strict: every key must match)."""
+    def policy_from_state(
+        self, lm_state: dict[str, torch.Tensor], base: StateDict | None = None
+    ) -> transformers.PreTrainedModel:
+        """A copy of the prior's architecture holding ``lm_state`` (strict: every key must match).
+
+        A LoRA adapter state is applied to ``base`` (full weights; default: the prior): ``W0 + B A``.
+        """
+        if lora.is_adapter_state(lm_state):
+            return cast(transformers.PreTrainedModel, lora.merge_adapters(self._base(base), [lm_state], [1.0]))
         lm = copy.deepcopy(self.prior)
         lm.load_state_dict(lm_state, strict=True)
         return cast(transformers.PreTrainedModel, lm.eval())
+
+    def _base(self, base: StateDict | None) -> torch.nn.Module:
+        return self.prior if base is None else self.policy_from_state(base)
+
+    def merge_policies(self, states: Sequence[StateDict], weights: Any, base: StateDict | None = None) -> StateDict:
+        """The weight-space merge ``sum_k w_k theta_k`` of policy states, as full weights.
+
+        Full weights: :func:`~morbench.baselines.common.merge_state_dicts`. LoRA adapter states (all on ``base``,
+        default the prior): ``W0 + sum_k w_k B_k A_k`` exactly (:func:`~morbench.baselines.lora.merge_adapters`).
+        """
+        if states and lora.is_adapter_state(states[0]):
+            merged = lora.merge_adapters(self._base(base), list(states), weights)
+            return {key: value.detach().clone() for key, value in merged.state_dict().items()}
+        return merge_state_dicts(list(states), weights)
 
     # -- budgets ---------------------------------------------------------------------------------------------
     def spent(self) -> dict[str, int]:
@@ -298,8 +326,9 @@ class RunContext:
         policies: int | None = None,
         name: str = "rounds",
         tags: dict[str, Any] | None = None,
-    ) -> tuple[list[StateDict], int]:
-        """Run ``rounds`` (see :class:`Rounds`); return the learners' final policy weights and the rounds run.
+    ) -> tuple[list[StateDict], int, StateDict | None]:
+        """Run ``rounds`` (see :class:`Rounds`); return the learners' final policy weights, the rounds run, and the
+        base their LoRA adapters apply to (full weights; None for full fine-tuning).
 
         The schedule's budget is fixed when it starts: ``run.limit(parts, policies)``, the next of ``parts``
         schedules sharing what is left, for a method that trains ``policies`` policies in all (default: these
@@ -357,12 +386,16 @@ class RunContext:
                 self._iterate(learner, spec.scalarization, stop, entry_tags, checkpoint_every, partial(save, position))
                 state["block_start"] = None
                 self._periodic_checkpoint(partial(save, position + 1))
-            merged = rounds.merge([learners[k].model.policy_state() for k in members], members)
+            merged = self.merge_policies(
+                [learners[k].model.policy_state() for k in members],
+                rounds.merge_weights(members),
+                learners[members[0]].base_state(),  # LoRA: every member restarted from the same base this round
+            )
             round_index, done = round_index + 1, done + block
             state.update(position=0, block=None)
             self._periodic_checkpoint(partial(save, 0))
         self.state.pop(name)
-        return [learner.model.policy_state() for learner in learners], round_index
+        return [learner.model.policy_state() for learner in learners], round_index, learners[0].base_state()
 
     def _iterate(
         self,
@@ -506,10 +539,11 @@ class RunContext:
             self.env_id,
             self.task.spec.version if self.task.spec is not None else None,
             self.env_kwargs,
-            _config_dict(self.config),
+            identity_config(_config_dict(self.config)),
             self.budget.to_dict(),
             self.seed,
             self.eval_samples,
+            device=self.device.type,
         )
 
     def _sync_wall(self) -> None:
@@ -558,6 +592,7 @@ class RunContext:
                 "config": _config_dict(config),
                 "compute": compute,
                 "outputs": outputs or {},
+                "device": str(self.device),
             },
         )
         remove_tree(self.out / "checkpoint")  # the run is complete; its evaluation and outputs are written

@@ -183,6 +183,7 @@ class Job:
     env_kwargs: dict[str, Any]
     threads: int = 1
     convention: str = "total"  # the budget convention (SuiteEntry.convention)
+    device: str = "cpu"  # where policies and priors live (morbench.runs.resolve_device); part of the run identity
 
     @property
     def name(self) -> str:
@@ -198,6 +199,7 @@ def suite_jobs(
     seeds: Sequence[int] | None = None,
     threads: int = 1,
     convention: str | None = None,
+    device: str = "cpu",
 ) -> list[Job]:
     """The jobs of ``suite`` under ``out``, optionally restricted to some envs, methods and seeds."""
     if suite not in SUITES:
@@ -234,6 +236,7 @@ def suite_jobs(
                         dict(entry.env_kwargs),
                         threads,
                         convention or entry.convention,
+                        device,
                     )
                 )
     if not jobs:
@@ -249,18 +252,21 @@ def default_out(suite: str) -> str:
 def job_identity(job: Job) -> dict[str, Any]:
     """The run identity the job's run directory must record (the same fields ``RunContext`` records)."""
     from morbench.baselines import build_config
+    from morbench.baselines.common import identity_config
     from morbench.baselines.training import Budget
     from morbench.registry import spec
+    from morbench.runs import resolve_device
 
     return run_identity(
         job.method,
         job.env_id,
         spec(job.env_id).version,
         dict(job.env_kwargs),
-        dataclasses.asdict(build_config(job.method, job.overrides)),
+        identity_config(dataclasses.asdict(build_config(job.method, job.overrides))),
         Budget(sampled_tokens=job.sampled_tokens, convention=job.convention).to_dict(),
         job.seed,
         job.eval_samples,
+        device=resolve_device(job.device).type,
     )
 
 
@@ -319,6 +325,7 @@ def run_job(job: Job) -> dict[str, Any]:
             env_kwargs=job.env_kwargs,
             eval_samples=job.eval_samples,
             progress=False,
+            device=job.device,
         )
         return {"job": job.name, "status": "ok", "seconds": time.perf_counter() - start}
     except Exception as exc:
@@ -409,10 +416,12 @@ def run_benchmark(
     plots: bool = True,
     threads: int | None = None,
     convention: str | None = None,
+    device: str = "cpu",
 ) -> dict[str, Any]:
     """Run a suite and score it; writes ``out/results.{csv,md}``, ``metrics.json``, ``report.md``, ``plots/``.
 
     ``convention`` overrides the suite's budget convention: ``"total"`` or ``"per_expert"`` (docs/baselines.md).
+    ``device`` (``cpu``, ``cuda``, ``cuda:N``, ``auto``) is where every run trains and evaluates its policies.
     """
     out = Path(out)
     if workers is not None and (not isinstance(workers, int) or workers < 1):
@@ -421,7 +430,10 @@ def run_benchmark(
         raise ConfigError(f"unknown executor {executor!r}; use 'local' or 'ray'")
     workers = workers or max(1, min(2, os.cpu_count() or 1))
     threads = threads or max(1, (os.cpu_count() or 1) // workers)  # torch threads per run
-    jobs = suite_jobs(suite, out, envs, methods, seeds, threads=threads, convention=convention)
+    from morbench.runs import resolve_device
+
+    device = str(resolve_device(device))  # a bad device fails here, before any run starts
+    jobs = suite_jobs(suite, out, envs, methods, seeds, threads=threads, convention=convention, device=device)
     check_existing_runs(jobs)
     with RunLock(out, what="benchmark"):
         return _run_and_score(suite, out, jobs, executor, workers, ray_address, progress, plots)

@@ -22,6 +22,10 @@ __all__ = ["main"]
 
 ASSET_FAMILIES = ("qm9", "cns", "enhancer", "summarize")
 SEED_LIMIT = 2**32  # seeds feed NumPy, torch and Gymnasium generators; all accept [0, 2**32)
+DEVICE_HELP = (
+    "where policies, value heads and the prior live: cpu (default; bit-exact results), cuda, cuda:N, or auto "
+    "(cuda if available); env, oracle and scoring stay on the CPU"
+)
 
 
 def positive_int(text: str) -> int:
@@ -129,6 +133,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         eval_samples=args.eval_samples,
         progress=not args.quiet,
         checkpoint_seconds=args.checkpoint_seconds,
+        device=args.device,
     )
     print(f"run written to {path.parent}")
     return 0
@@ -160,6 +165,7 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         plots=not args.no_plots,
         convention=args.compute_convention,
+        device=args.device,
     )
     print((Path(args.out) / "results.md").read_text())
     for failure in payload["failed"]:
@@ -220,6 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="at most one periodic checkpoint per this many seconds (default 60; 0: every checkpoint_every iterations)",
     )
     train.add_argument("--quiet", action="store_true", help="no progress bars")
+    train.add_argument("--device", default="cpu", help=DEVICE_HELP)
 
     bench = sub.add_parser("benchmark", help="run a suite: train, evaluate and score every (env, method, seed)")
     bench.add_argument("--suite", default="quick", help="smoke | quick | small | standard | text")
@@ -241,6 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="budget sharing: 'total' (every method the same total) or 'per_expert' (each expert the whole budget)",
     )
+    bench.add_argument("--device", default="cpu", help=DEVICE_HELP)
     bench.add_argument("--no-plots", action="store_true")
     bench.add_argument("--quiet", action="store_true")
 

@@ -30,7 +30,7 @@ from morbench.core import Context, TokenEnv
 from morbench.errors import ConfigError
 from morbench.preferences import validate_preference
 from morbench.runs import write_evaluation, write_run
-from morbench.sampling import PolicySamples, prompt_tensors, sample_sequences
+from morbench.sampling import PolicySamples, model_device, prompt_tensors, sample_sequences
 from morbench.seeding import preference_seed
 
 __all__ = [
@@ -133,8 +133,9 @@ def prior_logprobs(
     """Log-probability of each sequence under the prior as the protocol samples it, from re-tokenized text.
 
     Temperature 1, special tokens other than EOS masked out; EOS is included unless the sequence filled
-    ``max_length``. A batch longer than the prior's context gets NaN (no estimate).
+    ``max_length``. A batch longer than the prior's context gets NaN (no estimate). Runs on the prior's device.
     """
+    device = model_device(prior)
     out = np.full(len(sequences), np.nan)
     max_positions = getattr(prior.config, "n_positions", None) or getattr(prior.config, "max_position_embeddings", None)
     ids = task.tokenizer(sequences, add_special_tokens=False)["input_ids"]
@@ -148,17 +149,17 @@ def prior_logprobs(
         for j, b in enumerate(bodies):
             body[j, : len(b)] = torch.tensor(b)
             body_mask[j, : len(b)] = True
-        input_ids = torch.cat([prompt_ids, body], dim=1)
-        mask = torch.cat([prompt_mask, body_mask], dim=1).long()
+        input_ids = torch.cat([prompt_ids, body], dim=1).to(device)
+        mask = torch.cat([prompt_mask, body_mask], dim=1).long().to(device)
         if max_positions is not None and input_ids.shape[1] > max_positions:
             continue  # longer than the prior's context: no estimate (NaN)
         logits = prior(input_ids=input_ids, attention_mask=mask, position_ids=(mask.cumsum(1) - 1).clamp(min=0)).logits
         p = prompt_ids.shape[1]
         scaled = logits[:, p - 1 : p - 1 + width].float()
-        scaled[..., torch.as_tensor(task.forbidden_token_ids, dtype=torch.long)] = float("-inf")
+        scaled[..., torch.as_tensor(task.forbidden_token_ids, dtype=torch.long, device=device)] = float("-inf")
         logp = torch.log_softmax(scaled, dim=-1)
-        token_logp = logp.gather(2, body[..., None]).squeeze(-1).masked_fill(~body_mask, 0.0)
-        out[rows] = token_logp.sum(dim=1).numpy()
+        token_logp = logp.gather(2, body.to(device)[..., None]).squeeze(-1).masked_fill(~body_mask.to(device), 0.0)
+        out[rows] = token_logp.sum(dim=1).cpu().numpy()
     return out
 
 
@@ -205,11 +206,21 @@ def evaluate_on_env(
     samples_per_preference: int | None = None,
     prior: torch.nn.Module | None = None,
     progress: bool = True,
+    device: Any = None,
 ) -> dict[str, Any]:
-    """Sample and score ``policy`` at every preference; returns the evaluation record (not yet written)."""
+    """Sample and score ``policy`` at every preference; returns the evaluation record (not yet written).
+
+    Sampling runs on the policy's models' devices and the KL estimate on the prior's; ``device`` (``cpu``,
+    ``cuda``, ``cuda:N``, ``auto``; :func:`morbench.runs.resolve_device`) first moves the prior and a policy given
+    as a causal LM there. Scoring stays on the CPU.
+    """
     from morbench.models import load_prior
     from morbench.registry import spec_to_dict
+    from morbench.runs import resolve_device
 
+    target = resolve_device(device) if device is not None else None
+    if target is not None and isinstance(policy, torch.nn.Module):
+        policy = policy.to(target)
     policy = as_policy(policy, task)
     grid = task.preference_grid if preferences is None else np.asarray(preferences, dtype=np.float64)
     grid = np.asarray([validate_preference(w, task.reward_dim) for w in grid])
@@ -217,6 +228,8 @@ def evaluate_on_env(
     if n < 1:
         raise ConfigError(f"samples_per_preference must be >= 1, got {n}")
     prior = prior if prior is not None else load_prior(task)
+    if target is not None:
+        prior = prior.to(target)
     calls_before = task.oracle.calls
     entries = []
     start = time.perf_counter()
@@ -263,18 +276,24 @@ def evaluate(
     samples_per_preference: int | None = None,
     env_kwargs: dict[str, Any] | None = None,
     progress: bool = True,
+    device: Any = None,
 ) -> list[dict[str, Any]]:
     """Run the task's standard evaluation protocol on ``policy`` for each seed.
 
     With ``out``, writes ``out/seed_<s>/`` run directories (``run.json`` + ``evaluation.json.gz``) that
     ``morbench score`` and ``morbench submit`` accept exactly like a baseline's. ``compute`` should describe
-    what training used (``oracle_calls``, ``sampled_tokens``, ``wall_seconds``, ``gradient_steps``).
+    what training used (``oracle_calls``, ``sampled_tokens``, ``wall_seconds``, ``gradient_steps``). ``device``
+    places a causal-LM policy and the prior (see :func:`evaluate_on_env`); it is recorded in ``run.json``.
     """
+    from morbench.runs import resolve_device
+
     task = make_evaluation_task(env_id, env_kwargs)
     seeds = list(task.protocol.seeds if seeds is None else seeds)
     records = []
     for seed in seeds:
-        record = evaluate_on_env(policy, task, seed, samples_per_preference=samples_per_preference, progress=progress)
+        record = evaluate_on_env(
+            policy, task, seed, samples_per_preference=samples_per_preference, progress=progress, device=device
+        )
         record["method"] = method
         records.append(record)
         if out is not None:
@@ -289,6 +308,7 @@ def evaluate(
                     "seed": seed,
                     "config": config or {},
                     "compute": compute or {},
+                    "device": str(resolve_device(device)) if device is not None else None,
                 },
             )
     return records

@@ -30,7 +30,7 @@ from typing import Any, NoReturn
 
 import numpy as np
 
-from morbench.errors import InvalidRunError, RunLockedError
+from morbench.errors import ConfigError, InvalidRunError, RunLockedError
 
 RUN_FORMAT = "morbench-run/1"
 EVALUATION_FORMAT = "morbench-evaluation/1"
@@ -54,6 +54,7 @@ __all__ = [
     "hardware_info",
     "read_evaluation",
     "read_run",
+    "resolve_device",
     "run_identity",
     "validate_evaluation",
     "validate_run_record",
@@ -62,8 +63,44 @@ __all__ = [
 ]
 
 
-def hardware_info() -> dict[str, Any]:
-    """What the run used: CPU model and cores, accelerator, library versions."""
+DEVICE_CHOICES = "cpu (the default), cuda, cuda:N or auto"
+CUDA_FIX = (
+    "install a CUDA build of torch (https://pytorch.org/get-started/locally/, e.g. pip install torch --index-url "
+    "https://download.pytorch.org/whl/cu128) on a machine with an NVIDIA GPU and driver, or pass --device cpu"
+)
+
+
+def resolve_device(device: Any = "cpu") -> Any:
+    """The ``torch.device`` that ``device`` names: ``cpu``, ``cuda``, ``cuda:N`` or ``auto`` (CUDA if available).
+
+    A bad string, or a CUDA device this machine does not have, raises :class:`ConfigError` naming it and the fix.
+    """
+    import torch
+
+    if isinstance(device, torch.device):
+        device = str(device)
+    if not isinstance(device, str) or not device.strip():
+        raise ConfigError(f"device {device!r} is not one of {DEVICE_CHOICES}")
+    text = device.strip().lower()
+    if text == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    kind, sep, index = text.partition(":")
+    if kind not in ("cpu", "cuda") or (sep and not (kind == "cuda" and index.isdigit())):
+        raise ConfigError(f"device {device!r} is not one of {DEVICE_CHOICES}")
+    if kind == "cpu":
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise ConfigError(f"device {device!r}: torch {torch.__version__} sees no CUDA GPU here; {CUDA_FIX}")
+    if sep and int(index) >= torch.cuda.device_count():
+        raise ConfigError(
+            f"device {device!r}: this machine has {torch.cuda.device_count()} CUDA device(s) "
+            f"(cuda:0 to cuda:{torch.cuda.device_count() - 1}); choose one of them"
+        )
+    return torch.device(text)
+
+
+def hardware_info(device: Any = None) -> dict[str, Any]:
+    """What the run used: CPU model and cores, accelerator, library versions, and the training device."""
     import torch
 
     import morbench
@@ -77,7 +114,10 @@ def hardware_info() -> dict[str, Any]:
         "torch": torch.__version__,
         "morbench": morbench.__version__,
         "accelerator": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none",
+        "device": str(device) if device is not None else "cpu",
     }
+    if device is not None and torch.device(device).type == "cuda":
+        info["device_name"] = torch.cuda.get_device_name(torch.device(device))
     try:
         import transformers
 
@@ -155,13 +195,18 @@ def write_evaluation(run_dir: str | Path, evaluation: dict[str, Any]) -> Path:
 
 
 def write_run(run_dir: str | Path, record: dict[str, Any]) -> Path:
-    """Write ``run.json`` last: its ``status`` says whether the run directory is complete."""
+    """Write ``run.json`` last: its ``status`` says whether the run directory is complete.
+
+    ``record["device"]`` (optional: the training device) is recorded under ``hardware``.
+    """
+    record = dict(record)
+    device = record.pop("device", None)
     record = _clean(
         {
             "format": RUN_FORMAT,
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "commit": git_commit(),
-            "hardware": hardware_info(),
+            "hardware": hardware_info(device),
             **record,
         }
     )
@@ -347,14 +392,19 @@ def run_identity(
     budget: dict[str, Any],
     seed: int,
     eval_samples: int | None,
+    device: str = "cpu",
 ) -> dict[str, Any]:
     """What makes two runs the same run: ``{"hash": <16 hex digits>, "fields": {...}}``.
 
     A run directory (its checkpoint and its ``run.json``) records it; resuming or re-using the directory with
-    anything else (another config, budget, seed, env version or evaluation sample count) is refused.
+    anything else (another config, budget, seed, env version, evaluation sample count or device type) is refused.
+    ``device`` is the device *type* (``cpu`` or ``cuda``: results differ between them, not between two GPUs of
+    one kind); a CPU run records none, so run directories made before devices existed keep their identity.
     """
+    extra = {} if device == "cpu" else {"device": device}
     fields = _clean(
         {
+            **extra,
             "method": method,
             "env_id": env_id,
             "env_version": env_version,

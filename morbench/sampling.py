@@ -17,6 +17,7 @@ __all__ = [
     "Generation",
     "PolicySamples",
     "bos_prompts",
+    "model_device",
     "new_kv_cache",
     "prompt_tensors",
     "sample",
@@ -55,6 +56,12 @@ class Generation:
         return [row[m].tolist() for row, m in zip(self.tokens, self.mask, strict=True)]
 
 
+def model_device(model: torch.nn.Module) -> torch.device:
+    """The device of ``model``'s first parameter (CPU for a model without parameters)."""
+    parameter = next(model.parameters(), None)
+    return parameter.device if parameter is not None else torch.device("cpu")
+
+
 def bos_prompts(batch_size: int, bos_token_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The prompt of unconditional tasks: a single BOS token per row."""
     return torch.full((batch_size, 1), bos_token_id, dtype=torch.long), torch.ones(batch_size, 1, dtype=torch.bool)
@@ -69,7 +76,8 @@ def new_kv_cache(model: torch.nn.Module) -> tuple[str, Any]:
     """
     from transformers import DynamicCache
 
-    parameters = inspect.signature(model.forward).parameters
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model  # a peft model: its transformer
+    parameters = inspect.signature(inner.forward).parameters
     argument = "cache" if "cache" in parameters else "past_key_values"
     return argument, DynamicCache(config=model.config)  # type: ignore[arg-type]
 
@@ -108,7 +116,7 @@ def sample(
         raise ValueError(f"temperature must be > 0, got {temperature}")
     if not 0 < top_p <= 1:
         raise ValueError(f"top_p must be in (0, 1], got {top_p}")
-    device = next(model.parameters()).device
+    device = model_device(model)
     batch = prompt_ids.shape[0]
     prompt_ids = prompt_ids.to(device)
     attention = prompt_mask.to(device=device, dtype=torch.long)
@@ -218,8 +226,9 @@ def sample_sequences(
     """Sample one sequence per context from a causal LM (optionally after extra ``prefix_ids``).
 
     Special tokens other than EOS are masked out (the evaluation protocol), so every sample decodes to text.
+    The sampling generator lives on the model's device (a CUDA model samples with a CUDA generator).
     """
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch.Generator(device=model_device(model)).manual_seed(seed)
     sequences: list[str] = []
     logprobs: list[float] = []
     tokens = 0

@@ -11,6 +11,11 @@ The leaderboard's ``verify`` rebuilds a policy from model folders and a declared
 * ``conditioned``: one model, prompted with ``mapping[key]`` extra token ids after the prompt (reward or
   preference tokens), with ``forbid_token_ids`` masked out while sampling.
 
+LoRA experts (a baseline trained with ``ppo.lora_rank > 0``) are peft adapter folders; :func:`load_state` reads
+their ``A``/``B`` matrices like any weights, and :func:`model_from_state` / :func:`interpolation_policy` apply them
+to the template (the base: the prior, or the run's saved ``base`` folder) with the exact merge
+``W0 + sum_k w_k B_k A_k`` (:func:`morbench.baselines.lora.merge_adapters`). Models load on the CPU.
+
 Model folders are read from safetensors only (no pickle is ever unpickled), after checking every file's sha256
 against the declared digests. :func:`load_model_folder` is the loader for external policies;
 :func:`model_from_state` loads weights into a copy of a template (the task's prior), exactly as the baselines'
@@ -104,8 +109,13 @@ def model_from_state(template: PreTrainedModel, state: Mapping[str, torch.Tensor
     """A copy of ``template`` holding ``state`` (the vocabulary resized when the weights add tokens).
 
     Keys missing from ``state`` are accepted only for parameters tied to a loaded one (an LM head tied to the
-    embeddings, which ``save_pretrained`` stores once); any other missing or unexpected key is an error.
+    embeddings, which ``save_pretrained`` stores once); any other missing or unexpected key is an error. A LoRA
+    adapter state (peft's ``lora_A``/``lora_B`` keys) is applied to ``template``: ``W0 + B A``.
     """
+    from morbench.baselines.lora import is_adapter_state, merge_adapters
+
+    if is_adapter_state(state):
+        return _merged(merge_adapters, template, [dict(state)], [1.0])
     lm = copy.deepcopy(template)
     embeddings = cast(torch.Tensor, lm.get_input_embeddings().weight)
     key = next((name for name, p in lm.named_parameters(remove_duplicate=False) if p is embeddings), None)
@@ -121,6 +131,16 @@ def model_from_state(template: PreTrainedModel, state: Mapping[str, torch.Tensor
             f"the weights do not fit the model: missing {sorted(untied)[:5]}, unexpected {sorted(unexpected)[:5]}"
         )
     return lm.eval()
+
+
+def _merged(merge: Any, template: Any, states: list[dict[str, torch.Tensor]], weights: Any) -> PreTrainedModel:
+    """``merge`` (the adapter merge), with a :class:`VerificationError` if the adapters do not fit the template."""
+    from morbench.baselines.common import MergeError
+
+    try:
+        return cast("PreTrainedModel", merge(template, states, weights))
+    except (MergeError, ValueError, KeyError, RuntimeError) as exc:
+        raise VerificationError(f"the LoRA adapters do not fit the model they are served on: {exc}") from None
 
 
 def load_model_folder(folder: Path) -> PreTrainedModel:
@@ -198,18 +218,25 @@ def interpolation_policy(
     temperature: float | None = None,
     top_p: float | None = None,
 ) -> PreferenceLMPolicy:
-    """Experts merged per preference with Rewarded Soups' own merge (one merged model in memory at a time)."""
+    """Experts merged per preference with Rewarded Soups' own merge (one merged model in memory at a time).
+
+    LoRA experts (adapter states) are merged exactly on ``template``, their base: ``W0 + sum_k w_k B_k A_k``.
+    """
     from morbench.baselines.common import merge_state_dicts
+    from morbench.baselines.lora import is_adapter_state, merge_adapters
 
     cache: dict[tuple, torch.nn.Module] = {}
+    adapters = any(is_adapter_state(s) for s in states)
 
     def model_for(preference: np.ndarray) -> torch.nn.Module:
         key = tuple(np.round(preference, 12))
         if key not in cache:
             cache.clear()
-            cache[key] = model_from_state(
-                template, merge_state_dicts([dict(s) for s in states], cast("Sequence[float]", preference))
-            )
+            weights = cast("Sequence[float]", preference)
+            if adapters:
+                cache[key] = _merged(merge_adapters, template, [dict(s) for s in states], weights)
+            else:
+                cache[key] = model_from_state(template, merge_state_dicts([dict(s) for s in states], weights))
         return cache[key]
 
     return PreferenceLMPolicy(model_for, task, temperature=temperature, top_p=top_p)
