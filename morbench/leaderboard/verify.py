@@ -306,7 +306,8 @@ def baseline_policy(
     if isinstance(outputs.get("experts"), dict):
         experts = outputs["experts"]
         states = [serving.load_state(_checked(run_dir, experts[name], files)) for name in task.objective_names]
-        return serving.interpolation_policy(prior, states, task)
+        base = model(outputs["base"]) if isinstance(outputs.get("base"), str) else prior  # LoRA experts' base
+        return serving.interpolation_policy(base, states, task)
     for field in ("models", "merged"):
         if isinstance(outputs.get(field), dict):
             paths, trained = outputs[field], outputs.get("trained_preferences")

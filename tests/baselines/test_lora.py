@@ -141,10 +141,9 @@ def _train_cli(tmp_path, method, env_id, extra=()):
     return out
 
 
-def _resample(out, env_id, policy):
+def _resample(out, task, policy):
     """The run's evaluation, re-sampled from a rebuilt policy."""
     record = read_evaluation(out)
-    task = make_evaluation_task(env_id)
     again = evaluate_on_env(policy, task, 0, samples_per_preference=2, progress=False)
     return record, again
 
@@ -162,7 +161,7 @@ def test_every_ppo_method_trains_lora_experts_from_the_cli_and_they_are_served_f
     run = json.loads((out / "run.json").read_text())
     assert run["config"]["ppo"]["lora_rank"] == 4 and run["identity"]["fields"]["config"]["ppo"]["lora_rank"] == 4
     outputs = run["outputs"]
-    task = make(env_id).unwrapped
+    task = make_evaluation_task(env_id)  # made once (Summarize's takes seconds)
     prior = load_prior(task, seed=0).eval()
     folders = outputs.get("experts") or outputs.get("models")
     for relative in folders.values():  # adapters only, in safetensors, with a peft config
@@ -174,11 +173,11 @@ def test_every_ppo_method_trains_lora_experts_from_the_cli_and_they_are_served_f
         if "base" in outputs:  # IterativeRS: the adapters apply to the last round's base
             template = serving.model_from_state(prior, serving.load_state(out / outputs["base"]))
         states = [serving.load_state(out / outputs["experts"][name]) for name in task.objective_names]
-        policy = serving.interpolation_policy(template, states, make_evaluation_task(env_id))
+        policy = serving.interpolation_policy(template, states, task)
     else:
         models = {key: serving.model_from_state(prior, serving.load_state(out / path)) for key, path in folders.items()}
-        policy = serving.nearest_policy(models, make_evaluation_task(env_id), points=outputs["trained_preferences"])
-    record, again = _resample(out, env_id, policy)
+        policy = serving.nearest_policy(models, task, points=outputs["trained_preferences"])
+    record, again = _resample(out, task, policy)
     assert [e["sequences"] for e in again["preferences"]] == [e["sequences"] for e in record["preferences"]]
     np.testing.assert_allclose(
         [e["logprobs"] for e in again["preferences"]], [e["logprobs"] for e in record["preferences"]], rtol=1e-5
@@ -227,3 +226,27 @@ def test_lora_options_are_checked_and_kept_out_of_full_fine_tuning_identities(tm
                                            "ppo.minibatch_size": 8})  # fmt: skip
     with pytest.raises(ConfigError, match="objectives_per_round"):
         run_method("iterative_rs", MOTIFS, tmp_path / "subsets", config=config, budget=Budget(), progress=False)
+
+
+def test_the_leaderboard_verifier_rebuilds_lora_iterative_rs_experts_on_their_saved_base(tmp_path):
+    from morbench.leaderboard.submit import _saved_files
+    from morbench.leaderboard.verify import baseline_policy
+
+    overrides = {"ppo.batch_size": 8, "ppo.minibatch_size": 8, "ppo.ppo_epochs": 1, "ppo.lora_rank": 2,
+                 "ppo.learning_rate": 1e-2, "iterations": 2, "merge_every": 1}  # fmt: skip
+    out = tmp_path / "irs"
+    run_method("iterative_rs", MOTIFS, out, config=build_config("iterative_rs", overrides), eval_samples=4,
+               progress=False)  # fmt: skip
+    outputs = json.loads((out / "run.json").read_text())["outputs"]
+    task = make_evaluation_task(MOTIFS)
+    prior = load_prior(task, seed=0).eval()
+    policy = baseline_policy("iterative_rs", outputs, out, _saved_files(out), task, prior)
+    again = evaluate_on_env(policy, task, 0, samples_per_preference=4, progress=False)
+    record = read_evaluation(out)
+    assert [e["sequences"] for e in again["preferences"]] == [e["sequences"] for e in record["preferences"]]
+    # served on the prior instead of the saved base, the experts give another policy
+    wrong = serving.interpolation_policy(
+        prior, [serving.load_state(out / p) for p in outputs["experts"].values()], task
+    )
+    moved = evaluate_on_env(wrong, task, 0, samples_per_preference=4, progress=False)
+    assert [e["sequences"] for e in moved["preferences"]] != [e["sequences"] for e in record["preferences"]]
