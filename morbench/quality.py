@@ -296,18 +296,25 @@ def best_figures(fronts: Sequence[np.ndarray], weights: np.ndarray, reference: n
     weights = np.asarray(weights, np.float64)
     fronts = [front for front in fronts if len(front)]
     if not fronts:  # nothing valid was found: no estimate
-        return {"hypervolume": None, "served_utility": None, "per_preference_utility": None}
-    per_front_hv, per_front_utility, per_preference = [], [], np.zeros(len(weights))
+        return {
+            "hypervolume": None,
+            "served_utility": None,
+            "per_preference_utility": None,
+            "best_worst_objective": None,
+        }
+    per_front_hv, per_front_utility, per_preference, worst = [], [], np.zeros(len(weights)), []
     for front in fronts:
         front = np.asarray(front, np.float64)
         best = front[np.argmax(weights @ front.T, axis=1)]  # each preference's best point
         per_front_hv.append(hypervolume(front, reference))
         per_front_utility.append(served_utility(best, weights))
         per_preference += np.sum(weights * best, axis=1)
+        worst.append(float(front.min(axis=1).max()))  # the best compromise is on the front
     return {
         "hypervolume": float(np.mean(per_front_hv)),
         "served_utility": float(np.mean(per_front_utility)),
         "per_preference_utility": (per_preference / len(fronts)).tolist(),
+        "best_worst_objective": float(np.mean(worst)),
     }
 
 
@@ -657,7 +664,10 @@ def quality_figures(report: dict[str, Any]) -> list[tuple[str, str]]:
     rows += [
         ("non-dominated fraction of valid prior samples", _fmt(prior["non_dominated_fraction"], 4)),
         ("valid prior samples with every objective > 0.5", _fmt(prior["all_above_half_fraction"], 4)),
-        ("best worst-objective of a prior sample", _fmt(prior["best_worst_objective"])),
+        (
+            "best worst-objective: prior sample / best found",
+            f"{_fmt(prior['best_worst_objective'])} / {_fmt(best.get('best_worst_objective'))}",
+        ),
         (
             "hypervolume: prior / best (ratio)",
             f"{_fmt(prior['hypervolume'], 4)} / {_fmt(best['hypervolume'], 4)} ({_fmt(headroom['hypervolume_ratio'])})",

@@ -77,6 +77,23 @@ def test_render_card_fences_examples_and_names_every_id():
     assert text.startswith("<!-- Generated from the docstring of") and "edit the docstring" in text
 
 
+def test_render_card_puts_the_task_quality_section_before_the_version_history():
+    class Fake:
+        """Do one thing.
+
+        ## Description
+        Text.
+
+        ## Version History
+        * v0: initial version.
+        """
+
+    text = render_card(Fake, ["morbench/Motifs-v0"], reports={"morbench/Motifs-v0": None})
+    assert text.index("## Task quality") < text.index("## Version History")
+    assert "`morbench/Motifs-v0`: no report committed yet" in text
+    assert text.endswith("## Version History\n* v0: initial version.\n")
+
+
 def test_card_command_check_and_write(tmp_path, monkeypatch, capsys):
     """``morbench card --check`` fails on a stale README, ``--write`` regenerates it, printing is the default."""
     import morbench.cards as cards
