@@ -27,6 +27,7 @@ import argparse
 import dataclasses
 import heapq
 import random
+import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -107,6 +108,7 @@ SIZE_FIELDS = (
     "climb_children",
     "optimized_per_preference",
 )
+POINT_DECIMALS = 6  # stored front points are rounded to this many decimals (the best figures use the rounded points)
 INVALID_SCORE = -1.0  # what a search's scalarized score gives an invalid candidate (every valid one is >= 0)
 DNA_BASES = "ACGT"
 
@@ -326,23 +328,43 @@ def exact_best(task: TokenEnv) -> dict[str, Any] | None:
     front = np.asarray(front, np.float64)
     example = getattr(task.oracle, "example_sequence", None)
     scale = getattr(task, "motif_length", None)
-    sequences = [example(np.rint(row * scale).astype(int)) for row in front] if example and scale is not None else None
-    return {"fronts": [{"context": None, "points": front.tolist(), "sequences": sequences}]}
+    sequences = {}
+    if example is not None and scale is not None:  # Motifs: the motifs' prefixes reach each point
+        sequences = {_point_key(row): example(np.rint(row * scale).astype(int)) for row in front}
+    return {"fronts": [_front_entry(None, front, sequences, task.preference_grid)]}
 
 
-def _fronts_of(found: Candidates) -> list[dict[str, Any]]:
-    """The non-dominated valid points of ``found`` per context, with one sequence for each point."""
+def _front_entry(
+    context: str | None, points: np.ndarray, sequences: dict[tuple[float, ...], str], weights: np.ndarray
+) -> dict[str, Any]:
+    """A stored front: its points and, per preference of the grid, the best point's sequence (where known)."""
+    best = np.argmax(np.asarray(weights) @ points.T, axis=1)
+    return {
+        "context": context,
+        "points": points.tolist(),
+        "best_sequence_per_preference": [sequences.get(_point_key(points[i])) for i in best] if sequences else None,
+    }
+
+
+def _fronts_of(found: Candidates, weights: np.ndarray) -> list[dict[str, Any]]:
+    """The non-dominated valid points of ``found`` per context, rounded to :data:`POINT_DECIMALS` decimals.
+
+    Rounding keeps the committed report small (a 3-objective DNA front holds thousands of points); every best
+    figure is computed from the rounded points, so it recomputes exactly from the report. Unconditional tasks
+    also keep each preference's best sequence.
+    """
     from morbench.metrics import non_dominated
 
     fronts = []
     keys = sorted({c for c in found.contexts}, key=lambda c: (c is not None, c or ""))
     for key in keys:
         rows = [i for i, c in enumerate(found.contexts) if c == key]
-        points = non_dominated(found.rewards[rows])
-        first: dict[tuple[float, ...], str] = {}
-        for i in rows:
-            first.setdefault(_point_key(found.rewards[i]), found.sequences[i])
-        fronts.append({"context": key, "points": points.tolist(), "sequences": [first[_point_key(p)] for p in points]})
+        rounded = np.round(found.rewards[rows], POINT_DECIMALS)
+        sequences: dict[tuple[float, ...], str] = {}
+        if key is None:
+            for row, i in zip(rounded, rows, strict=True):
+                sequences.setdefault(_point_key(row), found.sequences[i])
+        fronts.append(_front_entry(key, non_dominated(rounded), sequences, weights))
     return fronts
 
 
@@ -553,7 +575,7 @@ def measure(env_id: str, config: QualityConfig | None = None, command: str | Non
                 f"mutation hill-climb per preference (width {sizes['climb_width']}, {sizes['climb_rounds']} rounds x "
                 f"{sizes['climb_children']} mutants of 1-3 bases, seed {config.seed}+p)"
             )
-        best: dict[str, Any] = {"fronts": _fronts_of(found)}
+        best: dict[str, Any] = {"fronts": _fronts_of(found, weights)}
         source = "search: " + " + ".join(searches)
     else:
         best = exact
@@ -626,11 +648,16 @@ def _ratio(prior: float, best: float | None) -> float | None:
 
 def write_quality_report(env_id: str, report: dict[str, Any], out: str | Path | None = None) -> Path:
     """Write ``report`` to ``out`` (default: :func:`report_path`), creating the folder."""
-    from morbench.buildkit import write_report
+    from morbench.buildkit import report_json
 
     path = Path(out) if out is not None else report_path(env_id)
     path.parent.mkdir(parents=True, exist_ok=True)
-    return write_report(path, report)
+    # one line per list of numbers (a front point, a mean vector): a front of thousands of points stays readable
+    text = re.sub(
+        r"\[\s+([-+0-9.eE,\s]+?|null)\s+\]", lambda m: "[" + " ".join(m.group(1).split()) + "]", report_json(report)
+    )
+    path.write_text(text + "\n", encoding="utf-8")
+    return path
 
 
 def read_quality_report(env_id: str) -> dict[str, Any] | None:
