@@ -769,6 +769,7 @@ def add_quality_parser(sub: Any) -> None:
             default=None,
             help=f"{minimum}: the task kind's default in morbench.quality.DEFAULT_SIZES",
         )
+    quality.add_argument("--batch-size", type=positive_int, default=256, help="prior sampling batch (default 256)")
     quality.add_argument("--quiet", action="store_true", help="no progress bars")
     quality.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
@@ -786,10 +787,12 @@ def quality_command(args: Any) -> int:
         **{name: getattr(args, name) for name in SIZE_FIELDS},
         search=not args.no_search,
         seed=args.seed,
+        batch_size=args.batch_size,
         progress=not args.quiet,
     )
     flags = [f"--{name.replace('_', '-')} {getattr(args, name)}" for name in SIZE_FIELDS if getattr(args, name)]
     flags += ["--no-search"] * args.no_search + [f"--seed {args.seed}"] * (args.seed != 0)
+    flags += [f"--batch-size {args.batch_size}"] * (args.batch_size != 256)
     for env_id in env_ids:
         run = measure(env_id, config, command=" ".join(["morbench quality", env_id, *flags]))
         out = None
