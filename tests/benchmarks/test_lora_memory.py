@@ -2,8 +2,8 @@
 
 Both learners start from the same prior on the same batch (same env, seed and PPO settings) and run their
 iterations interleaved (full, LoRA, full, LoRA, ...), so load on a shared machine hits both alike. Per iteration:
-wall seconds, sampled tokens, and the peak resident memory above the iteration's start (RSS sampled every 10 ms,
-freed heap returned to the OS before each iteration); per learner, the exact bytes of what training keeps
+wall seconds, sampled tokens, and the peak resident memory above the start of the iteration and of its update
+phase (RSS sampled every 10 ms, freed heap returned to the OS before each); per learner, the exact bytes of what training keeps
 (trainable parameters, their gradients, AdamW's two moments). The figures in docs/baselines.md come from::
 
     pytest tests/benchmarks/test_lora_memory.py --benchmark-enable --benchmark-only -s
@@ -24,6 +24,7 @@ import torch
 from gymnasium.vector import AutoresetMode
 
 import morbench
+from morbench.baselines import common
 from morbench.baselines.common import PPOConfig, PPOLearner
 from morbench.models import load_prior
 from morbench.vector import TokenVectorEnv
@@ -100,24 +101,43 @@ def measure(env_id: str, iterations: int, batch: int, rank: int, **env_kwargs) -
         "full": PPOLearner(prior, prior, venv, PPOConfig(**settings), seed=0),
         "lora": PPOLearner(prior, prior, venv, PPOConfig(**settings, lora_rank=rank), seed=0),
     }
-    results: dict[str, dict] = {name: {"seconds": [], "tokens": [], "peak_rss_above_start": []} for name in learners}
+    keys = ("seconds", "tokens", "peak_rss_above_start", "update_peak_rss_above_start", "update_seconds")
+    results: dict[str, dict] = {name: {key: [] for key in keys} for name in learners}
     scalarize = lambda r: r.mean(axis=1)  # noqa: E731
-    for step in range(iterations + 1):
-        for name, learner in learners.items():
-            _trim()
-            with PeakRSS() as rss:
-                start = time.perf_counter()
-                stats = learner.iteration(scalarize)
-                seconds = time.perf_counter() - start
-            if step == 0:
-                continue  # warm-up: first-touch allocations, lazy initialisation
-            results[name]["seconds"].append(seconds)
-            results[name]["tokens"].append(stats["tokens"])
-            results[name]["peak_rss_above_start"].append(rss.peak - rss.start)
+    update = common.ppo_update
+    phase: dict[str, float] = {}
+
+    def measured_update(*args, **kwargs):  # the update phase alone (the rollout's full-vocabulary logits aside)
+        _trim()
+        with PeakRSS() as rss:
+            start = time.perf_counter()
+            out = update(*args, **kwargs)
+            phase.update(seconds=time.perf_counter() - start, peak=rss.peak - rss.start)
+        return out
+
+    common.ppo_update = measured_update  # PPOLearner.iteration looks it up in its module
+    try:
+        for step in range(iterations + 1):
+            for name, learner in learners.items():
+                _trim()
+                with PeakRSS() as rss:
+                    start = time.perf_counter()
+                    stats = learner.iteration(scalarize)
+                    seconds = time.perf_counter() - start
+                if step == 0:
+                    continue  # warm-up: first-touch allocations, lazy initialisation
+                results[name]["seconds"].append(seconds)
+                results[name]["tokens"].append(stats["tokens"])
+                results[name]["peak_rss_above_start"].append(rss.peak - rss.start)
+                results[name]["update_peak_rss_above_start"].append(phase["peak"])
+                results[name]["update_seconds"].append(phase["seconds"])
+    finally:
+        common.ppo_update = update
     for name, learner in learners.items():
         results[name].update(state_bytes(learner))
         results[name]["seconds_per_iteration"] = sum(results[name]["seconds"]) / iterations
         results[name]["peak_rss_above_start_max"] = max(results[name]["peak_rss_above_start"])
+        results[name]["update_peak_rss_above_start_max"] = max(results[name]["update_peak_rss_above_start"])
     results["setting"] = {"env": env_id, "batch": batch, "rank": rank, "threads": torch.get_num_threads(), **env_kwargs}
     return results
 
@@ -131,8 +151,9 @@ def _report(results: dict[str, dict]) -> str:
             f"{name:5s} {r['seconds_per_iteration']:.2f} s/iteration (each {[round(s, 2) for s in r['seconds']]}, "
             f"tokens {r['tokens']}), trainable {r['trainable_parameters']:,} of {r['all_parameters']:,} parameters, "
             f"training state {r['training_state_bytes'] / mib:.1f} MiB (grads {r['gradient_bytes'] / mib:.1f}, "
-            f"AdamW {r['optimizer_bytes'] / mib:.1f}), peak RSS above the iteration's start "
-            f"{r['peak_rss_above_start_max'] / mib:.0f} MiB"
+            f"AdamW {r['optimizer_bytes'] / mib:.1f}), peak RSS above the start: iteration "
+            f"{r['peak_rss_above_start_max'] / mib:.0f} MiB, update {r['update_peak_rss_above_start_max'] / mib:.0f} "
+            f"MiB (update {[round(s, 2) for s in r['update_seconds']]} s)"
         )
     return "\n".join(lines)
 
@@ -145,6 +166,7 @@ def test_lora_vs_full_fine_tuning_memory_and_time(benchmark):
         assert full["optimizer_bytes"] == 2 * full["trainable_bytes"]  # AdamW: two moments per trainable weight
         assert lora["training_state_bytes"] < full["training_state_bytes"] / 4
         assert all(r["seconds_per_iteration"] > 0 and len(r["tokens"]) == 1 for r in (full, lora))
+        assert all(0 < r["update_seconds"][0] < r["seconds"][0] for r in (full, lora))
         benchmark(lambda: None)
         return
     iterations = int(os.environ.get("MORBENCH_LORA_ITERATIONS", "2"))
