@@ -12,6 +12,8 @@
 5. ``build_report.json`` (every figure; sections of skipped stages are kept from the previous report) and
    ``MANIFEST.sha256``.
 
+``morbench build-assets qm9 --version 1`` builds QM9-v1's assets instead (``build_v1``).
+
 The full build takes about 40 minutes on one core; ``--skip-prior`` / ``--skip-oracles`` split it in two.
 Stages 1-4 live in ``build_data``, ``build_models`` and ``build_evaluate``; shared machinery in ``morbench.buildkit``.
 """
@@ -101,6 +103,13 @@ def parse_args(argv: Sequence[str] | None) -> BuildConfig:
     parser.add_argument("--oracle-epochs", type=int, default=None, help="override the oracle's and judge's max epochs")
     parser.add_argument("--prior-samples", type=int, default=10_000, help="samples drawn to evaluate the prior")
     parser.add_argument("--limit", type=int, default=None, help="use only the first N QM9 rows (smoke tests only)")
+    parser.add_argument(
+        "--version",
+        type=int,
+        choices=(0, 1),
+        default=0,
+        help="1: build QM9-v1's assets instead (see --version 1 --help)",
+    )
     args = parser.parse_args(list(argv) if argv is not None else None)
     fields = ("assets_dir", "prior_samples", "skip_prior", "skip_oracles", "limit", "threads")
     config = BuildConfig(**{name: getattr(args, name) for name in fields}, progress=not args.no_progress)
@@ -111,9 +120,24 @@ def parse_args(argv: Sequence[str] | None) -> BuildConfig:
     return config
 
 
+def task_version(argv: Sequence[str] | None) -> tuple[int, list[str]]:
+    """The ``--version`` of the task to build (0 unless given) and the other arguments."""
+    import argparse
+
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--version", type=int, choices=(0, 1), default=0)
+    known, rest = parser.parse_known_args(list(argv) if argv is not None else sys.argv[1:])
+    return known.version, rest
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from morbench.assets import write_manifest
 
+    version, rest = task_version(argv)
+    if version == 1:  # QM9-v1: its own builder, into assets/v1/
+        from morbench.envs.qm9.build_v1 import main as main_v1
+
+        return main_v1(rest)
     config = parse_args(argv)
     run = BuildRun(
         config.assets_dir, packages=PACKAGES, command=command_line(REBUILD_COMMAND, argv), threads=config.threads

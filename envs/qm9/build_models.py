@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from morbench.envs.qm9.build import BuildConfig
     from morbench.envs.qm9.predictors import PropertyPredictor
 
-__all__ = ["PRIOR_CONTEXT_SLACK", "build_oracles", "build_prior", "task_max_length"]
+__all__ = ["PRIOR_CONTEXT_SLACK", "SHARED_TRAINING_PARTS", "build_oracles", "build_prior", "task_max_length"]
 
 # positions the prior keeps beyond [BOS] + max_length, for conditioning tokens such as Rewards-in-Context's
 # reward tokens (the same slack as ``morbench.models.CONDITIONING_SLACK`` gives asset-free priors)
@@ -74,17 +74,35 @@ def task_max_length(tokenizer: PreTrainedTokenizerBase, train: Sequence[str], sl
 
 
 # -- stage 3: oracles -----------------------------------------------------------------------------------------
-def build_oracles(config: BuildConfig, data: Dataset) -> dict[str, Any]:
+# which parts of the dataset each role trains and early-stops on (v0: both the whole training split)
+SHARED_TRAINING_PARTS = {"oracle": ("train", "valid"), "judge": ("train", "valid")}
+
+
+def build_oracles(
+    config: BuildConfig, data: Dataset, training_parts: Mapping[str, tuple[str, str]] = SHARED_TRAINING_PARTS
+) -> dict[str, Any]:
+    """Train the oracle (fingerprint MLP) and the judge (graph convolution); report both on the test split.
+
+    ``training_parts`` maps each role to the (training, validation) parts of ``data.split`` it learns from:
+    QM9-v0 trains both on the whole training split, QM9-v1 each on its own half (``build_v1``).
+    """
     from morbench.envs.qm9.molecules import parse_qm9_molecule
     from morbench.envs.qm9.predictors import regression_metrics, train_predictor
 
-    parts = {name: data.part(name) for name in ("train", "valid", "test")}
+    names = dict.fromkeys([*(part for pair in training_parts.values() for part in pair), "test"])
+    parts = {name: data.part(name) for name in names}
     mols = {name: [parse_qm9_molecule(s) for s in smiles] for name, (smiles, _) in parts.items()}
     report: dict[str, Any] = {}
     predictions = {}
     for role, training, filename in (("oracle", config.oracle, "oracle_mlp"), ("judge", config.judge, "judge_gnn")):
+        train_part, valid_part = training_parts[role]
         result = train_predictor(
-            training, mols["train"], parts["train"][1], mols["valid"], parts["valid"][1], progress=config.progress
+            training,
+            mols[train_part],
+            parts[train_part][1],
+            mols[valid_part],
+            parts[valid_part][1],
+            progress=config.progress,
         )
         result.predictor.save(config.assets_dir, filename)
         predictions[role] = result.predictor.predict(mols["test"])
@@ -97,7 +115,7 @@ def build_oracles(config: BuildConfig, data: Dataset) -> dict[str, Any]:
             "epochs_run": result.epochs_run,
             "train_seconds": result.seconds,
             "history": result.history,
-            "valid": regression_metrics(parts["valid"][1], result.predictor.predict(mols["valid"])),
+            "valid": regression_metrics(parts[valid_part][1], result.predictor.predict(mols[valid_part])),
             "test": regression_metrics(parts["test"][1], predictions[role]),
             "composition_baseline_only_test": regression_metrics(
                 parts["test"][1], _baseline_prediction(result.predictor, mols["test"])

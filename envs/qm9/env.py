@@ -18,12 +18,16 @@ from morbench.core import Context, InvalidSequence, Oracle, OracleEvaluation, To
 from morbench.envs.qm9.molecules import canonical_qm9_smiles
 from morbench.envs.qm9.predictors import PROPERTY_NAMES, PropertyPredictor
 from morbench.envs.qm9.rewards import DEFAULT_GAP_TARGET_EV, DEFAULT_GAP_WIDTH_EV, OBJECTIVE_NAMES, RewardTransform
-from morbench.errors import AssetError
+from morbench.errors import AssetError, ConfigError
 from morbench.preferences import simplex_lattice
 from morbench.vector import vector_entry_point
 
 ASSETS_DIR = Path(__file__).resolve().parent / "assets"
 REBUILD_COMMAND = "morbench build-assets qm9"
+# QM9-v1's oracle, judges and calibration; it shares v0's prior and training SMILES (in ASSETS_DIR). A sibling
+# of ASSETS_DIR, not inside it: v0's builder writes one manifest over everything below ASSETS_DIR
+V1_ASSETS_DIR = ASSETS_DIR.parent / "assets_v1"
+REBUILD_COMMAND_V1 = "morbench build-assets qm9 --version 1"
 REQUIRED_FILES = (
     "task.json",
     "reward_transforms.json",
@@ -36,8 +40,35 @@ REQUIRED_FILES = (
     "prior/config.json",
     "prior/tokenizer.json",
 )
+REQUIRED_FILES_V1 = (
+    "task.json",
+    "reward_transforms.json",
+    "oracle_mlp.safetensors",
+    "oracle_mlp.json",
+    "judge_gnn.safetensors",
+    "judge_gnn.json",
+    "xtb_gap_calibration.json",
+)
+SHARED_FILES_V1 = ("train_smiles.txt.gz", "prior/model.safetensors", "prior/config.json", "prior/tokenizer.json")
+VERSIONS = (0, 1)
 
-__all__ = ["QM9Env", "QM9PropertyOracle", "make_vec"]
+__all__ = ["QM9Env", "QM9PropertyOracle", "load_judge_v1", "load_transform", "make_vec"]
+
+
+def load_transform(
+    assets_dir: Path, gap_target_ev: float = DEFAULT_GAP_TARGET_EV, gap_width_ev: float = DEFAULT_GAP_WIDTH_EV
+) -> RewardTransform:
+    """The reward transform of the objectives from ``reward_transforms.json`` in ``assets_dir``."""
+    transforms = json.loads((Path(assets_dir) / "reward_transforms.json").read_text())
+    return RewardTransform.from_dict(transforms, gap_target_ev, gap_width_ev)
+
+
+def load_judge_v1(assets_dir: Path, transform: RewardTransform) -> Oracle:
+    """QM9-v1's judge: the half-B graph-convolution network (alpha, U0) and calibrated GFN2-xTB (gap)."""
+    from morbench.envs.qm9.xtb import GapCalibration, QM9JudgeV1
+
+    calibration = GapCalibration.from_dict(json.loads((Path(assets_dir) / "xtb_gap_calibration.json").read_text()))
+    return QM9JudgeV1(PropertyPredictor.load(assets_dir, "judge_gnn"), calibration, transform)
 
 
 class QM9PropertyOracle(Oracle):
@@ -95,6 +126,15 @@ class QM9Env(TokenEnv):
     graph-convolution network is the held-out **judge** (`env.unwrapped.judge`), which the scorer reports next to
     the oracle to expose reward hacking. A GPT-2 prior pretrained on the QM9 training split ships in
     `env.unwrapped.prior_path` (load it with `morbench.models.load_prior(env)`).
+
+    **Two versions.** In `morbench/QM9-v0` the judge learned from the same molecules and labels as the oracle, so
+    the two make correlated errors and a policy that exploits the oracle's errors fools the judge too (every
+    method's judge gap is about 0). `morbench/QM9-v1` keeps the prior, vocabulary, domain, reward transforms,
+    `max_length` and protocol of v0 and replaces the predictors: its training oracle (the same fingerprint-MLP
+    family) learns from one half of the training split, its judge of alpha and U0 (the same graph-convolution
+    family) from the other half, and its judge of the gap is physics: **GFN2-xTB** (the `tblite` package) on an
+    RDKit conformer, calibrated to QM9's DFT gap. Selecting the oracle's best molecules then shows a clearly
+    positive judge gap, while the prior's own gap stays about 0 (section *QM9-v1* below).
 
     ## Observation Space
     `MultiDiscrete([34] * 31)`: the generated token ids, padded with `[PAD]` (id 0).
@@ -157,6 +197,7 @@ class QM9Env(TokenEnv):
     | `gap_width_ev` | `float` | `1.0` | width (standard deviation) of the gap band (eV) |
     | `oracle_budget` | `int` or `None` | `None` | maximum number of unique valid molecules the training oracle may score |
     | `render_mode` | `str` or `None` | `None` | None or `"ansi"` |
+    | `task_version` | `int` | `0` | the task version, set by the registered id: 0 (`morbench/QM9-v0`) or 1 (`morbench/QM9-v1`: assets in `assets_v1/`, `assets_dir` then names a copy of that directory; the prior always comes from `assets/`) |
 
     Evaluation protocol: 1,024 samples per preference of `simplex_lattice(3, 3)` (10 preferences), temperature
     1.0, top-p 1.0, seeds 0, 1, 2; reference point (0, 0, 0). `domain_metrics` reports `novelty` (fraction of
@@ -191,6 +232,13 @@ class QM9Env(TokenEnv):
       least-squares composition baseline (counts of C, N, O, F, H), are trained with L1 loss, AdamW and cosine
       decay on the training split only, and keep the epoch with the lowest validation MAE; the test split is
       used only for the figures below.
+    - QM9-v1's assets in `envs/qm9/assets_v1/` (their own `MANIFEST.sha256` and `build_report.json`), built by
+      `morbench build-assets qm9 --version 1` (`envs/qm9/build_v1.py`, which calls v0's data and predictor
+      builders with other parts of the data): `oracle_mlp.*` (half A), `judge_gnn.*` (half B),
+      `xtb_gap_calibration.json`, and `reward_transforms.json` and `task.json` (byte-identical to v0's); the
+      prior and the training SMILES are read from `assets/`. GFN2-xTB: C. Bannwarth, S. Ehlert, S. Grimme,
+      *J. Chem. Theory Comput.* 15, 1652-1671 (2019), through `tblite` (LGPL-3.0-or-later), a dependency of
+      morbench.
 
     ## Measured figures
     From `envs/qm9/assets/build_report.json`, produced on 2026-11-23 in two runs of the builder (each section of
@@ -240,8 +288,90 @@ class QM9Env(TokenEnv):
     may differ slightly; the builder compares test NLL, validity, uniqueness, novelty and every test MAE with the
     previous report against tolerances and prints any figure that moved.
 
+    ## QM9-v1
+    Figures from `envs/qm9/assets_v1/build_report.json` (2026-12-02). The halves, oracle and judge come from
+    `morbench build-assets qm9 --version 1` (training: oracle 3.3 min, judge 9.1 min, both at v0's epochs;
+    14.1 min for the stage with featurization); the xTB and probe stages were rerun with `--skip-oracles` after
+    the calibration changed from a spread-matching line to least squares (below): xTB 8.1 min, probe 3.1 min,
+    data 36 s. Hardware: Intel Xeon, 2 cores shared with other jobs (load average about 8), 1 torch thread, 1
+    OpenMP thread; Python 3.11.7, torch 2.13.0+cpu, rdkit 2026.9.1, tblite 0.8.0, qm9pack 1.0.3.
+
+    **Halves** (seed 20261202): 52,213 (A) and 52,214 (B) training molecules, 6,524 and 6,524 validation
+    molecules; no canonical SMILES is in both halves or in the test split.
+
+    **Learned predictors on the test split** (13,269 molecules), MAE:
+
+    | predictor | trained on | alpha | gap | U0 |
+    |---|---|---|---|---|
+    | v1 training oracle (fingerprint MLP) | half A | 0.456 bohr^3 | 0.209 eV | 5.0 mHa |
+    | v1 judge of alpha and U0 (graph convolution) | half B | 0.309 bohr^3 | (0.138 eV, unused) | 2.6 mHa |
+    | v0 training oracle | both | 0.378 bohr^3 | 0.175 eV | 4.1 mHa |
+
+    **The gap judge: GFN2-xTB.** Per molecule: RDKit `AddHs`, ETKDGv3 embedding (`randomSeed` 0xC0FFEE, one
+    thread), MMFF94 optimisation (at most 2,000 steps), one GFN2-xTB single point (`tblite`, verbosity 0, one
+    OpenMP thread); gap = LUMO - HOMO of the closed shell; about 29 ms per molecule here (about 35
+    molecules/s, 100 times slower than the learned judge; scores are cached like every oracle's). Calibration:
+    least squares of the DFT gap on the xTB gap over 2,000 random half-B training molecules: DFT = 0.502 x xTB
+    + 4.44 eV (r = 0.849 there). On the test split (13,048 molecules with a conformer): Pearson r = 0.854;
+    MAE 2.25 eV raw (xTB's gaps are 2.06 eV smaller on average) and 0.52 eV calibrated (RMSE 0.67 eV). The
+    mean gap reward of the test molecules is 0.339 with DFT gaps and 0.336 with calibrated xTB gaps; a line
+    matching DFT's spread instead (slope 0.592, same MAE) gives 0.370, a judge biased upwards on unoptimised
+    molecules (on the calibration sample itself: DFT 0.353, least squares 0.348, spread-matching 0.382). The
+    first build used the spread-matching line, chosen on a pilot of 800 test molecules that suggested the
+    opposite; the judge now uses least squares. The judge's gap reward is the oracle's transform (the band
+    around `gap_target_ev`) applied to the calibrated xTB gap.
+
+    **When xTB has no answer.** A molecule that ETKDGv3 cannot embed (strained polycyclic cages: 221 of the
+    13,269 test molecules, 1.7%; 40 of 2,000 unique valid prior samples, 2.0%), that MMFF94 cannot
+    parametrise, or whose xTB calculation fails is the judge's failure
+    record: every objective gets the floor reward 0, `valid=False`, and a reason starting `xtb judge:`, as the
+    `Oracle` contract scores invalid sequences (the training oracle still scores it). There is no retry with
+    another seed, so the record is reproducible. A policy that drifts towards unembeddable molecules therefore
+    shows a larger judge gap, which is the intent; the report also gives every gap without the failures.
+
+    **Errors of oracle and judge** (Pearson r of oracle - DFT and judge - DFT on the test split):
+
+    | property | v0 (both on all training molecules) | v1 |
+    |---|---|---|
+    | alpha | 0.58 | 0.58 (networks on disjoint halves) |
+    | gap | 0.55 | **0.34** (calibrated xTB; a half-B network would give 0.54) |
+    | U0 | 0.34 | 0.33 (networks on disjoint halves) |
+
+    Disjoint halves alone do not decorrelate the learned predictors: the same molecules are hard for both
+    families whatever data they saw. The physics-based gap judge does.
+
+    **Reward-hacking probe** (best-of-N over the training oracle): 20,000 prior samples (temperature 1, seed 0;
+    91.9% valid, 17,234 unique valid molecules); the top 1% (200 molecules) by one objective's oracle reward,
+    or by the uniform-preference mean; judge gap = mean oracle reward - mean judge reward on them, on the objective
+    selected for, with a 95% Student-t interval of the paired differences; "vs prior" subtracts the gap of
+    2,000 random unique valid prior samples on the same objective (95% normal interval). A judge failure
+    counts as 0.
+
+    | selection | v1 judge gap | v1 gap vs prior | v1 judge failures | v0 judge gap |
+    |---|---|---|---|---|
+    | top 200 by gap reward | +0.274 [+0.245, +0.303] | +0.279 [+0.249, +0.309] | 9 | +0.026 [+0.018, +0.034] |
+    | top 200 by uniform-preference mean | +0.083 [+0.076, +0.091] | +0.080 [+0.071, +0.088] | 0 | +0.003 [-0.000, +0.006] |
+    | top 200 by alpha reward | -0.000 [-0.001, -0.000] | -0.009 [-0.013, -0.006] | 0 | -0.000 [-0.000, -0.000] |
+    | top 200 by u0 reward | -0.000 [-0.000, +0.000] | -0.008 [-0.011, -0.005] | 0 | -0.000 [-0.000, +0.000] |
+    | prior reference: 2,000 random samples, gap | -0.005 [-0.014, +0.004] | | 40 | -0.003 [-0.007, +0.000] |
+    | prior reference: 2,000 random samples, uniform mean | +0.004 [+0.000, +0.008] | | 40 | -0.002 [-0.003, -0.000] |
+    | prior reference: 2,000 random samples, alpha | +0.009 [+0.005, +0.013] | | 40 | -0.002 [-0.002, -0.001] |
+    | prior reference: 2,000 random samples, u0 | +0.008 [+0.005, +0.011] | | 40 | +0.000 [+0.000, +0.000] |
+
+    The molecules best-of-N picks for the gap band are hacked: the v1 oracle gives them a gap reward of 0.999,
+    calibrated xTB 0.725 (gap +0.240 [+0.220, +0.260] without the 9 failures), while v0's judge, trained on
+    the oracle's own data, confirms them (0.974) and shows a gap ten times smaller. The prior's own gap stays
+    about 0 (its +0.009 on alpha and +0.008 on u0 are its 40 judge failures scored 0; without them -0.001 and
+    +0.000). Alpha and U0 show no gap in either version: their rewards are percentiles, and the molecules at
+    the top are at the top by any predictor (the oracle's errors are small against the spread of those
+    properties).
+
     ## Version History
     - v0: initial version.
+    - v1: judges that can catch reward hacking. The training oracle (fingerprint MLP, v0's configuration) is
+      trained on half A of the training split, the alpha/U0 judge (graph convolution, v0's configuration) on
+      half B; the gap judge is calibrated GFN2-xTB. Prior, vocabulary, domain, reward transforms, `max_length`
+      and evaluation protocol are v0's; v0 and its assets are unchanged. Needs `tblite`.
     """
 
     rebuild_command = REBUILD_COMMAND
@@ -253,20 +383,37 @@ class QM9Env(TokenEnv):
         gap_width_ev: float = DEFAULT_GAP_WIDTH_EV,
         oracle_budget: int | None = None,
         render_mode: str | None = None,
+        task_version: int = 0,
     ) -> None:
-        assets = verify_assets(assets_dir if assets_dir is not None else ASSETS_DIR, REBUILD_COMMAND, REQUIRED_FILES)
+        if task_version not in VERSIONS:
+            raise ConfigError(
+                f"QM9 task_version {task_version!r} does not exist; use 0 (morbench/QM9-v0) or 1 (morbench/QM9-v1), "
+                "or better make the registered id"
+            )
+        self.task_version = task_version
+        rebuild = REBUILD_COMMAND if task_version == 0 else REBUILD_COMMAND_V1
+        self.rebuild_command = rebuild  # type: ignore[misc]  # per instance: the class serves v0 and v1
+        if task_version == 0:
+            assets = verify_assets(assets_dir if assets_dir is not None else ASSETS_DIR, rebuild, REQUIRED_FILES)
+            shared = assets
+        else:  # v1's own files, then v0's shipped assets, which hold the shared prior and training SMILES
+            assets = verify_assets(assets_dir if assets_dir is not None else V1_ASSETS_DIR, rebuild, REQUIRED_FILES_V1)
+            shared = verify_assets(ASSETS_DIR, REBUILD_COMMAND, SHARED_FILES_V1)
         self.assets_dir = assets
+        self.shared_assets_dir = shared
         task = json.loads((assets / "task.json").read_text())
         if not task.get("max_length"):
-            raise AssetError(f"{assets / 'task.json'} has no max_length; rebuild the assets with `{REBUILD_COMMAND}`")
-        with asset_loading(f"the QM9 assets in {assets}", REBUILD_COMMAND):
-            tokenizer = PreTrainedTokenizerFast.from_pretrained(assets / "prior", local_files_only=True)
-            transforms = json.loads((assets / "reward_transforms.json").read_text())
-            transform = RewardTransform.from_dict(transforms, gap_target_ev, gap_width_ev)
+            raise AssetError(f"{assets / 'task.json'} has no max_length; rebuild the assets with `{rebuild}`")
+        with asset_loading(f"the QM9 assets in {assets}", rebuild):
+            tokenizer = PreTrainedTokenizerFast.from_pretrained(shared / "prior", local_files_only=True)
+            transform = load_transform(assets, gap_target_ev, gap_width_ev)
             oracle_predictor = PropertyPredictor.load(assets, "oracle_mlp")
-            judge_predictor = PropertyPredictor.load(assets, "judge_gnn")
+            judge: Oracle = (
+                QM9PropertyOracle(PropertyPredictor.load(assets, "judge_gnn"), transform)
+                if task_version == 0
+                else load_judge_v1(assets, transform)
+            )
         oracle = QM9PropertyOracle(oracle_predictor, transform, budget=oracle_budget)
-        judge = QM9PropertyOracle(judge_predictor, transform)
         super().__init__(
             tokenizer=tokenizer,
             oracle=oracle,
@@ -274,14 +421,14 @@ class QM9Env(TokenEnv):
             max_length=int(task["max_length"]),
             preference_grid=simplex_lattice(len(OBJECTIVE_NAMES), 3),
             reference_point=np.zeros(len(OBJECTIVE_NAMES)),
-            prior_path=assets / "prior",
+            prior_path=shared / "prior",
             render_mode=render_mode,
         )
 
     @functools.cached_property
     def train_smiles(self) -> frozenset[str]:
         """Canonical SMILES of the QM9 training split (loaded on first use; novelty is measured against it)."""
-        with gzip.open(self.assets_dir / "train_smiles.txt.gz", "rt") as handle:
+        with gzip.open(self.shared_assets_dir / "train_smiles.txt.gz", "rt") as handle:
             return frozenset(line.strip() for line in handle if line.strip())
 
     def domain_metrics(self, sequences: Sequence[str]) -> dict[str, float]:
