@@ -104,7 +104,10 @@ class PPOConfig:
         if self.lora_target_modules is not None and (
             not self.lora_target_modules or not all(isinstance(t, str) and t for t in self.lora_target_modules)
         ):
-            raise ConfigError("PPOConfig.lora_target_modules must be a non-empty list of module names or None")
+            raise ConfigError(
+                f"PPOConfig.lora_target_modules must be a non-empty list of module names or None (the "
+                f"architecture's default), got {self.lora_target_modules!r}"
+            )
 
     @property
     def scaling_alpha(self) -> float:
