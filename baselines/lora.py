@@ -150,7 +150,7 @@ def adapter_state(model: nn.Module) -> dict[str, torch.Tensor]:
 
 def base_state(model: nn.Module) -> dict[str, torch.Tensor]:
     """The frozen base weights of a peft model, under the plain model's keys."""
-    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    inner = getattr(model, "get_base_model", lambda: model)()
     return {
         key.replace(".base_layer.", "."): value.detach().clone()
         for key, value in inner.state_dict().items()

@@ -76,7 +76,7 @@ def new_kv_cache(model: torch.nn.Module) -> tuple[str, Any]:
     """
     from transformers import DynamicCache
 
-    inner = model.get_base_model() if hasattr(model, "get_base_model") else model  # a peft model: its transformer
+    inner = getattr(model, "get_base_model", lambda: model)()  # a peft model: its transformer
     parameters = inspect.signature(inner.forward).parameters
     argument = "cache" if "cache" in parameters else "past_key_values"
     return argument, DynamicCache(config=model.config)  # type: ignore[arg-type]

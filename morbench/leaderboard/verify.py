@@ -306,7 +306,7 @@ def baseline_policy(
     if isinstance(outputs.get("experts"), dict):
         experts = outputs["experts"]
         states = [serving.load_state(_checked(run_dir, experts[name], files)) for name in task.objective_names]
-        base = model(outputs["base"]) if isinstance(outputs.get("base"), str) else prior  # LoRA experts' base
+        base: Any = model(outputs["base"]) if isinstance(outputs.get("base"), str) else prior  # LoRA experts' base
         return serving.interpolation_policy(base, states, task)
     for field in ("models", "merged"):
         if isinstance(outputs.get(field), dict):
