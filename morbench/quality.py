@@ -716,6 +716,17 @@ def quality_figures(report: dict[str, Any]) -> list[tuple[str, str]]:
     return rows
 
 
+def _per_context_note(report: dict[str, Any]) -> str:
+    """For a prompt-conditioned task: how its best figures are formed (per context, then averaged)."""
+    contexts = [front for front in report["best"]["fronts"] if front["context"] is not None]
+    if not contexts:
+        return ""
+    return (
+        f"; best figures are per context (document), averaged over the {len(contexts)} contexts with a valid "
+        "sample, and the prior's best worst-objective is over all its samples"
+    )
+
+
 def render_quality_section(env_ids: Sequence[str], reports: dict[str, dict[str, Any] | None]) -> str:
     """The card's "Task quality" section: one table per id from its report (a line saying where one is missing)."""
     lines = [
@@ -736,7 +747,7 @@ def render_quality_section(env_ids: Sequence[str], reports: dict[str, dict[str, 
         lines += [
             f"`{env_id}` ({machine['date'][:10]}; {compute['oracle_calls_total']:,} oracle calls, "
             f"{compute['wall_seconds_total']:,.0f} s on {machine['cpu_count']} cores at {threads}); "
-            f"best: {report['best']['source']}.",
+            f"best: {report['best']['source']}{_per_context_note(report)}.",
             "",
             "| figure | value |",
             "|---|---|",
