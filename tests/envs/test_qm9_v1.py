@@ -245,3 +245,28 @@ def test_card_quotes_the_v1_build_report():
     assert f"{test['raw_mae_ev']:.2f} eV" in card and f"{test['calibrated_mae_ev']:.2f} eV" in card
     assert f"{probe['mean']:+.3f}" in card
     assert "morbench/QM9-v1" in card and REBUILD_COMMAND_V1 in card
+
+
+@pytest.mark.slow
+def test_v1_builder_smoke_run_on_a_small_slice(tmp_path):
+    """``morbench build-assets qm9 --version 1`` end to end on 3,000 QM9 rows (needs the qm9pack data package)."""
+    import importlib.util
+
+    if importlib.util.find_spec("qm9pack") is None:  # the package is read as data, never imported
+        pytest.skip("the qm9pack data package is not installed")
+    from morbench.envs.qm9.build import main
+
+    assets = tmp_path / "assets_v1"
+    args = ["--version", "1", "--assets-dir", str(assets), "--limit", "3000", "--oracle-epochs", "1"]
+    args += ["--judge-epochs", "1", "--calibration-molecules", "40", "--test-molecules", "60"]
+    assert main([*args, "--probe-samples", "600", "--probe-reference", "60", "--no-progress"]) == 0
+    env = QM9Env(assets_dir=assets, task_version=1)
+    assert env.score(["CCO"]).valid[0] and env.judge_score(["CCO"]).valid[0]
+    report = json.loads((assets / "build_report.json").read_text())
+    assert report["data"]["halves"]["canonical_smiles_in_both_halves"] == 0
+    assert report["probe"]["selected_per_objective"] == 6 and set(report["probe"]["v1"]["selections"]) == {
+        "alpha",
+        "gap",
+        "u0",
+        "uniform",
+    }
