@@ -231,10 +231,10 @@ def candidate_screen(strings: list[str]) -> dict[str, Any]:
     reference drug) next to v0's ``qed``, ``sa`` and ``bbb``: the correlation matrices the v1 sets were chosen from.
     """
     from rdkit import Chem, DataStructs
-    from rdkit.Chem import Descriptors, rdFingerprintGenerator, rdMolDescriptors
+    from rdkit.Chem import rdFingerprintGenerator, rdMolDescriptors
 
     from morbench.envs.cns.env import sa_objective
-    from morbench.envs.cns.objectives_v1 import esol_log_solubility
+    from morbench.envs.cns.objectives_v1 import average_mol_weight, esol_log_solubility
 
     model = load_bbb_model(ASSETS_DIR, ORACLE_MODEL)
     morgan = rdFingerprintGenerator.GetMorganGenerator(radius=2, fpSize=2048)
@@ -253,7 +253,7 @@ def candidate_screen(strings: list[str]) -> dict[str, Any]:
             "qed": record.qed,
             "sa": float(sa_objective(record.sa)),
             "tpsa": rdMolDescriptors.CalcTPSA(mol),
-            "mol_weight": Descriptors.MolWt(mol),
+            "mol_weight": average_mol_weight(mol),
             "hbd": rdMolDescriptors.CalcNumHBD(mol),
             "hba": rdMolDescriptors.CalcNumHBA(mol),
             "logp": rdMolDescriptors.CalcCrippenDescriptors(mol)[0],

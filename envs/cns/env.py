@@ -69,8 +69,8 @@ class CNSOracle(Oracle):
     :class:`~morbench.envs.cns.featurize.SimulatedHang`).
     """
 
-    objective_names = ("qed", "sa", "bbb")
-    property_names = ("qed", "sa_score", "bbb_probability")
+    objective_names: tuple[str, ...] = ("qed", "sa", "bbb")
+    property_names: tuple[str, ...] = ("qed", "sa_score", "bbb_probability")
     not_pickled = ("pool",)  # a copy starts its own worker processes
 
     def __init__(
@@ -534,7 +534,7 @@ class CNSEnv(TokenEnv):
                 f"objectives={objectives!r} needs task_version=1 (CNS-v0's objectives are fixed: qed, sa, bbb)"
             )
         rebuild = REBUILD_COMMAND if task_version == 0 else REBUILD_COMMAND_V1
-        self.rebuild_command = rebuild
+        vars(self)["rebuild_command"] = rebuild  # a ClassVar of TokenEnv; CNS-v1's assets rebuild another way
         default_dir = ASSETS_DIR if task_version == 0 else V1_ASSETS_DIR
         required = REQUIRED_FILES if task_version == 0 else REQUIRED_FILES_V1
         assets = verify_assets(assets_dir if assets_dir is not None else default_dir, rebuild, required)

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from rdkit import Chem, DataStructs, rdBase
-from rdkit.Chem import Crippen, Descriptors, rdFingerprintGenerator, rdMolDescriptors
+from rdkit.Chem import Descriptors, rdFingerprintGenerator, rdMolDescriptors
 
 from morbench.envs.cns.featurize import FeatureSpec, MoleculeRecord, process_smiles
 
@@ -25,6 +26,7 @@ __all__ = [
     "PROPERTIES",
     "REFERENCE_DRUGS",
     "V1Molecule",
+    "average_mol_weight",
     "esol_log_solubility",
     "reference_similarity",
     "similarity_objective",
@@ -48,13 +50,18 @@ REFERENCE_DRUGS = {
 }
 
 _MORGAN = rdFingerprintGenerator.GetMorganGenerator(radius=2, fpSize=2048)
-_REFERENCE_FPS: dict[str, object] = {}
+_REFERENCE_FPS: dict[str, Any] = {}
+
+
+def average_mol_weight(mol: Chem.Mol) -> float:
+    """The average molecular weight (``Descriptors.MolWt``, defined by RDKit at import time, so untyped)."""
+    return float(Descriptors.MolWt(mol))  # type: ignore[attr-defined]
 
 
 def esol_log_solubility(mol: Chem.Mol) -> float:
     """Delaney's ESOL estimate of log10 aqueous solubility (mol/L) with RDKit inputs.
 
-    clogP is Crippen's logP (``Crippen.MolLogP``), MW the average molecular weight (``Descriptors.MolWt``), RB the
+    clogP is Crippen's logP (``Crippen.MolLogP``, i.e. ``CalcCrippenDescriptors(mol)[0]``), MW the average molecular weight (``Descriptors.MolWt``), RB the
     rotatable bonds (``rdMolDescriptors.CalcNumRotatableBonds``) and AP the aromatic proportion (aromatic heavy
     atoms / heavy atoms). The coefficients are Delaney's published ones, not refitted.
     """
@@ -63,8 +70,8 @@ def esol_log_solubility(mol: Chem.Mol) -> float:
     c = ESOL_COEFFICIENTS
     return float(
         c["intercept"]
-        + c["logp"] * Crippen.MolLogP(mol)
-        + c["mw"] * Descriptors.MolWt(mol)
+        + c["logp"] * rdMolDescriptors.CalcCrippenDescriptors(mol)[0]
+        + c["mw"] * average_mol_weight(mol)
         + c["rotatable_bonds"] * rdMolDescriptors.CalcNumRotatableBonds(mol)
         + c["aromatic_proportion"] * (aromatic / heavy if heavy else 0.0)
     )

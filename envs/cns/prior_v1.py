@@ -19,7 +19,7 @@ import math
 import os
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +60,9 @@ def _epoch_order(seed: int, epoch: int, size: int) -> np.ndarray:
     return np.random.default_rng([seed, epoch]).permutation(size)
 
 
-def _ordered_batches(train: list[np.ndarray], order: np.ndarray, batch_size: int, pad_id: int, skip: int):
+def _ordered_batches(
+    train: list[np.ndarray], order: np.ndarray, batch_size: int, pad_id: int, skip: int
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     ordered = [train[i] for i in order]
     batches = _batches(ordered, batch_size, pad_id, None)
     for index, batch in enumerate(batches):
