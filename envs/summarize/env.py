@@ -426,8 +426,9 @@ class SummarizeEnv(TokenEnv):
       (25.7 s, 16.4 s prefill). The prefill of the padded prompts dominates. Dequantizing the GGUF and saving the
       cache: 12.6 s once (13-27 s seen on the loaded machine); loading the cached prior: 0.3 s.
     - **Prior samples** (200: 2 per test paper, temperature 1): 56.5% valid (all 87 invalid ones overlong, i.e.
-      no `<|im_end|>` within 64 tokens); mean sequence log-probability -156.8. Mean rewards, valid samples
-      (oracle / judge): faithfulness 0.50 / 0.46, conciseness 0.48 / 0.51, readability 0.36 / 0.33 (std 0.21,
+      no `<|im_end|>` within 64 tokens; 16 of the 113 valid ones were cut off too, but their text
+      re-tokenizes to 63 tokens: see "Why the prior is 56.5% valid"); mean sequence log-probability -156.8. Mean
+      rewards, valid samples (oracle / judge): faithfulness 0.50 / 0.46, conciseness 0.48 / 0.51, readability 0.36 / 0.33 (std 0.21,
       0.40, 0.16). Over all samples (invalid = 0): 0.28, 0.27, 0.20. Domain metrics: 37.0 words, 2.0 sentences,
       distinct-1 0.32, distinct-2 0.84, 47% end with a full stop.
     - **Objective correlations** (valid prior samples, Pearson / Spearman): faithfulness-conciseness
@@ -450,12 +451,59 @@ class SummarizeEnv(TokenEnv):
       113 s, RiC 142 s, Rewarded Soups 150 s, IterativeRS 335 s. The evaluation alone (10 preferences x 2
       samples + prior log-probabilities) takes most of the prior row's 85 s.
 
+    **Why the prior is 56.5% valid: the task's intent, not an artefact of the prompt or the limit.** From
+    `studies/length_v0_prompt_192.json`, written by `python -m morbench.envs.summarize.length_study --max-length
+    192` (envs/summarize/length_study.py): the build report's 200 samples re-drawn with the same seeds at a
+    192-token limit, so the first 64 tokens of each are the build report's sample (one torch thread on the
+    shared 2-core machine, 21 minutes of sampling).
+    - The prior emitted `<|im_end|>` within 32 / 48 / 64 / 96 / 128 / 160 / 192 tokens on 22 / 37 / 48.5 / 66.5 /
+      73.5 / 78 / 80% of the samples. At the task's 64 tokens they are 56.5% valid, the build report's figure: the
+      overlong rule is on the re-tokenized text, and 16 of the 103 samples cut off at 64 tokens re-tokenize to 63 (a
+      non-canonical tokenization), so they score as valid.
+    - The summaries that ended (within 192 tokens): median 49 tokens (5th-95th percentile 14.9-134), 39 words, 2
+      sentences. Of the 103 cut off at 64, 63 end within 192 at a median of 89 tokens, 69 words and 3 sentences; 40
+      do not.
+    - The cut-off ones are not restated abstracts (4.4% of their word trigrams occur in the abstract; 6.7% for those
+      that ended within 64), nor repetition loops (0.7% repeated trigrams), but multi-sentence continuations: 42%
+      run over several lines (4.1% of those that ended within 64), 7.8% are bullet lists (0%), and many drift into
+      unrelated text (French, a URL, a news story: `examples_cut_off`).
+    - Scored at 192 tokens, the 83 of them valid there score 0.58 / 0.014 / 0.34 (oracle faithfulness / conciseness
+      / readability; judge 0.51 / 0.017 / 0.34), against 0.50 / 0.54 / 0.36 for those that ended within 64.
+    - The limit fits a summary: aclsum's one-sentence aspect summaries have 9-25 words (medians 21-24; 13-43 tokens,
+      medians 27-28), the abstracts' first sentences a median of 23-24 tokens (p95 45), and the length conciseness
+      rewards (6-18 words) is about 8-25 tokens. v0's prompt asks for "one sentence" and never says how long.
+
+    Two more measurements, with the same protocol and seeds at 64 tokens:
+    - A prompt that states the rewarded length does not help. "Summarize this research paper abstract in one
+      short sentence of at most 18 words. Reply with the sentence only." (with the prompt width raised by its
+      15 extra tokens, so every abstract is shown as in v0): 45.5% of the 200 samples ended within 64 tokens
+      (v0's prompt: 48.5%), 51.5% valid (all 97 invalid ones overlong); those that ended had a median of 24 words
+      (v0's prompt: 26), and the valid ones mean rewards 0.43 / 0.55 / 0.37. Measured with a draft
+      builder (13.3 minutes of sampling); `length_study --max-length 64 --instruction "..."` draws the same
+      prompts and seeds (not re-run).
+    - A pilot of six wordings on the first 32 test papers (1 sample each; 2-3 minutes a prompt) had 34-59% ended
+      within 64 tokens against 47% for v0's prompt, within the noise of 32 samples (one standard error is 9
+      points): "... in one sentence of at most 18 words." 56%; "... one short sentence of 10 to 15 words." 59%;
+      "... one short sentence (about 15 words)." 53%; "Write a one-sentence summary (under 20 words) of ..." 34%;
+      v0's user turn under the system message "You are a concise assistant. You always answer with one short
+      sentence of at most 20 words." 59%; "... one short sentence of at most 20 words. Reply with the sentence
+      only." 59%.
+
+    So the overlong samples are the prior's own: at temperature 1 (the protocol's) the 135M model drifts into
+    multi-sentence text on about half of the papers whatever the prompt says (each of the first 6 samples opens with
+    the same words under either prompt, from the same seeds: the two runs are paired sample by sample). The limit is
+    2.5 times the length conciseness rewards (6-18 words, about 8-25 tokens) and fits every one-sentence gold aspect
+    summary; raising it would turn cut-off samples into valid ones that score no conciseness. No new version:
+    `Summarize-v0` stays the task. Fine-tuning has room here: ending within the limit is part of what conciseness
+    asks for.
+
     ## Version History
     - v0: initial version. Amended before any result was published: text is screened by the tokenizer before scoring
       (a summary that spells a control token such as `<|im_end|>` out of ordinary pieces, or text past the input
       bounds, is invalid with a reason, in the env and in `score()` alike), and summaries with no Latin-alphabet word
       are invalid as "not English". Prior samples score exactly as before; the next change that can move a score
-      bumps the version to v1.
+      bumps the version to v1. The card later gained "Why the prior is 56.5% valid" (measurements only; nothing
+      the task does changed).
     """
 
     rebuild_command = REBUILD_COMMAND

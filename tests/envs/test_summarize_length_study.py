@@ -54,6 +54,20 @@ def test_length_study_runs_end_to_end_on_the_tiny_policy(tmp_path):
         main(["--instruction", "no placeholder", "--out", str(out)])
 
 
+def test_committed_study_reproduces_the_build_report_and_the_card_quotes_it():
+    study = json.loads(STUDY.read_text())
+    build = json.loads((ASSETS_DIR / "build_report.json").read_text())["evaluation"]["prior"]
+    # the same seeds: at the task's 64 tokens the study's samples are the build report's
+    assert study["protocol"]["samples"] == build["samples"] == 200
+    assert study["at_task_limit"]["valid_fraction"] == build["valid_fraction"]
+    assert study["at_task_limit"]["invalid_reasons"] == build["invalid_reasons"]
+    card = (ROOT / "README.md").read_text()
+    within = study["ended_within"]
+    quoted = " / ".join(f"{100 * within[n]:.3g}" for n in ("32", "48", "64", "96", "128", "160", "192"))
+    assert quoted in " ".join(card.split()), quoted
+    assert f"{study['at_task_limit']['valid_without_im_end']} of the" in card
+
+
 def test_the_limit_fits_every_one_sentence_gold_summary():
     env = SummarizeEnv(split="test", policy="tiny")
     records = load_documents(ASSETS_DIR / "documents.jsonl", "test")
