@@ -227,8 +227,9 @@ class CNSEnv(TokenEnv):
     samples score above 0.5 on all three, so one uniform-preference policy serves nearly every preference.
     **CNS-v1** (`task_version=1`) poses a trade-off a CNS medicinal chemist faces (below: "CNS-v1 and
     CNS-MPO-v1"), and **CNS-MPO-v1** adds QED and SA to it for five objectives. The prior (`env.unwrapped.prior_path`) is a GPT-2 pretrained on ZINC250k;
-    the held-out judge (`env.unwrapped.judge`) replaces the BBB classifier with an independently trained one (other
-    features, another model family, another seed); QED and SA are exact and shared with the training oracle.
+    the held-out judge (`env.unwrapped.judge`) replaces the BBB classifier with another one (other
+    features, another model family, another seed; in CNS-v0 trained on the oracle's own molecules, in CNS-v1 on
+    other ones); QED and SA are exact and shared with the training oracle.
 
     ### CNS-v1 and CNS-MPO-v1
 
