@@ -473,14 +473,14 @@ class SummarizeEnv(TokenEnv):
       medians 27-28), the abstracts' first sentences a median of 23-24 tokens (p95 45), and the length conciseness
       rewards (6-18 words) is about 8-25 tokens. v0's prompt asks for "one sentence" and never says how long.
 
-    Two more measurements, with the same protocol and seeds at 64 tokens:
-    - A prompt that states the rewarded length does not help. "Summarize this research paper abstract in one
-      short sentence of at most 18 words. Reply with the sentence only." (with the prompt width raised by its
-      15 extra tokens, so every abstract is shown as in v0): 45.5% of the 200 samples ended within 64 tokens
-      (v0's prompt: 48.5%), 51.5% valid (all 97 invalid ones overlong); those that ended had a median of 24 words
-      (v0's prompt: 26), and the valid ones mean rewards 0.43 / 0.55 / 0.37. Measured with a draft
-      builder (13.3 minutes of sampling); `length_study --max-length 64 --instruction "..."` draws the same
-      prompts and seeds (not re-run).
+    Two more measurements at 64 tokens (the first with the same protocol and seeds):
+    - A prompt that states the rewarded length does not help (`studies/length_stated_prompt_64.json`: `length_study
+      --max-length 64 --instruction "..."`, 5.7 minutes of sampling). "Summarize this research paper abstract in one
+      short sentence of at most 18 words. Reply with the sentence only." (the prompt width raised by its 15 extra
+      tokens, so every abstract is shown as in v0): 45.5% of the 200 samples ended within 64 tokens (v0's prompt:
+      48.5%; within 32: 26.5% against 22%), 51.5% valid (all 97 invalid ones overlong; 12 valid ones cut off). Those
+      that ended had a median of 24 words (v0's prompt: 26) and scored 0.43 / 0.60 / 0.37 (v0's prompt: 0.50 / 0.54
+      / 0.36): a little more concise, less faithful, no more often finished.
     - A pilot of six wordings on the first 32 test papers (1 sample each; 2-3 minutes a prompt) had 34-59% ended
       within 64 tokens against 47% for v0's prompt, within the noise of 32 samples (one standard error is 9
       points): "... in one sentence of at most 18 words." 56%; "... one short sentence of 10 to 15 words." 59%;

@@ -68,6 +68,20 @@ def test_committed_study_reproduces_the_build_report_and_the_card_quotes_it():
     assert f"{study['at_task_limit']['valid_without_im_end']} of the" in card
 
 
+def test_a_prompt_stating_the_length_was_measured_and_does_not_raise_validity():
+    stated = json.loads((ROOT / "studies" / "length_stated_prompt_64.json").read_text())
+    v0 = json.loads(STUDY.read_text())
+    assert "at most 18 words" in stated["protocol"]["instruction"] and stated["protocol"]["samples"] == 200
+    assert stated["protocol"]["max_prompt_length"] == 335  # v0's 320 + the instruction's 15 extra tokens
+    # the decision in the card: stating the length does not make the prior end within the limit more often
+    assert stated["at_task_limit"]["ended_fraction"] <= v0["at_task_limit"]["ended_fraction"]
+    assert stated["at_task_limit"]["valid_fraction"] < v0["at_task_limit"]["valid_fraction"]
+    card = " ".join((ROOT / "README.md").read_text().split())
+    task = stated["at_task_limit"]
+    assert f"{100 * task['ended_fraction']:.3g}% of the 200 samples ended within 64 tokens" in card
+    assert f"{100 * task['valid_fraction']:.3g}% valid (all {task['invalid_reasons']['overlong']} invalid" in card
+
+
 def test_the_limit_fits_every_one_sentence_gold_summary():
     env = SummarizeEnv(split="test", policy="tiny")
     records = load_documents(ASSETS_DIR / "documents.jsonl", "test")
