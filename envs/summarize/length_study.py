@@ -10,8 +10,9 @@ The JSON holds the fraction of samples that emitted ``<|im_end|>`` within each l
 summaries that ended (tokens, words, sentences), the oracle's validity and invalid reasons at ``--task-limit``
 (64, the task's) counted from the samples truncated there, and, for the samples that did not end within the
 task's limit, what they look like (line breaks, bullet lists, word trigrams copied from the abstract, repeated
-trigrams) and the oracle's and judge's rewards when scored at ``--max-length``. About 28 minutes at
-``--max-length 192`` on one core of a shared 2-core machine; ``--documents`` and ``--policy tiny`` make a smoke test.
+trigrams) and the oracle's and judge's rewards when scored at ``--max-length``. Sampling took 21 minutes at
+``--max-length 192`` and 6 at 64 on one core of a shared 2-core machine (``studies/``); ``--documents`` and
+``--policy tiny`` make a smoke test.
 """
 
 from __future__ import annotations
