@@ -392,9 +392,9 @@ def genetic_search(task: TokenEnv, pool: Candidates, sizes: dict[str, int], seed
     mutation), keeping the best ``ga_population`` (ties broken by SMILES, so runs are reproducible); an
     invalid molecule scores -1. Returns every candidate scored, valid or not.
     """
-    from mol_ga import run_ga_maximization  # type: ignore[import-untyped]
-    from mol_ga.graph_ga.gen_candidates import graph_ga_blended_generation  # type: ignore[import-untyped]
-    from mol_ga.sample_population import uniform_quantile_sampling  # type: ignore[import-untyped]
+    from mol_ga import run_ga_maximization
+    from mol_ga.graph_ga.gen_candidates import graph_ga_blended_generation
+    from mol_ga.sample_population import uniform_quantile_sampling
     from tqdm.auto import tqdm
 
     valid_pool = pool.only_valid()
