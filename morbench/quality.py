@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from morbench.errors import ConfigError
+from morbench.errors import ConfigError, MissingDependencyError
 
 if TYPE_CHECKING:
     from morbench.core import Context, ScoreResult, TokenEnv
@@ -392,9 +392,15 @@ def genetic_search(task: TokenEnv, pool: Candidates, sizes: dict[str, int], seed
     mutation), keeping the best ``ga_population`` (ties broken by SMILES, so runs are reproducible); an
     invalid molecule scores -1. Returns every candidate scored, valid or not.
     """
-    from mol_ga import run_ga_maximization
-    from mol_ga.graph_ga.gen_candidates import graph_ga_blended_generation
-    from mol_ga.sample_population import uniform_quantile_sampling
+    try:
+        from mol_ga import run_ga_maximization
+        from mol_ga.graph_ga.gen_candidates import graph_ga_blended_generation
+        from mol_ga.sample_population import uniform_quantile_sampling
+    except ImportError as exc:
+        raise MissingDependencyError(
+            f"the molecule search of `morbench quality` needs mol_ga ({exc}); install it with `make assets-deps` "
+            "or `pip install mol_ga`, or run `morbench quality --no-search`"
+        ) from exc
     from tqdm.auto import tqdm
 
     valid_pool = pool.only_valid()

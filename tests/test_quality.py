@@ -192,3 +192,14 @@ def test_unknown_id_is_the_projects_error(capsys):
     with pytest.raises(UnknownEnvError, match="did you mean"):
         measure("morbench/Motif-v0")
     assert main(["quality", "morbench/Motifs-v0", "--all"]) == 2  # ids and --all: one or the other
+
+
+def test_molecule_search_without_mol_ga_names_the_install_command(monkeypatch):
+    import sys
+
+    from morbench.errors import MissingDependencyError
+    from morbench.quality import genetic_search
+
+    monkeypatch.setitem(sys.modules, "mol_ga", None)  # as if the assets extra were not installed
+    with pytest.raises(MissingDependencyError, match="pip install mol_ga"):
+        genetic_search(None, None, {}, 0, False)  # type: ignore[arg-type]
