@@ -74,10 +74,10 @@ def test_benchmark_workers_must_be_positive(workers, tmp_path, capsys):
 
 
 def test_unknown_env_id_is_a_one_line_error_and_debug_shows_the_traceback(tmp_path, capsys):
-    argv = ["train", "prior", "--env", "morbench/QM9-v1", "--out", str(tmp_path / "run")]
+    argv = ["train", "prior", "--env", "morbench/QM9-v9", "--out", str(tmp_path / "run")]
     code, error = _run(argv, capsys)
-    assert code == 2 and error.startswith("morbench: error: unknown environment id 'morbench/QM9-v1'")
-    assert "did you mean 'morbench/QM9-v0'" in error and not (tmp_path / "run").exists()
+    assert code == 2 and error.startswith("morbench: error: unknown environment id 'morbench/QM9-v9'")
+    assert "did you mean 'morbench/QM9-v1', 'morbench/QM9-v0'" in error and not (tmp_path / "run").exists()
     with pytest.raises(cli.MorbenchError):
         cli.main(["--debug", *argv])
     with pytest.raises(cli.MorbenchError):
