@@ -14,7 +14,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from morbench.models import build_gpt2
 
-__all__ = ["PretrainConfig", "PretrainResult", "encode_corpus", "pretrain_gpt2", "sequence_nll"]
+__all__ = ["PretrainConfig", "PretrainResult", "encode_corpus", "pretrain_gpt2", "sequence_nll", "warmup_cosine"]
 
 
 @dataclasses.dataclass
@@ -100,6 +100,20 @@ def sequence_nll(model: PreTrainedModel, sequences: list[np.ndarray], pad_id: in
     return total / max(count, 1)
 
 
+def warmup_cosine(
+    optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up over ``warmup_steps``, then cosine decay to zero at ``total_steps``."""
+
+    def schedule(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        fraction = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, fraction)))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+
+
 def pretrain_gpt2(
     tokenizer: PreTrainedTokenizerBase,
     train: list[np.ndarray],
@@ -129,14 +143,7 @@ def pretrain_gpt2(
     if config.max_steps is not None:
         total_steps = min(total_steps, config.max_steps)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
-
-    def schedule(step: int) -> float:
-        if step < config.warmup_steps:
-            return (step + 1) / config.warmup_steps
-        progress_fraction = (step - config.warmup_steps) / max(1, total_steps - config.warmup_steps)
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress_fraction)))
-
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    scheduler = warmup_cosine(optimizer, config.warmup_steps, total_steps)
     start = time.perf_counter()
     step, epoch_loss, epoch_tokens = 0, 0.0, 0
     bar = tqdm(total=total_steps, desc="pretrain", disable=not progress, unit="step")

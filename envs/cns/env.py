@@ -155,7 +155,9 @@ class CNSOracle(Oracle):
             raise InvalidSequence(reason)
         return canonical
 
-    def evaluate(self, keys: list[str], contexts: list[Context | None]) -> OracleEvaluation:
+    def molecule_records(self, keys: list[str]) -> tuple[list[MoleculeRecord], dict[int, str], list[int]]:
+        """The worker records of ``keys`` (prepared ones first, the rest from the pool), the failures by index,
+        and the indices of the valid molecules."""
         prepared = [self._pending.pop(key, None) for key in keys]
         missing = [i for i, record in enumerate(prepared) if record is None]
         fetched = dict(zip(missing, self.pool.map([keys[i] for i in missing]), strict=True)) if missing else {}
@@ -165,7 +167,10 @@ class CNSOracle(Oracle):
             for i, record in enumerate(records)
             if record.error is not None or record.canonical is None
         }
-        ok = [i for i in range(len(keys)) if i not in failures]
+        return records, failures, [i for i in range(len(keys)) if i not in failures]
+
+    def evaluate(self, keys: list[str], contexts: list[Context | None]) -> OracleEvaluation:
+        records, failures, ok = self.molecule_records(keys)
         bits, descriptors = feature_matrix([records[i] for i in ok], self.spec)
         qed = np.full(len(keys), np.nan)
         sa_score = np.full(len(keys), np.nan)

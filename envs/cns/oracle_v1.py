@@ -47,16 +47,7 @@ class CNSOracleV1(CNSOracle):
         return CNSOracleV1(model, self.objective_names, budget=budget, **self.worker_settings)
 
     def evaluate(self, keys: list[str], contexts: list[Context | None]) -> OracleEvaluation:
-        prepared = [self._pending.pop(key, None) for key in keys]
-        missing = [i for i, record in enumerate(prepared) if record is None]
-        fetched = dict(zip(missing, self.pool.map([keys[i] for i in missing]), strict=True)) if missing else {}
-        records = [record if record is not None else fetched[i] for i, record in enumerate(prepared)]
-        failures = {
-            i: record.error or "invalid molecule"
-            for i, record in enumerate(records)
-            if record.error is not None or record.canonical is None
-        }
-        ok = [i for i in range(len(keys)) if i not in failures]
+        records, failures, ok = self.molecule_records(keys)
         width = len(self.spec.descriptors)
         bbb_records = [records[i]._replace(descriptors=records[i].descriptors[:width]) for i in ok]
         bits, descriptors = feature_matrix(bbb_records, self.spec)

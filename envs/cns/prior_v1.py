@@ -28,7 +28,7 @@ import torch
 
 from morbench.assets import sha256_file, verify_manifest, write_manifest
 from morbench.models import load_causal_lm, save_causal_lm
-from morbench.pretrain import _batches, _loss, encode_corpus, sequence_nll
+from morbench.pretrain import _batches, _loss, encode_corpus, sequence_nll, warmup_cosine
 
 __all__ = ["ContinueConfig", "continue_prior", "main"]
 
@@ -99,14 +99,7 @@ def continue_prior(
     if config.max_steps is not None:
         total_steps = min(total_steps, config.max_steps)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
-
-    def schedule(step: int) -> float:
-        if step < config.warmup_steps:
-            return (step + 1) / config.warmup_steps
-        fraction = (step - config.warmup_steps) / max(1, total_steps - config.warmup_steps)
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, fraction)))
-
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    scheduler = warmup_cosine(optimizer, config.warmup_steps, total_steps)
     state_path = checkpoint_dir / "state.pt"
     step, epoch_loss, epoch_tokens, resumed, seconds_before = 0, 0.0, 0, 0, 0.0
     valid_nll_before = None
