@@ -78,6 +78,9 @@ class Context:
     data: Any = None
 
 
+JUDGE_PREFERENCES = ("all", "uniform")
+
+
 @dataclasses.dataclass(frozen=True)
 class EvaluationProtocol:
     """How a task is evaluated: the same for every method (see ``docs/metrics.md``)."""
@@ -87,6 +90,20 @@ class EvaluationProtocol:
     top_p: float = 1.0
     seeds: tuple[int, ...] = (0, 1, 2)
     context_split: str | None = None  # prompt-conditioned tasks: which split the evaluation prompts come from
+    # which preferences' samples the held-out judge scores: "all", or "uniform" (only the uniform preference, where
+    # the judge gap is defined) for a task whose judge is expensive (QM9-v1's GFN2-xTB: about 35 molecules/s)
+    judge_preferences: str = "all"
+
+    def __post_init__(self) -> None:
+        if self.judge_preferences not in JUDGE_PREFERENCES:
+            raise ValueError(f"judge_preferences must be one of {JUDGE_PREFERENCES}, got {self.judge_preferences!r}")
+
+    def judges(self, weights: Any) -> bool:
+        """Whether the judge scores the samples drawn at preference ``weights`` under this protocol."""
+        if self.judge_preferences == "all":
+            return True
+        w = np.asarray(weights, dtype=np.float64)
+        return bool(w.size) and bool(np.allclose(w, np.full(w.size, 1.0 / w.size), atol=1e-6))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

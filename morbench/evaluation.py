@@ -237,7 +237,8 @@ def evaluate_on_env(
         contexts = evaluation_contexts(task, n, seed)
         samples = policy.sample(weights, contexts, seed=preference_seed(seed, p))
         result = task.score(samples.sequences, contexts)
-        judge = task.judge_score(samples.sequences, contexts) if task.judge is not None else None
+        judged = task.judge is not None and task.protocol.judges(weights)
+        judge = task.judge_score(samples.sequences, contexts) if judged else None
         entries.append(
             {
                 "weights": weights.tolist(),

@@ -194,6 +194,11 @@ def verify_evaluation(
         if entry.get("judge_rewards") is not None:
             if task.judge is None:
                 raise error(f"{where}: judge_rewards given, but {task.spec.id} has no held-out judge")
+            if not task.protocol.judges(grid[order[p]]):
+                raise error(
+                    f"{where}: judge_rewards given at {entry['weights']}, but {task.spec.id} judges only the uniform "
+                    "preference's samples (its protocol)"
+                )
             judge_low = np.asarray(getattr(task.judge, "reward_low", low), dtype=np.float64)
             judge_high = np.asarray(getattr(task.judge, "reward_high", high), dtype=np.float64)
             claimed_judge = check_reward_rows(

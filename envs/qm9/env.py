@@ -14,7 +14,7 @@ from transformers import PreTrainedTokenizerFast
 
 from morbench.assets import asset_loading, verify_assets
 from morbench.chem import internal_diversity
-from morbench.core import Context, InvalidSequence, Oracle, OracleEvaluation, TokenEnv
+from morbench.core import Context, EvaluationProtocol, InvalidSequence, Oracle, OracleEvaluation, TokenEnv
 from morbench.envs.qm9.molecules import canonical_qm9_smiles
 from morbench.envs.qm9.predictors import PROPERTY_NAMES, PropertyPredictor
 from morbench.envs.qm9.rewards import DEFAULT_GAP_TARGET_EV, DEFAULT_GAP_WIDTH_EV, OBJECTIVE_NAMES, RewardTransform
@@ -130,11 +130,13 @@ class QM9Env(TokenEnv):
     **Two versions.** In `morbench/QM9-v0` the judge learned from the same molecules and labels as the oracle, so
     the two make correlated errors and a policy that exploits the oracle's errors fools the judge too (every
     method's judge gap is about 0). `morbench/QM9-v1` keeps the prior, vocabulary, domain, reward transforms,
-    `max_length` and protocol of v0 and replaces the predictors: its training oracle (the same fingerprint-MLP
+    `max_length` and sampling protocol of v0 and replaces the predictors: its training oracle (the same fingerprint-MLP
     family) learns from one half of the training split, its judge of alpha and U0 (the same graph-convolution
     family) from the other half, and its judge of the gap is physics: **GFN2-xTB** (the `tblite` package) on an
     RDKit conformer, calibrated to QM9's DFT gap. Selecting the oracle's best molecules then shows a clearly
-    positive judge gap, while the prior's own gap stays about 0 (section *QM9-v1* below).
+    positive judge gap, while the prior's own gap stays about 0 (section *QM9-v1* below). xTB scores about 35
+    molecules/s, so v1's protocol judges the uniform preference's samples only (where the judge gap is defined;
+    `protocol.judge_preferences = "uniform"`): 1,024 molecules per evaluation instead of 10,240.
 
     ## Observation Space
     `MultiDiscrete([34] * 31)`: the generated token ids, padded with `[PAD]` (id 0).
@@ -371,7 +373,8 @@ class QM9Env(TokenEnv):
     - v1: judges that can catch reward hacking. The training oracle (fingerprint MLP, v0's configuration) is
       trained on half A of the training split, the alpha/U0 judge (graph convolution, v0's configuration) on
       half B; the gap judge is calibrated GFN2-xTB. Prior, vocabulary, domain, reward transforms, `max_length`
-      and evaluation protocol are v0's; v0 and its assets are unchanged. Needs `tblite`.
+      and sampling protocol are v0's (the judge scores the uniform preference only); v0 and its assets are
+      unchanged. Needs `tblite`.
     """
 
     rebuild_command = REBUILD_COMMAND
@@ -423,6 +426,8 @@ class QM9Env(TokenEnv):
             reference_point=np.zeros(len(OBJECTIVE_NAMES)),
             prior_path=shared / "prior",
             render_mode=render_mode,
+            # v1's xTB judge scores about 35 molecules/s: it judges the uniform preference, where the gap is defined
+            protocol=EvaluationProtocol(judge_preferences="uniform") if task_version == 1 else None,
         )
 
     @functools.cached_property

@@ -396,12 +396,14 @@ def _largest(difference: np.ndarray) -> float:
     return float(difference.max()) if difference.size else 0.0
 
 
-def _trusted_entry(entry: dict[str, Any], task: Any, contexts: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+def _trusted_entry(
+    entry: dict[str, Any], task: Any, contexts: Any, judged: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """The claimed rewards and validity of a trusted file (its judge rewards are computed if not claimed)."""
     rewards = np.asarray(entry["rewards"], dtype=np.float64).reshape(len(entry["sequences"]), task.reward_dim)
     valid = np.asarray(entry["valid"], dtype=bool)
     judge = None
-    if task.judge is not None:
+    if judged:
         claimed = entry.get("judge_rewards")
         judge = (
             np.asarray(claimed, dtype=np.float64)
@@ -434,10 +436,19 @@ def rescore_seed(
         check_shapes(entry, k, where, source)
         contexts = resolve_contexts(entry, task, where, source)
         sequences = entry["sequences"]
-        if entry.get("judge_rewards") is not None and task.judge is None:
-            raise _fail(source, f"{where}: judge_rewards given, but {task.spec.id} has no held-out judge")
+        judged = task.judge is not None and task.protocol.judges(grid[order[p]])
+        if entry.get("judge_rewards") is not None and not judged:
+            raise _fail(
+                source,
+                f"{where}: judge_rewards given, but {task.spec.id} "
+                + (
+                    "has no held-out judge"
+                    if task.judge is None
+                    else f"judges only the uniform preference's samples (its protocol), not {entry['weights']}"
+                ),
+            )
         if trusted:
-            rewards, valid, judge = _trusted_entry(entry, task, contexts)
+            rewards, valid, judge = _trusted_entry(entry, task, contexts, judged)
             entries.append(_evaluation_entry(grid[order[p]], entry, rewards, valid, judge))
             continue
         result = task.score(sequences, contexts)
@@ -458,7 +469,7 @@ def rescore_seed(
                 )
             )
         judge = None
-        if task.judge is not None:
+        if judged:
             judge = np.asarray(task.judge_score(sequences, contexts).rewards, dtype=np.float64)
             if entry.get("judge_rewards") is None:
                 if errors is not None:

@@ -270,3 +270,90 @@ def test_v1_builder_smoke_run_on_a_small_slice(tmp_path):
         "u0",
         "uniform",
     }
+
+
+# -- evaluation protocol: the xTB judge scores the uniform preference only ------------------------------------------
+
+SMALL_MOLECULES = ["CCO", "CC(C)O", "C1CC1", "CC#N", "OCC=O", "CCN", "C=CC", "CCCC", "OC1CC1", "CC(=O)N"]
+
+
+def fixed_molecules(preference: np.ndarray, num_samples: int, seed: int) -> list[str]:
+    """A policy that ignores the preference: ten small QM9 molecules in turn (their xTB gaps are cached)."""
+    return [SMALL_MOLECULES[(seed + i) % len(SMALL_MOLECULES)] for i in range(num_samples)]
+
+
+def test_protocol_judge_preferences_select_the_uniform_point():
+    from morbench.core import EvaluationProtocol
+
+    uniform = EvaluationProtocol(judge_preferences="uniform")
+    assert uniform.judges([1 / 3, 1 / 3, 1 / 3]) and uniform.judges([0.5, 0.5])
+    assert not uniform.judges([1.0, 0.0, 0.0]) and not uniform.judges([2 / 3, 1 / 3, 0.0])
+    assert EvaluationProtocol().judges([1.0, 0.0, 0.0])  # v0 and every other task: every preference
+    with pytest.raises(ValueError, match="'some'"):
+        EvaluationProtocol(judge_preferences="some")
+
+
+@pytest.fixture(scope="module")
+def v1_submission(tmp_path_factory) -> Path:
+    from morbench.leaderboard.submit import submit
+
+    root = tmp_path_factory.mktemp("qm9v1")
+    morbench.evaluate(
+        fixed_molecules,
+        "morbench/QM9-v1",
+        seeds=[0],
+        out=root / "runs" / "fixed",
+        method="fixed_molecules",
+        compute={"oracle_calls": 0, "sampled_tokens": 0, "wall_seconds": 0.0},
+        samples_per_preference=128,
+        progress=False,
+    )
+    return submit(root / "runs" / "fixed", "Fixed molecules", root / "board", description="ten molecules", code_url=None)
+
+
+def test_v1_evaluation_judges_only_the_uniform_preference(v1_submission, env):
+    from morbench.leaderboard.schema import read_submission
+
+    (seed,) = read_submission(v1_submission)["seeds"]
+    judged = [np.allclose(e["weights"], 1 / 3) for e in seed["preferences"] if e["judge_rewards"] is not None]
+    assert judged == [True], "exactly the uniform preference carries judge rewards"
+    assert env.protocol.judge_preferences == "uniform" and env.protocol.to_dict()["judge_preferences"] == "uniform"
+    v0 = morbench.make("morbench/QM9-v0")
+    assert v0.unwrapped.protocol.judge_preferences == "all"  # v0 results are unchanged
+    v0.close()
+
+
+def test_v1_submission_validates_and_judge_claims_off_the_uniform_point_are_refused(v1_submission, tmp_path):
+    from morbench.leaderboard.schema import dumps_submission, read_submission
+    from morbench.leaderboard.validate import validate_files
+
+    from morbench.scoring import score_evaluation
+
+    report = validate_files([v1_submission], root=v1_submission.parent.parent)
+    assert report.ok, report.errors
+    (validated,) = report.valid
+    assert np.isfinite(score_evaluation(validated.evaluations[0])["judge_gap"])
+
+    submission = read_submission(v1_submission)
+    entry = next(e for e in submission["seeds"][0]["preferences"] if not np.allclose(e["weights"], 1 / 3))
+    entry["judge_rewards"] = entry["rewards"]
+    folder = tmp_path / v1_submission.parent.name
+    folder.mkdir()
+    edited = folder / v1_submission.name
+    edited.write_bytes(dumps_submission(submission))
+    report = validate_files([edited], root=tmp_path)
+    assert not report.ok and "judges only the uniform preference" in report.errors[0], report.errors
+
+
+def test_v1_run_file_with_judge_claims_off_the_uniform_point_is_refused(v1_submission, env):
+    from morbench.errors import InvalidRunError
+    from morbench.runs import read_evaluation
+    from morbench.verification import verify_evaluation
+
+    path = v1_submission.parents[2] / "runs" / "fixed" / "seed_0"
+    evaluation = read_evaluation(path, verify=False)
+    verify_evaluation(evaluation, str(path), env)  # as written: accepted
+    entry = next(e for e in evaluation["preferences"] if not np.allclose(e["weights"], 1 / 3))
+    entry["judge_rewards"] = entry["rewards"]
+    with pytest.raises(InvalidRunError, match="judges only the uniform"):
+        verify_evaluation(evaluation, str(path), env)
