@@ -92,6 +92,8 @@ _ITERATION_TOKENS = {
     "morbench/QM9-v0": 64 * 31,  # prior samples average about 16 tokens: a PPO iteration costs about half of this
     "morbench/CNS-v0": 64 * 100,  # samples average about 39 tokens
     "morbench/Enhancer-v0": 64 * 51,  # every sequence is exactly 50 4-mers + EOS
+    "morbench/QM9-v1": 64 * 31,  # v1 keeps v0's prior and max_length
+    "morbench/CNS-v1": 64 * 100,  # v1 keeps v0's vocabulary and max_length
 }
 SEEDS = (0, 1, 2, 3, 4)  # every ranked baseline entry has 5 seeds
 
@@ -146,10 +148,13 @@ SUITES: dict[str, list[SuiteEntry]] = {
     # protocol's sample count (1,024 per preference), the only count the leaderboard ranks
     "quick": [_ppo_task("morbench/QM9-v0", 30, 1024, WITHOUT_BEST_OF_N)],
     # the quick scale on the other real tasks (their leaderboard rows): about 77 (CNS) and 48 (Enhancer) actual
-    # PPO iterations per PPO run
+    # PPO iterations per PPO run; QM9-v1 and CNS-v1 at the budgets of their v0 rows
     "small": [
         _ppo_task("morbench/CNS-v0", 30, 1024, WITHOUT_BEST_OF_N),
         _ppo_task("morbench/Enhancer-v0", 48, 1024, WITHOUT_BEST_OF_N),
+        # the v1 tasks (issue 15) at the scale of their v0 rows: QM9-v1 as the quick suite's QM9-v0
+        _ppo_task("morbench/QM9-v1", 30, 1024, WITHOUT_BEST_OF_N),
+        _ppo_task("morbench/CNS-v1", 30, 1024, WITHOUT_BEST_OF_N),
     ],
     "standard": [  # hours on 2 CPU cores; every method of an env gets the same sampled-token budget
         SuiteEntry("morbench/Motifs-v0", seeds=SEEDS, sampled_tokens=32 * 8 * 400, eval_samples=512, overrides=_MOTIFS),
