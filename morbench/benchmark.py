@@ -20,7 +20,7 @@ import os
 import sys
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,18 @@ from tqdm.auto import tqdm
 from morbench.errors import ConfigError, InvalidRunError, MorbenchError
 from morbench.runs import RUN_FILE, RunLock, atomic_write_json, identity_difference, read_run, run_identity
 
-__all__ = ["SUITES", "Job", "SuiteEntry", "default_out", "job_identity", "run_benchmark", "suite_jobs"]
+__all__ = [
+    "SUITES",
+    "Job",
+    "SuiteEntry",
+    "check_existing_runs",
+    "default_out",
+    "job_identity",
+    "run_benchmark",
+    "run_job",
+    "run_jobs",
+    "suite_jobs",
+]
 
 ALL_METHODS = ("iterative_rs", "rewarded_soups", "morlhf", "rewards_in_context", "prior", "best_of_n")
 
@@ -352,7 +363,22 @@ def _in_flight(names: Sequence[str]) -> str:
     return "running: " + ", ".join(names) if names else ""
 
 
-def _run_local(jobs: list[Job], workers: int, progress: bool) -> list[dict[str, Any]]:
+def _started_in_time(deadline: float | None) -> bool:
+    """Whether a new run may still start (``deadline``: a ``time.monotonic()`` value; None: no limit)."""
+    return deadline is None or time.monotonic() < deadline
+
+
+def _not_started(job: Job) -> dict[str, Any]:
+    return {"job": job.name, "status": "not started (time limit)", "seconds": 0.0}
+
+
+def _run_local(
+    jobs: list[Job],
+    workers: int,
+    progress: bool,
+    fn: Callable[[Any], dict[str, Any]] = run_job,
+    deadline: float | None = None,
+) -> list[dict[str, Any]]:
     results = []
     bar = tqdm(total=len(jobs), desc="benchmark", unit="run", disable=not progress)
 
@@ -364,15 +390,28 @@ def _run_local(jobs: list[Job], workers: int, progress: bool) -> list[dict[str, 
 
     if workers <= 1:
         for job in jobs:
+            if not _started_in_time(deadline):
+                finished(_not_started(job))
+                continue
             bar.set_postfix_str(_in_flight([job.name]))
-            outcome = run_job(job)
+            outcome = fn(job)
             bar.set_postfix_str("")
             finished(outcome)
     else:
         context = multiprocessing.get_context("spawn")
+        queue = list(jobs)
         with futures.ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-            pending = {pool.submit(run_job, job): job for job in jobs}
-            while pending:
+            # at most `workers` runs in flight, so that a time limit stops new runs from starting
+            pending: dict[futures.Future, Job] = {}
+            while queue or pending:
+                while queue and len(pending) < workers:
+                    job = queue.pop(0)
+                    if _started_in_time(deadline):
+                        pending[pool.submit(fn, job)] = job
+                    else:
+                        finished(_not_started(job))
+                if not pending:
+                    continue
                 done, _ = futures.wait(pending, timeout=1.0, return_when=futures.FIRST_COMPLETED)
                 for future in done:
                     pending.pop(future)
@@ -382,7 +421,14 @@ def _run_local(jobs: list[Job], workers: int, progress: bool) -> list[dict[str, 
     return results
 
 
-def _run_ray(jobs: list[Job], address: str | None, progress: bool) -> list[dict[str, Any]]:
+def _run_ray(
+    jobs: list[Job],
+    address: str | None,
+    progress: bool,
+    fn: Callable[[Any], dict[str, Any]] = run_job,
+    deadline: float | None = None,
+    workers: int | None = None,
+) -> list[dict[str, Any]]:
     try:
         import ray
     except ImportError as exc:
@@ -391,11 +437,22 @@ def _run_ray(jobs: list[Job], address: str | None, progress: bool) -> list[dict[
     if started_here:
         ray.init(address=address, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
     try:
-        remote = ray.remote(num_cpus=1)(run_job)
-        refs = [remote.remote(job) for job in jobs]
-        results = []
-        bar = tqdm(total=len(refs), desc="benchmark (ray)", unit="run", disable=not progress)
-        while refs:
+        remote = ray.remote(num_cpus=1)(fn)
+        # without a time limit every run is queued at once; with one, at most `workers` (default: the cluster's
+        # CPUs) are in flight, so that runs stop starting at the limit
+        limit = len(jobs) if deadline is None else (workers or max(1, int(ray.cluster_resources().get("CPU", 1))))
+        queue, refs, results = list(jobs), [], []
+        bar = tqdm(total=len(jobs), desc="benchmark (ray)", unit="run", disable=not progress)
+        while queue or refs:
+            while queue and len(refs) < limit:
+                job = queue.pop(0)
+                if _started_in_time(deadline):
+                    refs.append(remote.remote(job))
+                else:
+                    results.append(_not_started(job))
+                    bar.update(1)
+            if not refs:
+                continue
             done, refs = ray.wait(refs, num_returns=1)
             results.append(ray.get(done[0]))
             bar.update(1)
@@ -406,6 +463,28 @@ def _run_ray(jobs: list[Job], address: str | None, progress: bool) -> list[dict[
     finally:
         if started_here:
             ray.shutdown()
+
+
+def run_jobs(
+    jobs: Sequence[Any],
+    executor: str = "local",
+    workers: int = 1,
+    ray_address: str | None = None,
+    progress: bool = True,
+    fn: Callable[[Any], dict[str, Any]] = run_job,
+    deadline: float | None = None,
+) -> list[dict[str, Any]]:
+    """Run ``fn(job)`` (default :func:`run_job`) for every job on the local pool or Ray; one outcome per job.
+
+    ``fn`` must be a picklable module-level function that never raises and returns ``{"job", "status",
+    "seconds", ...}``. With ``deadline`` (a ``time.monotonic()`` value) no run starts after it: those jobs get the
+    status ``"not started (time limit)"`` and the same command continues them later.
+    """
+    if executor == "local":
+        return _run_local(list(jobs), workers, progress, fn, deadline)
+    if executor == "ray":
+        return _run_ray(list(jobs), ray_address, progress, fn, deadline, workers)
+    raise ConfigError(f"unknown executor {executor!r}; use 'local' or 'ray'")
 
 
 def run_benchmark(
@@ -455,12 +534,7 @@ def _run_and_score(
     plots: bool,
 ) -> dict[str, Any]:
     start = time.perf_counter()
-    if executor == "local":
-        outcomes = _run_local(jobs, workers, progress)
-    elif executor == "ray":
-        outcomes = _run_ray(jobs, ray_address, progress)
-    else:
-        raise ConfigError(f"unknown executor {executor!r}; use 'local' or 'ray'")
+    outcomes = run_jobs(jobs, executor, workers, ray_address, progress)
     failed = [o for o in outcomes if o["status"] == "failed"]
     log = {
         "suite": suite,

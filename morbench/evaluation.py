@@ -43,6 +43,7 @@ __all__ = [
     "evaluate_on_env",
     "make_evaluation_task",
     "prior_logprobs",
+    "with_temperature",
 ]
 
 
@@ -126,6 +127,27 @@ def as_policy(policy: Any, task: TokenEnv) -> Policy:
     raise ConfigError(f"cannot evaluate {type(policy).__name__}: pass a causal LM, a Policy or a callable")
 
 
+def with_temperature(policy: Policy, temperature: float) -> Policy:
+    """A copy of ``policy`` that samples at ``temperature`` (a study-only decoding override; never ranked).
+
+    Only policies that sample from a causal LM with a ``temperature`` attribute (:class:`LMPolicy` and its
+    subclasses: every baseline's policy) can be re-tempered; a callable policy cannot, and raises
+    :class:`ConfigError`.
+    """
+    import copy
+
+    if not isinstance(temperature, (int, float)) or isinstance(temperature, bool) or not temperature > 0:
+        raise ConfigError(f"temperature={temperature!r} must be a number > 0")
+    if not isinstance(getattr(policy, "temperature", None), (int, float)):
+        raise ConfigError(
+            f"cannot decode a {type(policy).__name__} at temperature {temperature}: only causal-LM policies "
+            "(morbench.evaluation.LMPolicy and its subclasses) have a temperature; evaluate it without one"
+        )
+    tempered = copy.copy(policy)
+    tempered.temperature = float(temperature)  # type: ignore[attr-defined]
+    return tempered
+
+
 @torch.no_grad()
 def prior_logprobs(
     prior: torch.nn.Module, task: TokenEnv, sequences: list[str], contexts: list[Context | None], batch_size: int = 256
@@ -207,12 +229,19 @@ def evaluate_on_env(
     prior: torch.nn.Module | None = None,
     progress: bool = True,
     device: Any = None,
+    temperature: float | None = None,
 ) -> dict[str, Any]:
     """Sample and score ``policy`` at every preference; returns the evaluation record (not yet written).
 
     Sampling runs on the policy's models' devices and the KL estimate on the prior's; ``device`` (``cpu``,
     ``cuda``, ``cuda:N``, ``auto``; :func:`morbench.runs.resolve_device`) first moves the prior and a policy given
     as a causal LM there. Scoring stays on the CPU.
+
+    ``temperature`` (default: the protocol's) is a study-only override of the decoding temperature
+    (``morbench study``'s paper-decoding rows, :func:`with_temperature`). A record made at another temperature
+    says so: its ``protocol.temperature`` is the one sampled at and ``decoding_override`` names the protocol's;
+    ``morbench submit`` refuses such runs and leaderboard validation refuses a submission whose protocol
+    decoding differs from the task's, so it is never ranked as a protocol result.
     """
     from morbench.models import load_prior
     from morbench.registry import spec_to_dict
@@ -222,6 +251,12 @@ def evaluate_on_env(
     if target is not None and isinstance(policy, torch.nn.Module):
         policy = policy.to(target)
     policy = as_policy(policy, task)
+    protocol = task.protocol.to_dict()
+    override = None
+    if temperature is not None and float(temperature) != float(task.protocol.temperature):
+        policy = with_temperature(policy, float(temperature))
+        override = {"temperature": float(temperature), "protocol_temperature": float(task.protocol.temperature)}
+        protocol["temperature"] = float(temperature)  # what was sampled at: the record never claims the protocol's
     grid = task.preference_grid if preferences is None else np.asarray(preferences, dtype=np.float64)
     grid = np.asarray([validate_preference(w, task.reward_dim) for w in grid])
     n = samples_per_preference or task.protocol.samples_per_preference
@@ -252,11 +287,11 @@ def evaluate_on_env(
                 "contexts": [c.key for c in contexts if c is not None] if task.contexts is not None else None,
             }
         )
-    return {
+    record = {
         "env": spec_to_dict(task) if task.spec is not None else {"id": type(task).__name__, "version": 0},
         "objective_names": list(task.objective_names),
         "reference_point": task.reference_point.tolist(),
-        "protocol": {**task.protocol.to_dict(), "samples_per_preference": n},
+        "protocol": {**protocol, "samples_per_preference": n},
         "seed": seed,
         "preferences": entries,
         "evaluation_compute": {
@@ -264,6 +299,9 @@ def evaluate_on_env(
             "wall_seconds": time.perf_counter() - start,
         },
     }
+    if override is not None:
+        record["decoding_override"] = override
+    return record
 
 
 def evaluate(

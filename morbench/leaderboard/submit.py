@@ -98,6 +98,11 @@ def _read_seed(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
             raise SubmissionError(
                 f"{run_dir}: run.json says {key}={record.get(key)!r} but the evaluation says {evaluation.get(key)!r}"
             )
+    if evaluation.get("decoding_override") is not None:
+        raise SubmissionError(
+            f"{run_dir}: evaluated with a decoding override {evaluation['decoding_override']} (a study-only "
+            "evaluation), not the protocol's decoding; submit the run's protocol evaluation instead"
+        )
     return record, evaluation
 
 

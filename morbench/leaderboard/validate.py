@@ -270,6 +270,25 @@ def check_sample_counts(submission: dict[str, Any], task: Any, source: str) -> i
     return n
 
 
+def check_protocol_decoding(submission: dict[str, Any], task: Any, source: str) -> None:
+    """The decoding the runs recorded (``protocol.temperature``, ``top_p``) must be the task's protocol's.
+
+    ``morbench study`` evaluates at other temperatures (a study-only override, recorded in the evaluation's
+    ``protocol``); such samples are never compared with protocol results.
+    """
+    recorded = submission.get("protocol")
+    if not isinstance(recorded, dict):
+        return
+    for field in ("temperature", "top_p"):
+        value, expected = recorded.get(field), getattr(task.protocol, field)
+        if value is not None and (not isinstance(value, (int, float)) or float(value) != float(expected)):
+            raise _fail(
+                source,
+                f"protocol.{field} {value!r} differs from {task.spec.id}'s protocol ({expected}); the board ranks "
+                "samples decoded with the protocol's settings only (a study's decoding override is not a submission)",
+            )
+
+
 def check_provenance(submission: dict[str, Any], task: Any, samples: int, source: str) -> None:
     """What the schema cannot say about ``provenance``: it must match the method, seeds, grid and protocol."""
     from morbench.preferences import preference_key
@@ -528,6 +547,7 @@ def validate_submission(
     check_objectives(submission, task, source)
     check_seeds(submission, source)
     samples = check_sample_counts(submission, task, source)
+    check_protocol_decoding(submission, task, source)
     check_provenance(submission, task, samples, source)
     offending: list[str] = []
     errors: list[float] = []
