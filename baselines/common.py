@@ -8,22 +8,26 @@ The training schedule's loop, checkpointing and compute accounting live in ``bas
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 from gymnasium.vector import AutoresetMode
 from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from morbench.errors import ConfigError, MorbenchError
 from morbench.sampling import Generation, model_device, prompt_tensors, sample
 from morbench.vector import TokenVectorEnv
 
 __all__ = [
+    "PRECISIONS",
     "MergeError",
+    "MinibatchLoss",
     "PPOConfig",
     "PPOLearner",
     "PPOMethodConfig",
@@ -33,10 +37,14 @@ __all__ = [
     "identity_config",
     "iterations_per",
     "merge_state_dicts",
+    "minibatch_loss",
     "ppo_update",
+    "precision_context",
     "save_policies",
     "token_logprobs",
 ]
+
+PRECISIONS = ("fp32", "bf16")  # PPOConfig.precision: the forward passes' matmul precision (see precision_context)
 
 
 @dataclasses.dataclass
@@ -79,6 +87,14 @@ class PPOConfig:
         default=None,
         metadata={"help": "modules LoRA adapts; None = every linear layer of the blocks (GPT-2, Llama defaults)"},
     )
+    precision: str = dataclasses.field(
+        default="fp32",
+        metadata={
+            "help": "'fp32', or 'bf16': bf16 autocast for the policy's and the prior's full-sequence passes (rollout "
+            "log-probabilities and update; sampling stays fp32); log-probabilities, KL, values, advantages, "
+            "losses, weights and AdamW stay fp32"
+        },
+    )
 
     def __post_init__(self) -> None:
         positive = ("batch_size", "minibatch_size", "ppo_epochs", "learning_rate", "temperature", "max_grad_norm")
@@ -108,6 +124,11 @@ class PPOConfig:
                 f"PPOConfig.lora_target_modules must be a non-empty list of module names or None (the "
                 f"architecture's default), got {self.lora_target_modules!r}"
             )
+        if self.precision not in PRECISIONS:
+            raise ConfigError(
+                f"PPOConfig.precision must be one of {list(PRECISIONS)} ('fp32': full precision, the results of "
+                f"every run made before the option existed), got {self.precision!r}"
+            )
 
     @property
     def scaling_alpha(self) -> float:
@@ -118,15 +139,44 @@ class PPOConfig:
 def identity_config(config: Any) -> Any:
     """A config dict as the run identity records it.
 
-    The LoRA fields of a full fine-tuning ``ppo`` are left out, so the identity of every run made before LoRA
-    existed is unchanged.
+    The LoRA fields of a full fine-tuning ``ppo``, and its ``precision`` when it is ``"fp32"``, are left out, so
+    the identity of every run made before LoRA (or the precision option) existed is unchanged.
     """
     if isinstance(config, dict):
         out = {key: identity_config(value) for key, value in config.items()}
         if "lora_rank" in out and not out["lora_rank"]:
             out = {key: value for key, value in out.items() if not key.startswith("lora_")}
+        if "lora_rank" in config and out.get("precision") == "fp32":  # a PPOConfig's dict
+            out.pop("precision")
         return out
     return config
+
+
+def precision_context(config: PPOConfig, device: torch.device | str) -> contextlib.AbstractContextManager[Any]:
+    """The context the PPO forward passes run in: nothing for ``"fp32"``, bf16 autocast on ``device``'s type.
+
+    Under autocast the matmuls (linear layers, attention) run in bf16 with fp32 weights; what reads their outputs
+    casts back: :func:`token_logprobs` takes the log-softmax of fp32 logits and :class:`PolicyValueModel` runs its
+    value head in fp32. Every pass whose log-probabilities PPO compares (the rollout's policy and prior passes,
+    every update pass) runs in this same context, so a sequence's old and new log-probabilities come from one
+    numerical path: the ratio of the first minibatch is 1 as in fp32, and the KL penalty compares like with like.
+    Each pass enters its own context, left before ``backward`` and the optimizer step: autocast caches the bf16
+    copies of the weights until its region ends, so one region around a whole update would run every minibatch
+    with the weights of the first (its ratios stay at 1, the clipping never acts).
+
+    On the CPU, attention runs PyTorch's composed (math) kernel under bf16: the fused CPU kernel's bf16 backward
+    is about 8x slower than its fp32 one (measured on an avx512_bf16 CPU), the composed one runs bf16 matmuls.
+    """
+    if config.precision == "fp32":
+        return contextlib.nullcontext()
+    return _bf16_autocast(torch.device(device).type)
+
+
+@contextlib.contextmanager
+def _bf16_autocast(device_type: str) -> Iterator[None]:
+    attention = sdpa_kernel(SDPBackend.MATH) if device_type == "cpu" else contextlib.nullcontext()
+    with torch.autocast(device_type, dtype=torch.bfloat16), attention:
+        yield
 
 
 class PolicyValueModel(nn.Module):
@@ -148,7 +198,11 @@ class PolicyValueModel(nn.Module):
         out = self.lm(
             input_ids=input_ids, attention_mask=attention_mask, position_ids=positions, output_hidden_states=True
         )
-        return out.logits, self.value_head(out.hidden_states[-1]).squeeze(-1)
+        hidden = out.hidden_states[-1]
+        if torch.is_autocast_enabled(hidden.device.type):  # PPOConfig.precision="bf16": the value head in fp32
+            with torch.autocast(hidden.device.type, enabled=False):
+                return out.logits, self.value_head(hidden.float()).squeeze(-1)
+        return out.logits, self.value_head(hidden).squeeze(-1)
 
     @property
     def lora(self) -> bool:
@@ -241,7 +295,7 @@ def collect_rollout(
         return done
 
     forbidden = _forbidden(venv, config).to(generator.device)
-    generation = sample(
+    generation = sample(  # in fp32 whatever config.precision: the KV-cached steps' small matmuls gain nothing
         model.lm,
         prompt_ids,
         prompt_mask,
@@ -261,11 +315,15 @@ def collect_rollout(
     input_ids = torch.cat([generation.prompt_ids, generation.tokens], dim=1)
     attention_mask = torch.cat([generation.prompt_mask, generation.mask], dim=1).long()
     prompt_length = generation.prompt_ids.shape[1]
-    logits, values = model(input_ids, attention_mask)
+    with precision_context(config, input_ids.device):  # the update's numerical path (precision_context)
+        logits, values = model(input_ids, attention_mask)
     logprobs = token_logprobs(logits, generation.tokens, prompt_length, config.temperature, forbidden)
-    ref_logits = ref_model(
-        input_ids=input_ids, attention_mask=attention_mask, position_ids=(attention_mask.cumsum(1) - 1).clamp(min=0)
-    ).logits
+    with precision_context(config, input_ids.device):
+        ref_logits = ref_model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=(attention_mask.cumsum(1) - 1).clamp(min=0),
+        ).logits
     ref_logprobs = token_logprobs(ref_logits, generation.tokens, prompt_length, config.temperature, forbidden)
     values = values[:, prompt_length - 1 : prompt_length - 1 + generation.tokens.shape[1]]
 
@@ -331,7 +389,6 @@ def ppo_update(
     """``ppo_epochs`` passes of clipped-objective minibatch updates over one rollout; returns mean statistics."""
     model.train()
     batch = rollout.input_ids.shape[0]
-    prompt_length = rollout.generation.prompt_ids.shape[1]
     lengths = rollout.generation.lengths
     stats: dict[str, list[float]] = {"policy_loss": [], "value_loss": [], "approx_kl": [], "clip_fraction": []}
     for _ in range(config.ppo_epochs):
@@ -344,41 +401,66 @@ def ppo_update(
                 minibatches[i] for i in torch.randperm(len(minibatches), generator=generator, device=generator.device)
             ]
         for idx in minibatches:
-            steps = int(lengths[idx].max())  # trim the padding every sequence of this minibatch shares
-            mask = rollout.mask[idx, :steps].float()
-            n = mask.sum().clamp(min=1)
-            logits, values = model(
-                rollout.input_ids[idx, : prompt_length + steps], rollout.attention_mask[idx, : prompt_length + steps]
-            )
-            new_logprobs = token_logprobs(
-                logits, rollout.generation.tokens[idx, :steps], prompt_length, config.temperature, rollout.forbidden
-            )
-            values = values[:, prompt_length - 1 : prompt_length - 1 + steps]
-
-            log_ratio = (new_logprobs - rollout.logprobs[idx, :steps]) * mask
-            ratio = torch.exp(log_ratio)
-            advantages = rollout.advantages[idx, :steps]
-            policy_loss = torch.max(
-                -advantages * ratio, -advantages * ratio.clamp(1 - config.clip_range, 1 + config.clip_range)
-            )
-            old_values = rollout.values[idx, :steps]
-            clipped_values = old_values + (values - old_values).clamp(-config.value_clip_range, config.value_clip_range)
-            returns = rollout.returns[idx, :steps]
-            value_loss = 0.5 * torch.max((values - returns) ** 2, (clipped_values - returns) ** 2)
-            loss = ((policy_loss + config.vf_coef * value_loss) * mask).sum() / n
-
+            terms = minibatch_loss(model, rollout, idx, config)
+            mask, n = terms.mask, terms.mask.sum().clamp(min=1)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            terms.loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
             optimizer.step()
 
             with torch.no_grad():
-                stats["policy_loss"].append(float((policy_loss * mask).sum() / n))
-                stats["value_loss"].append(float((value_loss * mask).sum() / n))
-                stats["approx_kl"].append(float((0.5 * log_ratio**2 * mask).sum() / n))
-                stats["clip_fraction"].append(float((((ratio - 1).abs() > config.clip_range).float() * mask).sum() / n))
+                stats["policy_loss"].append(float((terms.policy_loss * mask).sum() / n))
+                stats["value_loss"].append(float((terms.value_loss * mask).sum() / n))
+                stats["approx_kl"].append(float((0.5 * terms.log_ratio**2 * mask).sum() / n))
+                clipped = ((terms.ratio - 1).abs() > config.clip_range).float()
+                stats["clip_fraction"].append(float((clipped * mask).sum() / n))
     model.eval()
     return {k: float(np.mean(v)) for k, v in stats.items()}
+
+
+class MinibatchLoss(NamedTuple):
+    """PPO's loss on one minibatch and its per-token terms (``(b, steps)``: trimmed to its longest sequence)."""
+
+    loss: torch.Tensor  # scalar: mean over the generated tokens of policy_loss + vf_coef * value_loss
+    mask: torch.Tensor  # 1.0 at generated tokens
+    new_logprobs: torch.Tensor
+    log_ratio: torch.Tensor  # new - old log-probabilities (0 at padding)
+    ratio: torch.Tensor
+    policy_loss: torch.Tensor
+    value_loss: torch.Tensor
+
+
+def minibatch_loss(model: PolicyValueModel, rollout: Rollout, idx: torch.Tensor, config: PPOConfig) -> MinibatchLoss:
+    """PPO's clipped losses on the sequences ``idx`` of ``rollout``, with the policy's current weights.
+
+    Only the forward pass runs in ``config.precision`` (:func:`precision_context`); the log-probabilities, the
+    ratio, the advantages, the value targets and both losses are fp32.
+    """
+    prompt_length = rollout.generation.prompt_ids.shape[1]
+    steps = int(rollout.generation.lengths[idx].max())  # trim the padding every sequence of this minibatch shares
+    mask = rollout.mask[idx, :steps].float()
+    n = mask.sum().clamp(min=1)
+    with precision_context(config, rollout.input_ids.device):
+        logits, values = model(
+            rollout.input_ids[idx, : prompt_length + steps], rollout.attention_mask[idx, : prompt_length + steps]
+        )
+    new_logprobs = token_logprobs(
+        logits, rollout.generation.tokens[idx, :steps], prompt_length, config.temperature, rollout.forbidden
+    )
+    values = values[:, prompt_length - 1 : prompt_length - 1 + steps]
+
+    log_ratio = (new_logprobs - rollout.logprobs[idx, :steps]) * mask
+    ratio = torch.exp(log_ratio)
+    advantages = rollout.advantages[idx, :steps]
+    policy_loss = torch.max(
+        -advantages * ratio, -advantages * ratio.clamp(1 - config.clip_range, 1 + config.clip_range)
+    )
+    old_values = rollout.values[idx, :steps]
+    clipped_values = old_values + (values - old_values).clamp(-config.value_clip_range, config.value_clip_range)
+    returns = rollout.returns[idx, :steps]
+    value_loss = 0.5 * torch.max((values - returns) ** 2, (clipped_values - returns) ** 2)
+    loss = ((policy_loss + config.vf_coef * value_loss) * mask).sum() / n
+    return MinibatchLoss(loss, mask, new_logprobs, log_ratio, ratio, policy_loss, value_loss)
 
 
 class PPOLearner:
