@@ -161,8 +161,8 @@ def precision_context(config: PPOConfig, device: torch.device | str) -> contextl
     every update pass) runs in this same context, so a sequence's old and new log-probabilities come from one
     numerical path: the ratio of the first minibatch is 1 as in fp32, and the KL penalty compares like with like.
     Each pass enters its own context, left before ``backward`` and the optimizer step: autocast caches the bf16
-    copies of the weights until its region ends, so one region around a whole update would run every minibatch
-    with the weights of the first (its ratios stay at 1, the clipping never acts).
+    copies of the weights until its region ends, so one region around a whole update would run every matmul of
+    every minibatch with the weights of the first pass (the ratios barely move, the clipping hardly acts).
 
     On the CPU, attention runs PyTorch's composed (math) kernel under bf16: the fused CPU kernel's bf16 backward
     is about 8x slower than its fp32 one (measured on an avx512_bf16 CPU), the composed one runs bf16 matmuls.

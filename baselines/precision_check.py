@@ -47,7 +47,12 @@ __all__ = ["check", "compare", "main", "permutation_p_value"]
 TASKS = ("morbench/QM9-v0", "morbench/CNS-v0")
 SEEDS = (0, 1, 2, 3, 4)
 ITERATIONS = 20
-PPO_SETTINGS = {"batch_size": 64, "minibatch_size": 32, "learning_rate": 1e-4, "kl_coef": 0.05}  # benchmark._QM9_PPO
+PPO_SETTINGS: dict[str, Any] = {
+    "batch_size": 64,
+    "minibatch_size": 32,
+    "learning_rate": 1e-4,
+    "kl_coef": 0.05,
+}  # benchmark._QM9_PPO
 PRECISIONS = ("fp32", "bf16")
 CURVE_METRICS = ("approx_kl", "clip_fraction", "kl_to_prior", "score_mean")
 FINAL_METRICS = ("final_score", "final_valid_fraction", "final_kl_to_prior")
@@ -106,7 +111,7 @@ def _frozen_prior(task: TokenEnv, seed: int) -> torch.nn.Module:
 
 
 def _config(precision: str) -> PPOConfig:
-    return PPOConfig(**PPO_SETTINGS, precision=precision)  # type: ignore[arg-type]
+    return PPOConfig(**PPO_SETTINGS, precision=precision)
 
 
 def _evaluate(learner: PPOLearner, prior: torch.nn.Module, scalarize: Linear, seed: int) -> dict[str, float]:
@@ -159,9 +164,9 @@ def diagnostics(env_id: str, seed: int = 0) -> dict[str, Any]:
     * The first minibatch's ratio ``exp(new - old)`` before any step: 1 when both log-probabilities come from one
       precision path (fp32 / fp32, bf16 / bf16), noise when the old ones are fp32 and the new ones bf16.
     * One autocast region around the whole update: autocast keeps the bf16 copies of the weights until the region
-      ends, so every minibatch runs with the weights of the first; PPO's approximate KL and clip fraction then
-      stay near 0 while the weights move (the statistics of the issue's naive measurement). One region per pass
-      (``precision_context``) gives the fp32 update's statistics.
+      ends, so every matmul of every minibatch uses the weights of the first pass; PPO's approximate KL and clip
+      fraction then stay near 0 while the weights move (the statistics of the issue's naive measurement). One
+      region per pass (``precision_context``) gives the fp32 update's statistics.
     """
     task, venv = _task(env_id)
     prior = _frozen_prior(task, seed)
