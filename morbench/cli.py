@@ -186,6 +186,8 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "doctor": lambda args: importlib.import_module("morbench.doctor").doctor_command(args),
     "card": lambda args: importlib.import_module("morbench.cards").card_command(args),  # env cards (README.md)
     "quality": lambda args: importlib.import_module("morbench.quality").quality_command(args),  # task quality
+    "study": lambda args: importlib.import_module("morbench.findings").study_command(args),  # issue-18 studies
+    "findings": lambda args: importlib.import_module("morbench.findings").findings_command(args),
 }
 
 
@@ -271,6 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
     importlib.import_module("morbench.doctor").add_doctor_parser(sub)
     importlib.import_module("morbench.cards").add_card_parser(sub)  # `morbench card`: READMEs from env docstrings
     importlib.import_module("morbench.quality").add_quality_parser(sub)  # `morbench quality`: task-quality reports
+    importlib.import_module("morbench.findings").add_study_parsers(sub)  # `morbench study`, `morbench findings`
     version = importlib.import_module("morbench").__version__
     parser.add_argument("--version", action="version", version=f"morbench {version}")
     return parser

@@ -1,0 +1,840 @@
+"""Studies: the paper's question at convergence (IterativeRS against its baselines, the merge period ``m``, KL).
+
+``morbench study <name>`` runs a committed study definition: a list of *rows* (a method with its config, budget
+and compute convention on one env), each over seeds. It reuses the benchmark's machinery
+(:mod:`morbench.benchmark`: :class:`~morbench.benchmark.Job`, :func:`~morbench.benchmark.run_job`, the local and
+Ray executors, run identities): finished runs are skipped, interrupted ones resume from their checkpoint, and a
+run directory made with other settings is refused before any work starts. ``--max-hours H`` starts no run after
+``H`` hours, so a long study is run in chunks whose finished runs can be committed in between (the same command
+continues it). Runs are ordered seed-major (every row of seed 0 first), so a partial study is a complete
+comparison over fewer seeds.
+
+Layout under ``results/studies/<name>/`` (``<name>-smoke`` for ``--smoke``):
+
+* ``runs/<env>/<row>/seed_<s>/``: ordinary run directories (weights included; never committed);
+* ``evaluations/t<T>/<env>/<row>/seed_<s>/evaluation.json.gz``: the same trained policy re-evaluated at decoding
+  temperature ``T`` (a study-only override, :func:`morbench.evaluation.with_temperature`; never ranked);
+* ``study.json``: the compact results (metrics, per-preference means, compute, learning curves; no weights, no
+  samples) that ``morbench findings`` turns into ``docs/findings.md`` and the README's headline table
+  (:mod:`morbench.findings`). Its format is :data:`STUDY_FORMAT` (docs/studies.md).
+
+Studies: ``paper-qm9`` (every method at the paper's scale on QM9-v1, both compute conventions, decoding 0.7 and
+the protocol's 1.0), ``m-sweep`` (IterativeRS over ``m`` and the objective subsampling ``M < K``) and
+``frontier`` (reward against KL to the prior over KL coefficients); ``-cns``, ``-enhancer`` and ``-cns-mpo``
+variants run the same at the standard scale on CNS-v1, Enhancer-v0 and CNS-MPO-v1.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import hashlib
+import json
+import os
+import re
+import tempfile
+import time
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from morbench.benchmark import ALL_METHODS, Job, check_existing_runs, job_identity, run_job, run_jobs
+from morbench.errors import ConfigError, MorbenchError
+from morbench.runs import RUN_FILE, RunLock, atomic_write_bytes, read_run
+
+__all__ = [
+    "STUDIES",
+    "STUDY_FORMAT",
+    "Scale",
+    "Study",
+    "StudyJob",
+    "StudyRow",
+    "collect_study",
+    "default_out",
+    "get_study",
+    "run_study",
+    "study_jobs",
+]
+
+STUDY_FORMAT = 1  # the format of study.json
+SEEDS = (0, 1, 2, 3, 4)
+PPO_METHODS = ("iterative_rs", "rewarded_soups", "morlhf")
+
+
+@dataclasses.dataclass(frozen=True)
+class StudyRow:
+    """One row of a study: a method with its config overrides, budget and convention on one env, over seeds.
+
+    ``label`` names the row in tables and its run folder; ``tags`` are what the analysis groups rows by
+    (``group``: ``methods``, ``m-sweep``, ``subsampling``, ``frontier``; ``m``, ``M``, ``kl``, ``convention``).
+    ``eval_temperatures`` are extra, study-only evaluations of the trained policy at those decoding temperatures,
+    besides the run's own protocol evaluation.
+    """
+
+    label: str
+    method: str
+    env_id: str
+    sampled_tokens: int
+    eval_samples: int
+    overrides: dict[str, Any]
+    convention: str = "total"
+    seeds: tuple[int, ...] = SEEDS
+    eval_temperatures: tuple[float, ...] = ()
+    tags: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    @property
+    def folder(self) -> str:
+        """The row's folder name: its label with anything but letters, digits, ``.``, ``_`` and ``-`` as ``_``."""
+        return re.sub(r"[^A-Za-z0-9._-]", "_", self.label)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **dataclasses.asdict(self),
+            "seeds": list(self.seeds),
+            "eval_temperatures": list(self.eval_temperatures),
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class Study:
+    """A named list of rows; ``decodings`` are the evaluations the analysis reads (the first is the headline)."""
+
+    name: str
+    scale: str  # "paper", "standard" or "smoke"
+    env_id: str
+    description: str
+    rows: tuple[StudyRow, ...]
+    decodings: tuple[str, ...] = ("protocol",)  # "protocol" or "t<T>" (an eval_temperatures entry)
+
+    def definition_hash(self) -> str:
+        """sha256 (16 hex digits) of the rows: study.json records it, so results of another definition are refused."""
+        text = json.dumps([row.to_dict() for row in self.rows], sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@dataclasses.dataclass(frozen=True)
+class Scale:
+    """The settings a study kind is instantiated with on one env.
+
+    ``iterations`` is T, the PPO iterations of every trained policy under the ``per_expert`` convention (the
+    budget, T worst-case iterations, never binds first); under ``total`` every method gets the tokens IterativeRS
+    spends in T iterations per expert (K T batch ``mean_tokens``, ``mean_tokens`` measured on the prior's
+    samples), and the iteration cap is lifted.
+    """
+
+    env_id: str
+    batch_size: int
+    minibatch_size: int
+    learning_rate: float
+    kl_coef: float
+    iterations: int
+    max_length: int
+    mean_tokens: float
+    objectives: int
+    eval_samples: int
+    seeds: tuple[int, ...]
+    temperature: float | None  # training and headline decoding temperature; None: the protocol's (1.0)
+    m_values: tuple[int, ...]
+    subsampling_m: int  # the m of the objective-subsampling rows (the paper's best for molecules: 4)
+    subsets: tuple[int, ...]  # M < K
+    kl_values: tuple[float, ...]
+    ric: dict[str, Any]
+    preferences: int = 10  # the task's preference grid size (best-of-N pays per evaluation sample of each)
+    methods: tuple[str, ...] = ALL_METHODS
+    smoke: bool = False
+
+    def affords_best_of_n(self, convention: str) -> bool:
+        """Whether best-of-N's budget pays for at least one candidate per evaluation sample (with a 20% margin for
+        its pilot batch and reserve); it refuses to run otherwise."""
+        candidates = self.budget(convention) / self.mean_tokens
+        return candidates >= 1.2 * self.preferences * self.eval_samples
+
+    def methods_under(self, convention: str) -> tuple[str, ...]:
+        return tuple(m for m in self.methods if m != "best_of_n" or self.affords_best_of_n(convention))
+
+    def ppo(self, kl_coef: float | None = None) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "ppo.batch_size": self.batch_size,
+            "ppo.minibatch_size": self.minibatch_size,
+            "ppo.learning_rate": self.learning_rate,
+            "ppo.kl_coef": self.kl_coef if kl_coef is None else kl_coef,
+        }
+        if self.temperature is not None:
+            out["ppo.temperature"] = self.temperature
+        return out
+
+    def budget(self, convention: str) -> int:
+        """Sampled tokens of every run under ``convention`` (see the class docstring)."""
+        if convention == "per_expert":
+            return self.iterations * self.batch_size * self.max_length
+        return round(self.objectives * self.iterations * self.batch_size * self.mean_tokens)
+
+    def cap(self, convention: str) -> int:
+        """The iteration cap (T) of the PPO methods: T per expert, or lifted (10 T) under ``total``."""
+        return self.iterations if convention == "per_expert" else 10 * self.iterations
+
+    @property
+    def eval_temperatures(self) -> tuple[float, ...]:
+        return () if self.temperature is None else (self.temperature,)
+
+    @property
+    def decodings(self) -> tuple[str, ...]:
+        return ("protocol",) if self.temperature is None else (temperature_key(self.temperature), "protocol")
+
+
+def temperature_key(temperature: float) -> str:
+    """``0.7`` -> ``"t0.7"``: the key of an extra evaluation (folder and study.json)."""
+    return f"t{float(temperature):g}"
+
+
+# -- the scales ------------------------------------------------------------------------------------------------
+# mean sampled tokens per sequence of each prior, measured on this machine (batch of 128 at temperature 0.7 for
+# QM9-v1; 64 at 1.0 for the others): they set the "total" budgets. Per-iteration wall times: docs/studies.md.
+_QM9_RIC = {
+    "offline_samples": 1_000_000,
+    "online_samples": 512,
+    "offline_epochs": 4,
+    "online_epochs": 2,
+    "learning_rate": 3e-4,
+    "batch_size": 64,
+}
+
+
+def _paper_qm9() -> Scale:
+    """The paper's QM9 scale: 100 PPO iterations of 128 molecules per expert, 4 epochs, minibatch 32, KL 0.05."""
+    return Scale(
+        env_id="morbench/QM9-v1",  # the QM9 task with a physics judge (GFN2-xTB at the uniform preference)
+        batch_size=128,
+        minibatch_size=32,
+        learning_rate=1e-4,
+        kl_coef=0.05,
+        iterations=100,
+        max_length=31,
+        mean_tokens=16.1,
+        objectives=3,
+        eval_samples=1024,  # the protocol's count, the only one the leaderboard ranks
+        seeds=SEEDS,
+        temperature=0.7,  # the paper's decoding, in training and in the headline evaluation
+        m_values=(1, 2, 4, 8, 16, 32, 100),
+        subsampling_m=4,
+        subsets=(1, 2),
+        kl_values=(0.01, 0.05, 0.2),
+        ric={**_QM9_RIC, "temperature": 0.7},
+    )
+
+
+def _standard(env_id: str, max_length: int, mean_tokens: float, objectives: int) -> Scale:
+    """The standard scale on the other tasks: 64 PPO iterations of 64 sequences per expert, protocol decoding."""
+    return Scale(
+        env_id=env_id,
+        batch_size=64,
+        minibatch_size=32,
+        learning_rate=1e-4,
+        kl_coef=0.05,
+        iterations=64,
+        max_length=max_length,
+        mean_tokens=mean_tokens,
+        objectives=objectives,
+        eval_samples=1024,
+        seeds=SEEDS,
+        temperature=None,
+        m_values=(1, 2, 4, 8, 16, 32, 64),
+        subsampling_m=4,
+        subsets=(1, 2),
+        kl_values=(0.01, 0.05, 0.2),
+        ric=dict(_QM9_RIC),
+    )
+
+
+def _smoke(temperature: float | None) -> Scale:
+    """Seconds: Motifs-v0 (3 objectives, 8 tokens, asset-free), 4 iterations of 8 per expert, one seed; the PPO
+    methods and the prior (Rewards-in-Context's offline phase and best-of-N's candidates cost more than the rest)."""
+    return Scale(
+        env_id="morbench/Motifs-v0",
+        batch_size=8,
+        minibatch_size=4,
+        learning_rate=3e-3,
+        kl_coef=0.005,
+        iterations=4,
+        max_length=8,
+        mean_tokens=7.0,
+        objectives=3,
+        eval_samples=8,
+        seeds=(0,),
+        temperature=temperature,
+        m_values=(1, 2, 4),
+        subsampling_m=2,
+        subsets=(1,),
+        kl_values=(0.005, 0.05),
+        methods=("iterative_rs", "rewarded_soups", "morlhf", "prior"),
+        ric={
+            "offline_samples": 64,
+            "online_samples": 16,
+            "offline_epochs": 1,
+            "online_epochs": 1,
+            "levels": 5,
+            "learning_rate": 3e-3,
+            "batch_size": 16,
+        },
+        smoke=True,
+    )
+
+
+def _method_overrides(scale: Scale, method: str, convention: str, kl_coef: float | None = None) -> dict[str, Any]:
+    if method in PPO_METHODS:
+        out = {**scale.ppo(kl_coef), "iterations": scale.cap(convention)}
+        if method == "iterative_rs":
+            out["merge_every"] = scale.subsampling_m
+        return out
+    if method == "rewards_in_context":
+        return dict(scale.ric)
+    return {}
+
+
+def _row(scale: Scale, label: str, method: str, convention: str, overrides: dict[str, Any], **tags: Any) -> StudyRow:
+    return StudyRow(
+        label=label,
+        method=method,
+        env_id=scale.env_id,
+        sampled_tokens=scale.budget(convention),
+        eval_samples=scale.eval_samples,
+        overrides=overrides,
+        convention=convention,
+        seeds=scale.seeds,
+        eval_temperatures=scale.eval_temperatures,
+        tags={"convention": convention, **tags},
+    )
+
+
+def methods_rows(scale: Scale) -> list[StudyRow]:
+    """Every method under both compute conventions (``<method>/<convention>``)."""
+    return [
+        _row(
+            scale,
+            f"{method}/{convention}",
+            method,
+            convention,
+            _method_overrides(scale, method, convention),
+            group="methods",
+        )
+        for convention in ("total", "per_expert")
+        for method in scale.methods_under(convention)
+    ]
+
+
+def m_sweep_rows(scale: Scale) -> list[StudyRow]:
+    """IterativeRS over m (T = one round: Rewarded Soups by construction), the subsampling rows, and the
+    MORLHF and Rewarded Soups references, all with T iterations per trained policy (``per_expert``)."""
+    convention = "per_expert"
+    base = _method_overrides(scale, "iterative_rs", convention)
+    rows = [
+        _row(
+            scale,
+            f"m={m}",
+            "iterative_rs",
+            convention,
+            {**base, "merge_every": m},
+            group="m-sweep",
+            m=m,
+            M=scale.objectives,
+            T=scale.iterations,
+        )
+        for m in scale.m_values
+    ]
+    rows += [
+        _row(
+            scale,
+            f"M={size},m={scale.subsampling_m}",
+            "iterative_rs",
+            convention,
+            {**base, "merge_every": scale.subsampling_m, "objectives_per_round": size},
+            group="subsampling",
+            m=scale.subsampling_m,
+            M=size,
+            T=scale.iterations,
+        )
+        for size in scale.subsets
+    ]
+    rows += [
+        _row(
+            scale,
+            f"{method}/{convention}",
+            method,
+            convention,
+            _method_overrides(scale, method, convention),
+            group="references",
+        )
+        for method in ("rewarded_soups", "morlhf")
+    ]
+    return rows
+
+
+def frontier_rows(scale: Scale) -> list[StudyRow]:
+    """The PPO methods at every KL coefficient, and the methods without one (one point each), ``per_expert``."""
+    convention = "per_expert"
+    rows = [
+        _row(
+            scale,
+            f"{method}/kl={kl:g}",
+            method,
+            convention,
+            _method_overrides(scale, method, convention, kl),
+            group="frontier",
+            kl=kl,
+        )
+        for kl in scale.kl_values
+        for method in PPO_METHODS
+    ]
+    rows += [
+        _row(
+            scale,
+            f"{method}/{convention}",
+            method,
+            convention,
+            _method_overrides(scale, method, convention),
+            group="frontier",
+            kl=None,
+        )
+        for method in scale.methods_under(convention)
+        if method not in PPO_METHODS
+    ]
+    return rows
+
+
+_KINDS = {
+    "paper": (methods_rows, "every method at {where}, under both compute conventions"),
+    "m-sweep": (m_sweep_rows, "IterativeRS over the merge period m and the objective subsampling M < K at {where}"),
+    "frontier": (frontier_rows, "average reward against KL to the prior over KL coefficients at {where}"),
+}
+_SCALES = {
+    "qm9": _paper_qm9,
+    "cns": lambda: _standard("morbench/CNS-v1", 100, 36.9, 3),
+    "enhancer": lambda: _standard("morbench/Enhancer-v0", 51, 51.0, 3),
+    "cns-mpo": lambda: dataclasses.replace(_standard("morbench/CNS-MPO-v1", 100, 36.9, 5), preferences=16),
+}
+
+
+def _names() -> dict[str, tuple[str, str]]:
+    """Study name -> (kind, scale key): ``paper-qm9``, ``m-sweep``, ``frontier`` (QM9), ``<kind>-<task>``."""
+    names = {"paper-qm9": ("paper", "qm9"), "m-sweep": ("m-sweep", "qm9"), "frontier": ("frontier", "qm9")}
+    for task in ("cns", "enhancer", "cns-mpo"):
+        for kind in _KINDS:
+            names[f"{kind}-{task}"] = (kind, task)
+    return names
+
+
+STUDIES: tuple[str, ...] = tuple(_names())
+
+
+def get_study(name: str, smoke: bool = False) -> Study:
+    """The definition of study ``name`` (``smoke``: the same rows at the seconds scale of :func:`_smoke`)."""
+    names = _names()
+    if name not in names:
+        raise ConfigError(f"unknown study {name!r}; choose one of {list(names)}")
+    kind, task = names[name]
+    scale = _SCALES[task]()
+    if smoke:
+        scale = _smoke(0.7 if scale.temperature is not None else None)
+    build, text = _KINDS[kind]
+    where = (
+        "the smoke scale (Motifs-v0, 4 iterations of 8 per expert, one seed; tests only)"
+        if smoke
+        else f"{'the paper' if task == 'qm9' else 'the standard'} scale on {scale.env_id} "
+        f"(T = {scale.iterations} PPO iterations of {scale.batch_size} per expert, {len(scale.seeds)} seeds)"
+    )
+    return Study(
+        name=name,
+        scale="smoke" if smoke else ("paper" if task == "qm9" else "standard"),
+        env_id=scale.env_id,
+        description=text.format(where=where),
+        rows=tuple(build(scale)),
+        decodings=scale.decodings,
+    )
+
+
+def default_out(name: str, smoke: bool = False) -> str:
+    """Where ``morbench study <name>`` writes when ``--out`` is not given."""
+    return f"results/studies/{name}{'-smoke' if smoke else ''}"
+
+
+# -- jobs ------------------------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class StudyJob:
+    """A benchmark :class:`~morbench.benchmark.Job` and the study-only evaluations to make of its policy."""
+
+    job: Job
+    row: str
+    eval_temperatures: tuple[float, ...]
+    evaluations: tuple[str, ...]  # one folder per temperature, in that order
+
+    @property
+    def name(self) -> str:
+        return f"{self.job.name} [{self.row}]"
+
+
+def _env_folder(env_id: str) -> str:
+    return env_id.replace("/", "_")
+
+
+def study_jobs(study: Study, out: Path, threads: int = 1, device: str = "cpu") -> list[StudyJob]:
+    """The study's jobs, seed-major (every row of the first seed, then the next seed), under ``out``."""
+    jobs = []
+    seeds = sorted({seed for row in study.rows for seed in row.seeds})
+    for seed in seeds:
+        for row in study.rows:
+            if seed not in row.seeds:
+                continue
+            relative = Path(_env_folder(row.env_id)) / row.folder / f"seed_{seed}"
+            job = Job(
+                row.env_id,
+                row.method,
+                int(seed),
+                str(out / "runs" / relative),
+                dict(row.overrides),
+                row.sampled_tokens,
+                row.eval_samples,
+                {},
+                threads,
+                row.convention,
+                device,
+            )
+            evaluations = tuple(str(out / "evaluations" / temperature_key(t) / relative) for t in row.eval_temperatures)
+            jobs.append(StudyJob(job, row.label, tuple(row.eval_temperatures), evaluations))
+    labels = [row.label for row in study.rows]
+    if len(set(labels)) != len(labels) or len({row.folder for row in study.rows}) != len(labels):
+        raise ConfigError(f"study {study.name!r} has rows with the same label or folder: {labels}")
+    return jobs
+
+
+def run_study_job(job: StudyJob) -> dict[str, Any]:
+    """Train and evaluate the run (:func:`~morbench.benchmark.run_job`), then its extra evaluations; never raises."""
+    outcome = run_job(job.job)
+    if outcome["status"] == "failed" or not job.eval_temperatures:
+        return outcome
+    start = time.perf_counter()
+    try:
+        made = [
+            evaluate_at_temperature(job.job, temperature, Path(folder))
+            for temperature, folder in zip(job.eval_temperatures, job.evaluations, strict=True)
+        ]
+    except Exception as exc:
+        return {
+            **outcome,
+            "status": "failed",
+            "error": "evaluation at another temperature: "
+            + (str(exc) if isinstance(exc, MorbenchError) else f"{type(exc).__name__}: {exc}"),
+            "traceback": traceback.format_exc(),
+        }
+    if any(made) and outcome["status"].startswith("skipped"):
+        outcome = {**outcome, "status": "ok"}
+    return {**outcome, "seconds": outcome["seconds"] + time.perf_counter() - start}
+
+
+def _rebuilt_policy(job: Job, record: dict[str, Any], task: Any, prior: Any) -> Any:
+    """The policy the finished run served, rebuilt from its saved models (best-of-N: its selection rule)."""
+    from morbench.evaluation import LMPolicy
+    from morbench.leaderboard.verify import baseline_policy
+
+    run_dir = Path(job.out)
+    if job.method == "prior":
+        return LMPolicy(prior, task)
+    if job.method == "best_of_n":
+        # nothing was trained: best-of-N draws its candidates at evaluation time, charging a fresh context of the
+        # run's budget (its pilot batch picks the same n)
+        from morbench.baselines import build_config
+        from morbench.baselines.reference import train_best_of_n
+        from morbench.baselines.training import Budget, RunContext
+
+        scratch = Path(tempfile.mkdtemp(prefix="morbench-study-"))
+        context = RunContext(
+            "best_of_n",
+            job.env_id,
+            scratch,
+            seed=job.seed,
+            budget=Budget(sampled_tokens=job.sampled_tokens, convention=job.convention),
+            env_kwargs=job.env_kwargs,
+            eval_samples=job.eval_samples,
+            progress=False,
+            config=build_config("best_of_n", job.overrides),
+        )
+        policy, _ = train_best_of_n(context, build_config("best_of_n", job.overrides))
+        return policy
+    files = {p.relative_to(run_dir).as_posix(): "" for p in run_dir.rglob("*") if p.is_file()}
+    return baseline_policy(job.method, record.get("outputs") or {}, run_dir, files, task, prior)
+
+
+def evaluate_at_temperature(job: Job, temperature: float, folder: Path) -> bool:
+    """Write ``folder/evaluation.json.gz``: the finished run's policy evaluated at ``temperature``.
+
+    Skipped (returns False) when the folder already holds this run's evaluation at that temperature. The record
+    names the run it re-evaluates (``source_run``: its identity hash) and carries ``decoding_override``.
+    """
+    import torch
+
+    from morbench.evaluation import evaluate_on_env, make_evaluation_task
+    from morbench.models import load_prior
+    from morbench.registry import make
+    from morbench.runs import write_evaluation
+
+    torch.set_num_threads(job.threads)
+    record = read_run(job.out)
+    identity = record.get("identity") or {}
+    path = folder / "evaluation.json.gz"
+    if path.is_file():
+        try:
+            existing = json.loads(gzip.decompress(path.read_bytes()))
+        except (OSError, EOFError, ValueError):
+            existing = None
+        if isinstance(existing, dict) and (existing.get("source_run") or {}).get("identity") == identity.get("hash"):
+            return False
+    task = make(job.env_id, **job.env_kwargs).unwrapped
+    eval_task = make_evaluation_task(job.env_id, job.env_kwargs, training_task=task)
+    prior = load_prior(task, seed=job.seed).eval()
+    for parameter in prior.parameters():
+        parameter.requires_grad_(False)
+    policy = _rebuilt_policy(job, record, task, prior)
+    torch.manual_seed(job.seed)
+    evaluation = evaluate_on_env(
+        policy,
+        eval_task,
+        job.seed,
+        samples_per_preference=job.eval_samples,
+        prior=prior,
+        progress=False,
+        temperature=temperature,
+    )
+    evaluation["method"] = job.method
+    evaluation["source_run"] = {"identity": identity.get("hash"), "run_dir": job.out}
+    folder.mkdir(parents=True, exist_ok=True)
+    write_evaluation(folder, evaluation)
+    return True
+
+
+# -- running ---------------------------------------------------------------------------------------------------
+def run_study(
+    name: str,
+    out: str | Path | None = None,
+    smoke: bool = False,
+    executor: str = "local",
+    workers: int | None = None,
+    ray_address: str | None = None,
+    max_hours: float | None = None,
+    progress: bool = True,
+    threads: int | None = None,
+    device: str = "cpu",
+) -> dict[str, Any]:
+    """Run (or continue) study ``name``, then write ``out/study.json``; returns ``{"outcomes", "study"}``.
+
+    ``max_hours``: no run starts after that many hours (those runs are left for the next call). The compact
+    results cover every run finished so far.
+    """
+    from morbench.runs import resolve_device
+
+    study = get_study(name, smoke=smoke)
+    out = Path(out if out is not None else default_out(name, smoke))
+    if workers is not None and (not isinstance(workers, int) or workers < 1):
+        raise ConfigError(f"workers={workers!r} must be a positive integer")
+    if max_hours is not None and not max_hours > 0:
+        raise ConfigError(f"max_hours={max_hours!r} must be > 0 (or None: no limit)")
+    workers = workers or max(1, min(2, os.cpu_count() or 1))
+    threads = threads or max(1, (os.cpu_count() or 1) // workers)
+    device = str(resolve_device(device))
+    jobs = study_jobs(study, out, threads=threads, device=device)
+    check_existing_runs([j.job for j in jobs])
+    deadline = None if max_hours is None else time.monotonic() + max_hours * 3600
+    start = time.perf_counter()
+    with RunLock(out, what="study"):
+        outcomes = run_jobs(jobs, executor, workers, ray_address, progress, fn=run_study_job, deadline=deadline)
+        log = {
+            "study": name,
+            "smoke": smoke,
+            "executor": executor,
+            "workers": workers,
+            "jobs": outcomes,
+            "wall_seconds": time.perf_counter() - start,
+        }
+        atomic_write_bytes(out / "study-log.json", json.dumps(log, indent=1).encode())
+        compact = collect_study(name, out, smoke=smoke)
+    return {"outcomes": outcomes, "study": compact}
+
+
+# -- compact results -------------------------------------------------------------------------------------------
+METRICS = (
+    "average_reward",
+    "icv",
+    "icv_samples",
+    "hypervolume",
+    "expected_utility",
+    "served_utility",
+    "kl_to_prior",
+    "validity",
+    "uniqueness",
+    "judge_average_reward",
+    "judge_gap",
+)
+COMPUTE = ("sampled_tokens", "ppo_iterations", "gradient_steps", "oracle_calls", "wall_seconds", "evaluation_seconds")
+CURVE_POINTS = 50  # learning-curve points kept per trained policy
+
+
+def _round(value: Any, digits: int = 6) -> Any:
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, (int, float)):
+        value = float(value)
+        if value != value or value in (float("inf"), float("-inf")):
+            return None
+        return round(value, digits) if not float(value).is_integer() else (int(value) if abs(value) < 2**53 else value)
+    if isinstance(value, dict):
+        return {k: _round(v, digits) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_round(v, digits) for v in value]
+    return value
+
+
+def _metrics(result: dict[str, Any]) -> dict[str, Any]:
+    out = {key: result.get(key) for key in METRICS if key in result}
+    out["per_objective_mean"] = result["per_objective_mean"]
+    return _round(out)
+
+
+def _per_preference(result: dict[str, Any]) -> list[dict[str, Any]]:
+    return [
+        _round({"weights": row["weights"], "mean": row["mean"], "validity": row["validity"]})
+        for row in result["per_preference"]
+    ]
+
+
+def _curve(run_dir: Path) -> dict[str, list[list[Any]]]:
+    """Per trained policy: ``[its iteration (1, 2, ...), score_mean, kl_to_prior]``, thinned to at most
+    :data:`CURVE_POINTS` (the first and last kept)."""
+    from morbench.plots import POLICY_TAGS
+    from morbench.runs import CURVE_FILE
+
+    path = run_dir / CURVE_FILE
+    if not path.is_file():
+        return {}
+    lines: dict[str, list[list[Any]]] = {}
+    for text in path.read_text().splitlines():
+        entry = json.loads(text)
+        name = next((str(entry[t]) for t in POLICY_TAGS if t in entry), "policy")
+        points = lines.setdefault(name, [])
+        points.append([len(points) + 1, entry.get("score_mean"), entry.get("kl_to_prior")])
+    thinned = {}
+    for name, points in lines.items():
+        step = max(1, -(-len(points) // CURVE_POINTS))
+        kept = points[::step]
+        if kept[-1] is not points[-1]:
+            kept.append(points[-1])
+        thinned[name] = _round(kept)
+    return thinned
+
+
+def collect_study(name: str, out: str | Path, smoke: bool = False) -> dict[str, Any]:
+    """Score every finished run (and extra evaluation) of the study under ``out``; write ``out/study.json``.
+
+    The file holds no samples and no weights: per (row, seed, decoding) the scalar metrics, the per-preference
+    mean rewards, the compute the run used and (protocol decoding) its thinned learning curves.
+    """
+    from morbench.scoring import score_evaluation, score_run
+
+    study = get_study(name, smoke=smoke)
+    out = Path(out)
+    jobs = study_jobs(study, out)
+    rows = {row.label: row for row in study.rows}
+    protocol_temperature = _protocol_temperature(study.env_id)
+    records = []
+    missing = 0
+    for job in jobs:
+        run_dir = Path(job.job.out)
+        if not (run_dir / RUN_FILE).is_file():
+            missing += 1
+            continue
+        recorded = read_run(run_dir)
+        if recorded.get("identity") != job_identity(job.job):
+            raise ConfigError(f"{run_dir} holds a run of other settings than study {name!r} defines; delete it")
+        result = score_run(run_dir, domain=False)
+        compute = {key: recorded.get("compute", {}).get(key) for key in COMPUTE}
+        outputs = recorded.get("outputs") or {}
+        for key in ("iterations_per_expert", "iterations_per_preference", "iterations_per_policy", "n"):
+            if key in outputs:
+                compute[key] = outputs[key]
+        base = {"row": job.row, "seed": job.job.seed}
+        records.append(
+            {
+                **base,
+                "decoding": "protocol",
+                "temperature": protocol_temperature,
+                "metrics": _metrics(result),
+                "per_preference": _per_preference(result),
+                "compute": _round(compute),
+                "curve": _curve(run_dir),
+            }
+        )
+        for temperature, folder in zip(job.eval_temperatures, job.evaluations, strict=True):
+            path = Path(folder) / "evaluation.json.gz"
+            if not path.is_file():
+                missing += 1
+                continue
+            evaluation = json.loads(gzip.decompress(path.read_bytes()))
+            if (evaluation.get("source_run") or {}).get("identity") != (recorded.get("identity") or {}).get("hash"):
+                raise ConfigError(f"{path} re-evaluates another run than {run_dir}; delete it")
+            scored = score_evaluation(evaluation, source=str(path), domain=False)
+            records.append(
+                {
+                    **base,
+                    "decoding": temperature_key(temperature),
+                    "temperature": float(temperature),
+                    "metrics": _metrics(scored),
+                    "per_preference": _per_preference(scored),
+                    "compute": _round(
+                        {**compute, "evaluation_seconds": evaluation["evaluation_compute"]["wall_seconds"]}
+                    ),
+                }
+            )
+    payload = {
+        "format": STUDY_FORMAT,
+        "study": name,
+        "scale": study.scale,
+        "env_id": study.env_id,
+        "description": study.description,
+        "definition": study.definition_hash(),
+        "decodings": list(study.decodings),
+        "rows": [rows[label].to_dict() for label in rows],
+        "complete": missing == 0,
+        "missing": missing,
+        "records": records,
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(out / "study.json", (json.dumps(payload, indent=1, sort_keys=True) + "\n").encode())
+    return payload
+
+
+def _protocol_temperature(env_id: str) -> float:
+    from morbench.registry import make
+
+    return float(make(env_id).unwrapped.protocol.temperature)
+
+
+def read_study(path: str | Path) -> dict[str, Any]:
+    """A study.json, checked for its format."""
+    path = Path(path)
+    try:
+        payload = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{path}: not a readable study.json ({exc})") from None
+    if not isinstance(payload, dict) or payload.get("format") != STUDY_FORMAT:
+        raise ConfigError(
+            f"{path}: format {payload.get('format') if isinstance(payload, dict) else None!r} is not "
+            f"{STUDY_FORMAT}; regenerate it with `morbench study <name> --collect`"
+        )
+    return payload
+
+
+def study_names(names: Sequence[str] | None = None) -> list[str]:
+    """``names`` checked against :data:`STUDIES` (default: all)."""
+    chosen = list(names or STUDIES)
+    unknown = [n for n in chosen if n not in STUDIES]
+    if unknown:
+        raise ConfigError(f"unknown studies {unknown}; choose from {list(STUDIES)}")
+    return chosen
