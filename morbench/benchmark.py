@@ -441,7 +441,8 @@ def _run_ray(
         # without a time limit every run is queued at once; with one, at most `workers` (default: the cluster's
         # CPUs) are in flight, so that runs stop starting at the limit
         limit = len(jobs) if deadline is None else (workers or max(1, int(ray.cluster_resources().get("CPU", 1))))
-        queue, refs, results = list(jobs), [], []
+        queue, results = list(jobs), []
+        refs: list[Any] = []
         bar = tqdm(total=len(jobs), desc="benchmark (ray)", unit="run", disable=not progress)
         while queue or refs:
             while queue and len(refs) < limit:

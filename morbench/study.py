@@ -37,11 +37,14 @@ import time
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from morbench.benchmark import ALL_METHODS, Job, check_existing_runs, job_identity, run_job, run_jobs
 from morbench.errors import ConfigError, MorbenchError
 from morbench.runs import RUN_FILE, RunLock, atomic_write_bytes, read_run
+
+if TYPE_CHECKING:
+    from morbench.core import TokenEnv
 
 __all__ = [
     "STUDIES",
@@ -588,7 +591,7 @@ def evaluate_at_temperature(job: Job, temperature: float, folder: Path) -> bool:
             existing = None
         if isinstance(existing, dict) and (existing.get("source_run") or {}).get("identity") == identity.get("hash"):
             return False
-    task = make(job.env_id, **job.env_kwargs).unwrapped
+    task = cast("TokenEnv", make(job.env_id, **job.env_kwargs).unwrapped)
     eval_task = make_evaluation_task(job.env_id, job.env_kwargs, training_task=task)
     prior = load_prior(task, seed=job.seed).eval()
     for parameter in prior.parameters():
@@ -813,7 +816,7 @@ def collect_study(name: str, out: str | Path, smoke: bool = False) -> dict[str, 
 def _protocol_temperature(env_id: str) -> float:
     from morbench.registry import make
 
-    return float(make(env_id).unwrapped.protocol.temperature)
+    return float(cast("TokenEnv", make(env_id).unwrapped).protocol.temperature)
 
 
 def read_study(path: str | Path) -> dict[str, Any]:
