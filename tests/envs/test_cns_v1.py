@@ -246,3 +246,24 @@ def test_morbench_check_passes_on_the_many_objective_id():
     from morbench.cli import main
 
     assert main(["check", "morbench/CNS-MPO-v1"]) == 0
+
+
+def test_prior_builder_trains_a_wider_model_from_scratch_and_resumes(tmp_path):
+    """``prior_v1 --n-embd/--n-layer/--n-head``: a fresh model of that size with v0's vocabulary, resumable."""
+    from morbench.envs.cns.data import read_smiles_gz
+    from morbench.envs.cns.prior_v1 import V0_PRIOR, ContinueConfig, continue_prior
+    from morbench.models import load_causal_lm
+
+    smiles = read_smiles_gz(V0_PRIOR.parent / "zinc_train_smiles.txt.gz")[:48]
+    config = ContinueConfig(
+        batch_size=8, max_steps=4, checkpoint_every=2, valid_size=8, n_embd=32, n_layer=1, n_head=2, warmup_steps=1
+    )
+    report = continue_prior(smiles[:40], smiles[40:], config, tmp_path / "prior", tmp_path / "ckpt", progress=False)
+    model, v0 = load_causal_lm(tmp_path / "prior"), load_causal_lm(V0_PRIOR)
+    assert (model.config.n_embd, model.config.n_layer, model.config.n_head) == (32, 1, 2)
+    assert model.config.vocab_size == v0.config.vocab_size and model.config.n_positions == v0.config.n_positions
+    assert report["steps"] == 4 and "fresh, wider model" in report["base"]["directory"]
+    assert report["num_parameters"] == sum(p.numel() for p in model.parameters())
+    again = continue_prior(smiles[:40], smiles[40:], config, tmp_path / "prior2", tmp_path / "ckpt", progress=False)
+    assert again["resumed_from_checkpoint"] == 1 and again["valid_nll"] == report["valid_nll"]
+    assert not ContinueConfig().fresh  # the default continues v0's weights (the shipped CNS-v1 prior)
