@@ -9,12 +9,14 @@ run directory made with other settings is refused before any work starts. ``--ma
 continues it). Runs are ordered seed-major (every row of seed 0 first), so a partial study is a complete
 comparison over fewer seeds.
 
-Layout under ``results/studies/<name>/`` (``<name>-smoke`` for ``--smoke``):
+Layout under ``results/studies/`` (a study's output is ``<name>/``, ``<name>-smoke/`` for ``--smoke``; runs are
+pooled next to it, keyed by their identity, so studies share the runs they have in common):
 
-* ``runs/<env>/<row>/seed_<s>/``: ordinary run directories (weights included; never committed);
-* ``evaluations/t<T>/<env>/<row>/seed_<s>/evaluation.json.gz``: the same trained policy re-evaluated at decoding
-  temperature ``T`` (a study-only override, :func:`morbench.evaluation.with_temperature`; never ranked);
-* ``study.json``: the compact results (metrics, per-preference means, compute, learning curves; no weights, no
+* ``runs/<env>/<method>/<run key>/seed_<s>/``: ordinary run directories (weights included; never committed);
+* ``evaluations/t<T>/<env>/<method>/<run key>/seed_<s>/evaluation.json.gz``: the same trained policy re-evaluated
+  at decoding temperature ``T`` (a study-only override, :func:`morbench.evaluation.with_temperature`; never
+  ranked);
+* ``<name>/study.json``: the compact results (metrics, per-preference means, compute, learning curves; no weights, no
   samples) that ``morbench findings`` turns into ``docs/findings.md`` and the README's headline table
   (:mod:`morbench.findings`). Its format is :data:`STUDY_FORMAT` (docs/studies.md).
 
@@ -480,20 +482,40 @@ def _env_folder(env_id: str) -> str:
     return env_id.replace("/", "_")
 
 
+def run_key(job: Job) -> str:
+    """12 hex digits of the run identity without the seed: the run's folder in the shared pool.
+
+    Two studies (or two rows) that define the same run (method, env, config, budget, convention, evaluation
+    samples, device type) share it, e.g. ``m-sweep``'s ``m=4`` is ``paper-qm9``'s ``iterative_rs/per_expert``.
+    """
+    fields = dict(job_identity(job)["fields"])
+    fields.pop("seed", None)
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def pool_of(out: Path) -> Path:
+    """The shared folder of runs and extra evaluations next to a study's output: ``<out>/../runs``."""
+    return Path(out).resolve().parent
+
+
 def study_jobs(study: Study, out: Path, threads: int = 1, device: str = "cpu") -> list[StudyJob]:
-    """The study's jobs, seed-major (every row of the first seed, then the next seed), under ``out``."""
+    """The study's jobs, seed-major (every row of the first seed, then the next seed).
+
+    Runs live in the pool next to ``out`` (:func:`pool_of`): ``runs/<env>/<method>/<run key>/seed_<s>`` and
+    ``evaluations/t<T>/<env>/<method>/<run key>/seed_<s>``, so studies share the runs they have in common.
+    """
+    pool = pool_of(out)
     jobs = []
     seeds = sorted({seed for row in study.rows for seed in row.seeds})
     for seed in seeds:
         for row in study.rows:
             if seed not in row.seeds:
                 continue
-            relative = Path(_env_folder(row.env_id)) / row.folder / f"seed_{seed}"
             job = Job(
                 row.env_id,
                 row.method,
                 int(seed),
-                str(out / "runs" / relative),
+                "",
                 dict(row.overrides),
                 row.sampled_tokens,
                 row.eval_samples,
@@ -502,7 +524,11 @@ def study_jobs(study: Study, out: Path, threads: int = 1, device: str = "cpu") -
                 row.convention,
                 device,
             )
-            evaluations = tuple(str(out / "evaluations" / temperature_key(t) / relative) for t in row.eval_temperatures)
+            relative = Path(_env_folder(row.env_id)) / row.method / run_key(job) / f"seed_{seed}"
+            job = dataclasses.replace(job, out=str(pool / "runs" / relative))
+            evaluations = tuple(
+                str(pool / "evaluations" / temperature_key(t) / relative) for t in row.eval_temperatures
+            )
             jobs.append(StudyJob(job, row.label, tuple(row.eval_temperatures), evaluations))
     labels = [row.label for row in study.rows]
     if len(set(labels)) != len(labels) or len({row.folder for row in study.rows}) != len(labels):
@@ -645,10 +671,15 @@ def run_study(
     device = str(resolve_device(device))
     jobs = study_jobs(study, out, threads=threads, device=device)
     check_existing_runs([j.job for j in jobs])
+    unique, seen = [], set()
+    for job in jobs:  # rows that define the same run run it once
+        if job.job.out not in seen:
+            seen.add(job.job.out)
+            unique.append(job)
     deadline = None if max_hours is None else time.monotonic() + max_hours * 3600
     start = time.perf_counter()
     with RunLock(out, what="study"):
-        outcomes = run_jobs(jobs, executor, workers, ray_address, progress, fn=run_study_job, deadline=deadline)
+        outcomes = run_jobs(unique, executor, workers, ray_address, progress, fn=run_study_job, deadline=deadline)
         log = {
             "study": name,
             "smoke": smoke,

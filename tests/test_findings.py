@@ -1,0 +1,215 @@
+"""morbench.findings on synthetic study results whose verdicts are known, and the generated pages."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from morbench.errors import ConfigError
+from morbench.findings import (
+    FAILS,
+    HOLDS,
+    INCONCLUSIVE,
+    README_END,
+    README_START,
+    StudyResults,
+    compare,
+    equivalence_verdict,
+    greater_verdict,
+    m_sweep_section,
+    methods_section,
+    render_findings,
+    write_findings,
+)
+from morbench.study import STUDY_FORMAT
+
+SEEDS = (0, 1, 2, 3, 4)
+
+
+def _payload(name: str, rows: dict[str, dict], rewards: dict[str, list[float]], icv=None, scale="paper") -> dict:
+    """A study.json with one protocol record per (row, seed) holding the given average rewards."""
+    records = []
+    for label, values in rewards.items():
+        for seed, value in zip(SEEDS, values, strict=True):
+            records.append(
+                {
+                    "row": label,
+                    "seed": seed,
+                    "decoding": "protocol",
+                    "temperature": 1.0,
+                    "metrics": {
+                        "average_reward": value,
+                        "icv_samples": (icv or {}).get(label, [2.0] * 5)[seed],
+                        "kl_to_prior": 1.0,
+                        "per_objective_mean": {"a": value, "b": value},
+                    },
+                    "per_preference": [{"weights": [0.5, 0.5], "mean": [value, value], "validity": 1.0}],
+                    "compute": {"sampled_tokens": 1000, "ppo_iterations": 30, "iterations_per_expert": {"a": 10}},
+                    "curve": {"a": [[1, 0.1, 0.0], [2, 0.2, 0.1]]},
+                }
+            )
+    return {
+        "format": STUDY_FORMAT,
+        "study": name,
+        "scale": scale,
+        "env_id": "morbench/Motifs-2obj-v0",
+        "description": "synthetic",
+        "definition": "0",
+        "decodings": ["protocol"],
+        "rows": [{"label": label, **row} for label, row in rows.items()],
+        "complete": True,
+        "missing": 0,
+        "records": records,
+    }
+
+
+def _methods(irs: list[float], rs: list[float], morlhf: list[float], icv=None) -> dict:
+    rows = {
+        f"{m}/per_expert": {"method": m, "convention": "per_expert", "tags": {"group": "methods"}}
+        for m in ("iterative_rs", "rewarded_soups", "morlhf")
+    }
+    rewards = {"iterative_rs/per_expert": irs, "rewarded_soups/per_expert": rs, "morlhf/per_expert": morlhf}
+    return _payload("paper-qm9", rows, rewards, icv)
+
+
+NOISE = [0.001, -0.002, 0.0015, -0.001, 0.0005]
+
+
+def test_a_clear_paired_difference_holds_and_its_reverse_does_not():
+    base = {s: 0.5 + n for s, n in zip(SEEDS, NOISE, strict=True)}
+    better = {s: v + 0.05 + NOISE[(s + 2) % 5] for s, v in base.items()}
+    assert greater_verdict(compare("x", better, base)) == HOLDS
+    assert greater_verdict(compare("x", base, better)) == FAILS
+    c = compare("x", better, base)
+    assert c.n == 5 and c.low > 0 and c.p < 0.001
+
+
+def test_identical_results_do_not_hold_and_noise_is_inconclusive():
+    same = {s: 0.5 for s in SEEDS}
+    assert greater_verdict(compare("x", same, dict(same))) == FAILS
+    assert equivalence_verdict(compare("x", same, dict(same))) == HOLDS
+    rng = np.random.default_rng(0)
+    a = {s: 0.5 + float(rng.normal(0, 0.05)) for s in SEEDS}
+    b = {s: 0.5 + float(rng.normal(0, 0.05)) for s in SEEDS}
+    assert greater_verdict(compare("x", a, b)) == INCONCLUSIVE
+    assert equivalence_verdict(compare("x", a, b)) == INCONCLUSIVE  # wide interval: neither inside nor outside
+
+
+def test_one_seed_is_inconclusive_and_pairs_only_shared_seeds():
+    assert greater_verdict(compare("x", {0: 1.0}, {0: 0.0})) == INCONCLUSIVE
+    c = compare("x", {0: 1.0, 1: 1.1, 2: 1.2}, {1: 0.0, 2: 0.1, 3: 5.0})
+    assert c.n == 2 and c.mean == pytest.approx(1.1)
+
+
+def test_far_apart_is_not_equivalent():
+    a = {s: 0.6 + n for s, n in zip(SEEDS, NOISE, strict=True)}
+    b = {s: 0.5 for s in SEEDS}
+    assert equivalence_verdict(compare("x", a, b)) == FAILS
+
+
+def test_claim_one_holds_on_a_clear_ordering_and_not_on_identical_methods():
+    morlhf = [0.50 + n for n in NOISE]
+    rs = [0.55 + n for n in NOISE[::-1]]
+    irs = [0.60 + n for n in NOISE[1:] + NOISE[:1]]
+    lines, verdicts = methods_section(StudyResults(_methods(irs, rs, morlhf)))
+    assert verdicts[0][1] == HOLDS, "\n".join(lines)
+    assert "IterativeRS > RS > MORLHF holds" in "\n".join(lines)
+    _, verdicts = methods_section(StudyResults(_methods(rs, rs, rs)))
+    assert verdicts[0][1] == FAILS  # identical: the claim does not hold
+    _, verdicts = methods_section(StudyResults(_methods(morlhf, rs, irs)))
+    assert verdicts[0][1] == FAILS  # reversed
+
+
+def test_claim_two_reads_the_sample_icv():
+    flat = [0.5] * 5
+    icv = {
+        "iterative_rs/per_expert": [3.0 + n for n in NOISE],
+        "rewarded_soups/per_expert": [2.0 + n for n in NOISE[::-1]],
+        "morlhf/per_expert": [2.5 + n for n in NOISE[1:] + NOISE[:1]],
+    }
+    _, verdicts = methods_section(StudyResults(_methods(flat, flat, flat, icv)))
+    assert verdicts[1] == (verdicts[1][0], HOLDS)
+
+
+def _sweep(rewards_by_m: dict[int, list[float]], morlhf: list[float], rs: list[float]) -> dict:
+    t = max(rewards_by_m)
+    rows = {
+        f"m={m}": {"method": "iterative_rs", "convention": "per_expert", "tags": {"group": "m-sweep", "m": m, "T": t}}
+        for m in rewards_by_m
+    }
+    rows["morlhf/per_expert"] = {"method": "morlhf", "convention": "per_expert", "tags": {"group": "references"}}
+    rows["rewarded_soups/per_expert"] = {
+        "method": "rewarded_soups",
+        "convention": "per_expert",
+        "tags": {"group": "references"},
+    }
+    rewards = {f"m={m}": v for m, v in rewards_by_m.items()}
+    rewards.update({"morlhf/per_expert": morlhf, "rewarded_soups/per_expert": rs})
+    return _payload("m-sweep", rows, rewards)
+
+
+def test_an_interior_peak_holds_and_a_monotone_sweep_does_not():
+    def noisy(level: float, shift: int = 0) -> list[float]:
+        return [level + NOISE[(i + shift) % 5] for i in range(5)]
+
+    peak = {1: noisy(0.50), 4: noisy(0.60, 1), 16: noisy(0.52, 2), 32: noisy(0.50, 3)}
+    lines, verdicts = m_sweep_section(StudyResults(_sweep(peak, noisy(0.50, 4), noisy(0.50, 3))))
+    found = dict(verdicts)
+    claim3 = next(v for k, v in found.items() if k.startswith("an intermediate m"))
+    assert claim3 == HOLDS, "\n".join(lines)
+    # m = 1 equals MORLHF and m = T equals RS exactly: both special cases hold
+    assert next(v for k, v in found.items() if "MORLHF" in k) == HOLDS
+    assert next(v for k, v in found.items() if "RS" in k and "MORLHF" not in k) == HOLDS
+    monotone = {1: noisy(0.40), 4: noisy(0.45, 1), 16: noisy(0.50, 2), 32: noisy(0.60, 3)}
+    _, verdicts = m_sweep_section(StudyResults(_sweep(monotone, noisy(0.55, 4), noisy(0.40, 3))))
+    found = dict(verdicts)
+    assert next(v for k, v in found.items() if k.startswith("an intermediate m")) == FAILS
+    assert next(v for k, v in found.items() if "MORLHF" in k) == FAILS  # 0.40 vs 0.55
+
+
+def test_the_page_says_when_no_results_are_committed():
+    page = render_findings([])
+    assert "No study results are committed yet" in page and "Verdicts" not in page
+
+
+def test_findings_are_regenerated_exactly_and_refuse_smoke_results(tmp_path):
+    root = tmp_path / "results" / "studies"
+    payload = _methods([0.6] * 5, [0.55] * 5, [0.5] * 5)
+    (root / "paper-qm9").mkdir(parents=True)
+    (root / "paper-qm9" / "study.json").write_text(json.dumps(payload))
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n\n{README_START}\nold\n{README_END}\n\nrest\n")
+    docs = tmp_path / "docs"
+    written = write_findings(root, docs, readme)
+    assert set(written) == {docs / "findings.md", readme}
+    page, head = (docs / "findings.md").read_text(), readme.read_text()
+    assert "IterativeRS > RS > MORLHF in average reward" in page and "**holds**" in page
+    assert "`iterative_rs/per_expert` | 0.600" in head and head.endswith("\n\nrest\n") and "old" not in head
+    assert (docs / "images" / "findings" / "paper-qm9-fronts.png").is_file()
+    assert write_findings(root, docs, readme) == []  # the same inputs: byte-identical outputs
+    write_findings(root, docs, readme, check=True)
+    (docs / "findings.md").write_text(page + "edited\n")
+    with pytest.raises(ConfigError, match=r"findings\.md"):
+        write_findings(root, docs, readme, check=True)
+    smoke = copy.deepcopy(payload)
+    smoke["scale"] = "smoke"
+    (root / "paper-qm9" / "study.json").write_text(json.dumps(smoke))
+    with pytest.raises(ConfigError, match="smoke"):
+        write_findings(root, docs, readme)
+
+
+def test_a_readme_without_markers_is_refused(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text("# x\n")
+    with pytest.raises(ConfigError, match="morbench:findings:start"):
+        write_findings(tmp_path / "none", tmp_path / "docs", readme)
+
+
+def test_the_committed_findings_page_and_readme_block_are_up_to_date():
+    """docs/findings.md and the README block are what `morbench findings` makes of the committed results."""
+    repo = Path(__file__).resolve().parents[1]
+    write_findings(repo / "results" / "studies", repo / "docs", repo / "README.md", check=True)
