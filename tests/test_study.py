@@ -1,0 +1,220 @@
+"""morbench study: the committed definitions, the smoke scale end to end, resumability, time limits, and the
+study-only evaluation temperature (recorded, and refused by submit and leaderboard validation)."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from morbench.baselines import build_config
+from morbench.benchmark import ALL_METHODS, job_identity
+from morbench.errors import ConfigError
+from morbench.study import STUDIES, get_study, run_study, study_jobs
+
+SMOKE = ("paper-qm9", "m-sweep", "frontier")
+
+
+@pytest.fixture(scope="module")
+def smoke_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The three studies at the smoke scale, run once (they share the runs they have in common)."""
+    root = tmp_path_factory.mktemp("studies")
+    for name in SMOKE:
+        result = run_study(name, root / name, smoke=True, workers=1, threads=1, progress=False)
+        failed = [o for o in result["outcomes"] if o["status"] == "failed"]
+        assert not failed, failed
+    return root
+
+
+def _study_json(root: Path, name: str) -> dict:
+    return json.loads((root / name / "study.json").read_text())
+
+
+# -- definitions -------------------------------------------------------------------------------------------------
+def test_paper_qm9_is_the_papers_scale_for_every_method_under_both_conventions():
+    study = get_study("paper-qm9")
+    assert study.env_id == "morbench/QM9-v1" and study.decodings == ("t0.7", "protocol")
+    assert {(r.method, r.convention) for r in study.rows} == {
+        (m, c) for m in ALL_METHODS for c in ("total", "per_expert")
+    }
+    for row in study.rows:
+        assert row.seeds == (0, 1, 2, 3, 4) and row.eval_samples == 1024 and row.eval_temperatures == (0.7,)
+        config = build_config(row.method, row.overrides)  # every override is a real, well-typed field
+        if row.method in ("iterative_rs", "rewarded_soups", "morlhf"):
+            ppo = config.ppo
+            assert (ppo.batch_size, ppo.minibatch_size, ppo.ppo_epochs, ppo.kl_coef, ppo.temperature) == (
+                128,
+                32,
+                4,
+                0.05,
+                0.7,
+            )
+            assert config.iterations == (100 if row.convention == "per_expert" else 1000)
+        if row.convention == "per_expert":  # T worst-case iterations: the cap of 100 binds first
+            assert row.sampled_tokens == 100 * 128 * 31
+
+
+def test_m_sweep_and_frontier_definitions():
+    sweep = get_study("m-sweep")
+    ms = sorted(r.tags["m"] for r in sweep.rows if r.tags["group"] == "m-sweep")
+    assert ms == [1, 2, 4, 8, 16, 32, 100]  # 100 = T: one round, Rewarded Soups by construction
+    subsets = {
+        build_config(r.method, r.overrides).objectives_per_round for r in sweep.rows if r.tags["group"] == "subsampling"
+    }
+    assert subsets == {1, 2}
+    assert {r.method for r in sweep.rows if r.tags["group"] == "references"} == {"rewarded_soups", "morlhf"}
+    assert len({r.sampled_tokens for r in sweep.rows}) == 1  # one fixed budget
+    frontier = get_study("frontier")
+    kls = {(r.method, r.tags["kl"]) for r in frontier.rows if r.tags["kl"] is not None}
+    assert kls == {(m, k) for m in ("iterative_rs", "rewarded_soups", "morlhf") for k in (0.01, 0.05, 0.2)}
+    for row in frontier.rows:
+        if row.tags["kl"] is not None:
+            assert build_config(row.method, row.overrides).ppo.kl_coef == row.tags["kl"]
+
+
+@pytest.mark.parametrize("name", STUDIES)
+def test_every_study_defines_buildable_unique_runs(name, tmp_path):
+    study = get_study(name)
+    jobs = study_jobs(study, tmp_path / name)
+    assert len({(j.row, j.job.seed) for j in jobs}) == len(jobs)
+    assert [j.job.seed for j in jobs] == sorted(j.job.seed for j in jobs)  # seed-major: chunks are whole seeds
+    for job in jobs[: len(study.rows)]:
+        job_identity(job.job)  # config, budget and env resolve
+    if study.env_id != "morbench/QM9-v1":
+        assert study.decodings == ("protocol",)  # the standard scale keeps the protocol's decoding
+
+
+def test_unknown_studies_are_refused():
+    with pytest.raises(ConfigError, match="unknown study 'nope'"):
+        get_study("nope")
+
+
+# -- the smoke scale end to end ----------------------------------------------------------------------------------
+def test_smoke_studies_complete_with_both_decodings(smoke_root):
+    for name in SMOKE:
+        payload = _study_json(smoke_root, name)
+        assert payload["complete"] and payload["scale"] == "smoke"
+        rows = {r["label"] for r in payload["rows"]}
+        decodings = {(r["row"], r["decoding"]) for r in payload["records"]}
+        assert decodings == {(row, d) for row in rows for d in ("t0.7", "protocol")}
+        for record in payload["records"]:
+            assert record["temperature"] == (0.7 if record["decoding"] == "t0.7" else 1.0)
+            assert set(record["metrics"]) >= {"average_reward", "icv_samples", "kl_to_prior", "per_objective_mean"}
+            assert record["per_preference"] and "sequences" not in json.dumps(record)  # compact: no samples
+    sweep = _study_json(smoke_root, "m-sweep")
+    protocol = {r["row"]: r for r in sweep["records"] if r["decoding"] == "protocol"}
+    # m = T (one round) is Rewarded Soups: the same experts, so the same samples and metrics
+    assert protocol["m=4"]["metrics"] == protocol["rewarded_soups/per_expert"]["metrics"]
+    # M = 1 of 3 objectives per round spends about a third of the full rounds' tokens
+    assert protocol["M=1,m=2"]["compute"]["sampled_tokens"] < 0.6 * protocol["m=2"]["compute"]["sampled_tokens"]
+
+
+def test_a_finished_study_is_skipped_and_its_results_are_reproduced_exactly(smoke_root):
+    before = (smoke_root / "paper-qm9" / "study.json").read_bytes()
+    result = run_study("paper-qm9", smoke_root / "paper-qm9", smoke=True, workers=1, threads=1, progress=False)
+    assert {o["status"] for o in result["outcomes"]} == {"skipped (already complete)"}
+    assert (smoke_root / "paper-qm9" / "study.json").read_bytes() == before
+
+
+def test_max_hours_stops_new_runs_and_the_same_command_continues(tmp_path):
+    result = run_study(
+        "frontier", tmp_path / "frontier", smoke=True, workers=1, threads=1, progress=False, max_hours=1e-9
+    )
+    assert {o["status"] for o in result["outcomes"]} == {"not started (time limit)"}
+    payload = result["study"]
+    assert not payload["complete"] and payload["records"] == [] and payload["missing"] > 0
+
+
+def test_reevaluation_at_the_protocol_temperature_reproduces_the_runs_evaluation(smoke_root, tmp_path):
+    """The rebuilt policies (interpolated experts, MORLHF's nearest preference, the prior) are the runs' own."""
+    from morbench.runs import read_evaluation
+    from morbench.study import evaluate_at_temperature
+
+    jobs = study_jobs(get_study("paper-qm9", smoke=True), smoke_root / "paper-qm9", threads=1)
+    for job in jobs:
+        if job.job.convention != "per_expert":
+            continue
+        evaluate_at_temperature(job.job, 1.0, tmp_path / job.job.method)
+        again = json.loads(gzip.decompress((tmp_path / job.job.method / "evaluation.json.gz").read_bytes()))
+        original = read_evaluation(job.job.out, verify=False)
+        assert "decoding_override" not in again
+        assert [e["sequences"] for e in again["preferences"]] == [e["sequences"] for e in original["preferences"]]
+
+
+def test_the_override_is_recorded_and_differs_from_the_protocol(smoke_root):
+    from morbench.runs import read_evaluation
+
+    job = next(
+        j for j in study_jobs(get_study("paper-qm9", smoke=True), smoke_root / "paper-qm9") if j.job.method == "prior"
+    )
+    tempered = json.loads(gzip.decompress((Path(job.evaluations[0]) / "evaluation.json.gz").read_bytes()))
+    assert tempered["decoding_override"] == {"temperature": 0.7, "protocol_temperature": 1.0}
+    assert tempered["protocol"]["temperature"] == 0.7
+    original = read_evaluation(job.job.out, verify=False)
+    assert original["protocol"]["temperature"] == 1.0 and "decoding_override" not in original
+    assert [e["sequences"] for e in tempered["preferences"]] != [e["sequences"] for e in original["preferences"]]
+
+
+def test_submit_refuses_a_run_evaluated_with_a_decoding_override(smoke_root, tmp_path):
+    from morbench.errors import SubmissionError
+    from morbench.leaderboard.submit import make_submission
+
+    job = next(
+        j for j in study_jobs(get_study("paper-qm9", smoke=True), smoke_root / "paper-qm9") if j.job.method == "prior"
+    )
+    run = tmp_path / "run"
+    shutil.copytree(job.job.out, run)
+    shutil.copy(Path(job.evaluations[0]) / "evaluation.json.gz", run / "evaluation.json.gz")
+    with pytest.raises(SubmissionError, match="decoding override"):
+        make_submission([run], "tempered prior")
+
+
+def test_leaderboard_validation_refuses_a_submission_decoded_off_protocol(tmp_path):
+    import morbench
+    from morbench.errors import SubmissionError
+    from morbench.leaderboard.submit import make_submission
+    from morbench.leaderboard.validate import validate_submission
+    from morbench.runs import find_runs
+
+    def letters(preference, num_samples, seed):
+        rng = np.random.default_rng(seed)
+        return ["".join(rng.choice(list("ABCDEFGHIJKL"), size=3)) for _ in range(num_samples)]
+
+    morbench.evaluate(
+        letters,
+        "morbench/Motifs-2obj-v0",
+        seeds=[0],
+        out=tmp_path,
+        method="letters",
+        samples_per_preference=128,
+        progress=False,
+    )
+    submission = make_submission(find_runs(tmp_path), "Letters")
+    validate_submission(submission, "letters")  # the protocol's decoding passes
+    submission["protocol"]["temperature"] = 0.7  # a study-only evaluation relabelled as a submission
+    with pytest.raises(SubmissionError, match=r"protocol\.temperature 0\.7"):
+        validate_submission(submission, "letters")
+
+
+def test_a_callable_policy_has_no_temperature_to_override():
+    from morbench.evaluation import CallablePolicy, with_temperature
+
+    with pytest.raises(ConfigError, match="temperature"):
+        with_temperature(CallablePolicy(lambda preference, n, seed: ["A"] * n), 0.7)
+
+
+def test_the_study_command_reports_a_smoke_study_as_a_test_not_a_finding(smoke_root, capsys):
+    from morbench.cli import main
+
+    assert main(["study", "m-sweep", "--smoke", "--report", "--out", str(smoke_root / "m-sweep")]) == 0
+    page = (smoke_root / "m-sweep" / "findings.md").read_text()
+    assert "Smoke scale: a test of the pipeline, not a finding" in page
+    assert (
+        "an intermediate m is optimal" in page and (smoke_root / "m-sweep" / "plots" / "m-sweep-m-sweep.png").is_file()
+    )
+    assert main(["study", "nope", "--smoke"]) == 2
+    assert "unknown study" in capsys.readouterr().err
