@@ -57,6 +57,7 @@ __all__ = [
     "StudyRow",
     "collect_study",
     "default_out",
+    "estimate",
     "get_study",
     "run_study",
     "study_jobs",
@@ -461,6 +462,74 @@ def get_study(name: str, smoke: bool = False) -> Study:
 def default_out(name: str, smoke: bool = False) -> str:
     """Where ``morbench study <name>`` writes when ``--out`` is not given."""
     return f"results/studies/{name}{'-smoke' if smoke else ''}"
+
+
+# -- cost estimates --------------------------------------------------------------------------------------------
+# measured on the 2-core x86_64 CPU this project runs on, 1 torch thread under `nice`, while two other benchmark jobs
+# shared the cores (so these are pessimistic for an idle machine): seconds per PPO iteration at the scale's batch
+# (QM9-v1: 128 molecules at temperature 0.7; the others: 64 sequences), and seconds per evaluation of 64 samples
+# per preference (judge included), scaled linearly to the protocol's 1,024
+MEASURED_SECONDS = {
+    "morbench/QM9-v1": {"iteration": 2.31, "evaluation_64": 3.3},
+    "morbench/CNS-v1": {"iteration": 2.90, "evaluation_64": 10.5},
+    "morbench/Enhancer-v0": {"iteration": 3.02, "evaluation_64": 8.4},
+    "morbench/CNS-MPO-v1": {"iteration": 6.94, "evaluation_64": 20.5},
+}
+# assumed, not measured: Rewards-in-Context costs half a PPO iteration per batch of its budget (sampling its data
+# plus supervised epochs), best-of-N a third (sampling and scoring candidates, no update)
+RIC_ITERATION_SHARE, BEST_OF_N_ITERATION_SHARE = 0.5, 1 / 3
+
+
+def _row_iterations(row: StudyRow, scale: Scale) -> float:
+    """Estimated PPO-iteration equivalents of one run of ``row``."""
+    from morbench.baselines import build_config
+
+    config = build_config(row.method, row.overrides)
+    batch_iterations = row.sampled_tokens / (scale.batch_size * scale.mean_tokens)
+    if row.method in PPO_METHODS:
+        if row.method == "morlhf":
+            policies = scale.objectives + 1
+        elif row.method == "iterative_rs":
+            policies = min(config.objectives_per_round or scale.objectives, scale.objectives)
+        else:
+            policies = scale.objectives
+        if row.convention == "per_expert":
+            return float(policies * min(config.iterations, scale.iterations))
+        return min(batch_iterations, policies * config.iterations)
+    if row.method == "rewards_in_context":
+        return RIC_ITERATION_SHARE * batch_iterations
+    if row.method == "best_of_n":
+        return BEST_OF_N_ITERATION_SHARE * batch_iterations
+    return 0.0
+
+
+def estimate(name: str) -> dict[str, float]:
+    """Estimated cost of study ``name`` from :data:`MEASURED_SECONDS` (an estimate, not a measurement).
+
+    ``core_hours``: every run once (rows that define the same run count once); ``hours_2_cores``: two local
+    workers of one thread; ``hours_16_cores``: 16 Ray workers, at least the longest run; ``longest_run_hours``.
+    Runs shared with another study are counted in each.
+    """
+    _, task = _names()[name]
+    scale = _SCALES[task]()
+    study = get_study(name)
+    measured = MEASURED_SECONDS[study.env_id]
+    evaluation = measured["evaluation_64"] * scale.eval_samples / 64
+    runs: dict[str, float] = {}
+    for row in study.rows:
+        key = json.dumps([row.method, row.overrides, row.sampled_tokens, row.convention], sort_keys=True)
+        seconds = _row_iterations(row, scale) * measured["iteration"] + evaluation * (1 + len(row.eval_temperatures))
+        runs[key] = seconds
+    per_seed = sum(runs.values())
+    seeds = len(scale.seeds)
+    longest = max(runs.values())
+    core = per_seed * seeds
+    return {
+        "core_hours": core / 3600,
+        "hours_2_cores": core / 2 / 3600,
+        "hours_16_cores": max(core / 16, longest) / 3600,
+        "longest_run_hours": longest / 3600,
+    }
 
 
 # -- jobs ------------------------------------------------------------------------------------------------------

@@ -218,3 +218,33 @@ def test_the_study_command_reports_a_smoke_study_as_a_test_not_a_finding(smoke_r
     )
     assert main(["study", "nope", "--smoke"]) == 2
     assert "unknown study" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("method", "overrides"),
+    [
+        ("best_of_n", {"n": 2, "pilot_samples": 16}),
+        (
+            "rewards_in_context",
+            {
+                "offline_samples": 32,
+                "online_samples": 16,
+                "online_iterations": 1,
+                "offline_epochs": 1,
+                "batch_size": 16,
+            },
+        ),
+    ],
+)
+def test_best_of_n_and_rewards_in_context_are_rebuilt_exactly(method, overrides, tmp_path):
+    """The methods the smoke scale leaves out: best-of-N re-selects with a fresh budget context, RiC reloads."""
+    from morbench.benchmark import Job, run_job
+    from morbench.runs import read_evaluation
+    from morbench.study import evaluate_at_temperature
+
+    job = Job("morbench/Motifs-v0", method, 0, str(tmp_path / "run"), overrides, 4000, 8, {}, 1, "total", "cpu")
+    assert run_job(job)["status"] == "ok"
+    evaluate_at_temperature(job, 1.0, tmp_path / "again")
+    again = json.loads(gzip.decompress((tmp_path / "again" / "evaluation.json.gz").read_bytes()))
+    original = read_evaluation(job.out, verify=False)
+    assert [e["sequences"] for e in again["preferences"]] == [e["sequences"] for e in original["preferences"]]
