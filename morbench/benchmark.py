@@ -469,7 +469,7 @@ def _run_ray(
 def run_jobs(
     jobs: Sequence[Any],
     executor: str = "local",
-    workers: int = 1,
+    workers: int | None = 1,
     ray_address: str | None = None,
     progress: bool = True,
     fn: Callable[[Any], dict[str, Any]] = run_job,
@@ -482,7 +482,7 @@ def run_jobs(
     status ``"not started (time limit)"`` and the same command continues them later.
     """
     if executor == "local":
-        return _run_local(list(jobs), workers, progress, fn, deadline)
+        return _run_local(list(jobs), workers or 1, progress, fn, deadline)
     if executor == "ray":
         return _run_ray(list(jobs), ray_address, progress, fn, deadline, workers)
     raise ConfigError(f"unknown executor {executor!r}; use 'local' or 'ray'")

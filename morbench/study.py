@@ -629,7 +629,7 @@ def run_study_job(job: StudyJob) -> dict[str, Any]:
     return {**outcome, "seconds": outcome["seconds"] + time.perf_counter() - start}
 
 
-def _rebuilt_policy(job: Job, record: dict[str, Any], task: Any, prior: Any) -> Any:
+def _rebuilt_policy(job: Job, record: dict[str, Any], task: Any, prior: Any, scratch: Path) -> Any:
     """The policy the finished run served, rebuilt from its saved models (best-of-N: its selection rule)."""
     from morbench.evaluation import LMPolicy
     from morbench.leaderboard.verify import baseline_policy
@@ -644,7 +644,6 @@ def _rebuilt_policy(job: Job, record: dict[str, Any], task: Any, prior: Any) -> 
         from morbench.baselines.reference import train_best_of_n
         from morbench.baselines.training import Budget, RunContext
 
-        scratch = Path(tempfile.mkdtemp(prefix="morbench-study-"))
         context = RunContext(
             "best_of_n",
             job.env_id,
@@ -691,17 +690,18 @@ def evaluate_at_temperature(job: Job, temperature: float, folder: Path) -> bool:
     prior = load_prior(task, seed=job.seed).eval()
     for parameter in prior.parameters():
         parameter.requires_grad_(False)
-    policy = _rebuilt_policy(job, record, task, prior)
-    torch.manual_seed(job.seed)
-    evaluation = evaluate_on_env(
-        policy,
-        eval_task,
-        job.seed,
-        samples_per_preference=job.eval_samples,
-        prior=prior,
-        progress=False,
-        temperature=temperature,
-    )
+    with tempfile.TemporaryDirectory(prefix="morbench-study-") as scratch:  # best-of-N's budget context
+        policy = _rebuilt_policy(job, record, task, prior, Path(scratch))
+        torch.manual_seed(job.seed)
+        evaluation = evaluate_on_env(
+            policy,
+            eval_task,
+            job.seed,
+            samples_per_preference=job.eval_samples,
+            prior=prior,
+            progress=False,
+            temperature=temperature,
+        )
     evaluation["method"] = job.method
     evaluation["source_run"] = {"identity": identity.get("hash"), "run_dir": job.out}
     folder.mkdir(parents=True, exist_ok=True)
@@ -735,8 +735,11 @@ def run_study(
         raise ConfigError(f"workers={workers!r} must be a positive integer")
     if max_hours is not None and not max_hours > 0:
         raise ConfigError(f"max_hours={max_hours!r} must be > 0 (or None: no limit)")
-    workers = workers or max(1, min(2, os.cpu_count() or 1))
-    threads = threads or max(1, (os.cpu_count() or 1) // workers)
+    if executor == "ray":  # one run per Ray worker CPU; --workers (default: the cluster's CPUs) caps runs in flight
+        threads = threads or 1
+    else:
+        workers = workers or max(1, min(2, os.cpu_count() or 1))
+        threads = threads or max(1, (os.cpu_count() or 1) // workers)
     device = str(resolve_device(device))
     jobs = study_jobs(study, out, threads=threads, device=device)
     check_existing_runs([j.job for j in jobs])
