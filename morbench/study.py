@@ -563,7 +563,7 @@ def run_key(job: Job) -> str:
 
 
 def pool_of(out: Path) -> Path:
-    """The shared folder of runs and extra evaluations next to a study's output: ``<out>/../runs``."""
+    """The folder holding the shared ``runs/`` and ``evaluations/``: the parent of a study's output folder."""
     return Path(out).resolve().parent
 
 
