@@ -467,13 +467,14 @@ def default_out(name: str, smoke: bool = False) -> str:
 # -- cost estimates --------------------------------------------------------------------------------------------
 # measured on the 2-core x86_64 CPU this project runs on, 1 torch thread under `nice`, while two other benchmark jobs
 # shared the cores (so these are pessimistic for an idle machine): seconds per PPO iteration at the scale's batch
-# (QM9-v1: 128 molecules at temperature 0.7; the others: 64 sequences), and seconds per evaluation of 64 samples
-# per preference (judge included), scaled linearly to the protocol's 1,024
+# (QM9-v1: 128 molecules at temperature 0.7; the others: 64 sequences), and seconds per protocol evaluation (1,024
+# samples per preference, judge included): measured for QM9-v1, for the others 16 times the measured evaluation of
+# 64 samples per preference
 MEASURED_SECONDS = {
-    "morbench/QM9-v1": {"iteration": 2.31, "evaluation_64": 3.3},
-    "morbench/CNS-v1": {"iteration": 2.90, "evaluation_64": 10.5},
-    "morbench/Enhancer-v0": {"iteration": 3.02, "evaluation_64": 8.4},
-    "morbench/CNS-MPO-v1": {"iteration": 6.94, "evaluation_64": 20.5},
+    "morbench/QM9-v1": {"iteration": 2.31, "evaluation": 72.5},
+    "morbench/CNS-v1": {"iteration": 2.90, "evaluation": 16 * 10.5},
+    "morbench/Enhancer-v0": {"iteration": 3.02, "evaluation": 16 * 8.4},
+    "morbench/CNS-MPO-v1": {"iteration": 6.94, "evaluation": 16 * 20.5},
 }
 # assumed, not measured: Rewards-in-Context costs half a PPO iteration per batch of its budget (sampling its data
 # plus supervised epochs), best-of-N a third (sampling and scoring candidates, no update)
@@ -514,7 +515,7 @@ def estimate(name: str) -> dict[str, float]:
     scale = _SCALES[task]()
     study = get_study(name)
     measured = MEASURED_SECONDS[study.env_id]
-    evaluation = measured["evaluation_64"] * scale.eval_samples / 64
+    evaluation = measured["evaluation"] * scale.eval_samples / 1024
     runs: dict[str, float] = {}
     for row in study.rows:
         key = json.dumps([row.method, row.overrides, row.sampled_tokens, row.convention], sort_keys=True)

@@ -248,3 +248,17 @@ def test_best_of_n_and_rewards_in_context_are_rebuilt_exactly(method, overrides,
     again = json.loads(gzip.decompress((tmp_path / "again" / "evaluation.json.gz").read_bytes()))
     original = read_evaluation(job.out, verify=False)
     assert [e["sequences"] for e in again["preferences"]] == [e["sequences"] for e in original["preferences"]]
+
+
+def test_the_documented_costs_are_the_estimates():
+    """docs/studies.md's cost table is what morbench.study.estimate gives (from the measured per-iteration costs)."""
+    from morbench.study import estimate
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "studies.md").read_text()
+    for name in STUDIES:
+        e = estimate(name)
+        row = (
+            f"| `{name}` | {e['core_hours']:.1f} | {e['hours_2_cores']:.1f} | {e['hours_16_cores']:.1f} | "
+            f"{e['longest_run_hours']:.2f} |"
+        )
+        assert row in text, row
