@@ -542,6 +542,7 @@ class StudyJob:
     row: str
     eval_temperatures: tuple[float, ...]
     evaluations: tuple[str, ...]  # one folder per temperature, in that order
+    compact: str = ""  # the folder of the run's scored compact records (one file per decoding)
 
     @property
     def name(self) -> str:
@@ -571,8 +572,9 @@ def pool_of(out: Path) -> Path:
 def study_jobs(study: Study, out: Path, threads: int = 1, device: str = "cpu") -> list[StudyJob]:
     """The study's jobs, seed-major (every row of the first seed, then the next seed).
 
-    Runs live in the pool next to ``out`` (:func:`pool_of`): ``runs/<env>/<method>/<run key>/seed_<s>`` and
-    ``evaluations/t<T>/<env>/<method>/<run key>/seed_<s>``, so studies share the runs they have in common.
+    Runs live in the pool next to ``out`` (:func:`pool_of`): ``runs/<env>/<method>/<run key>/seed_<s>``,
+    ``evaluations/t<T>/...`` and their scored compact records ``compact/...``, so studies share the runs they have
+    in common.
     """
     pool = pool_of(out)
     jobs = []
@@ -599,7 +601,8 @@ def study_jobs(study: Study, out: Path, threads: int = 1, device: str = "cpu") -
             evaluations = tuple(
                 str(pool / "evaluations" / temperature_key(t) / relative) for t in row.eval_temperatures
             )
-            jobs.append(StudyJob(job, row.label, tuple(row.eval_temperatures), evaluations))
+            compact = str(pool / "compact" / relative)
+            jobs.append(StudyJob(job, row.label, tuple(row.eval_temperatures), evaluations, compact))
     labels = [row.label for row in study.rows]
     if len(set(labels)) != len(labels) or len({row.folder for row in study.rows}) != len(labels):
         raise ConfigError(f"study {study.name!r} has rows with the same label or folder: {labels}")
@@ -609,20 +612,22 @@ def study_jobs(study: Study, out: Path, threads: int = 1, device: str = "cpu") -
 def run_study_job(job: StudyJob) -> dict[str, Any]:
     """Train and evaluate the run (:func:`~morbench.benchmark.run_job`), then its extra evaluations; never raises."""
     outcome = run_job(job.job)
-    if outcome["status"] == "failed" or not job.eval_temperatures:
+    if outcome["status"] == "failed":
         return outcome
     start = time.perf_counter()
+    step = "evaluation at another temperature"
     try:
         made = [
             evaluate_at_temperature(job.job, temperature, Path(folder))
             for temperature, folder in zip(job.eval_temperatures, job.evaluations, strict=True)
         ]
+        step = "scoring"
+        compact_records(job)  # scored here, in parallel, and cached for collect_study
     except Exception as exc:
         return {
             **outcome,
             "status": "failed",
-            "error": "evaluation at another temperature: "
-            + (str(exc) if isinstance(exc, MorbenchError) else f"{type(exc).__name__}: {exc}"),
+            "error": f"{step}: " + (str(exc) if isinstance(exc, MorbenchError) else f"{type(exc).__name__}: {exc}"),
             "traceback": traceback.format_exc(),
         }
     if any(made) and outcome["status"].startswith("skipped"):
@@ -837,68 +842,90 @@ def _curve(run_dir: Path) -> dict[str, list[list[Any]]]:
     return thinned
 
 
+def compact_records(job: StudyJob) -> tuple[list[dict[str, Any]], int]:
+    """The run's compact records (protocol decoding first, then each extra evaluation) and how many are missing.
+
+    Every evaluation is re-scored with its task (``morbench.verification``) before its metrics are computed; the
+    records are cached in ``job.compact`` under the sha256 of the evaluation file, so each is scored once.
+    """
+    from morbench.runs import EVALUATION_FILE, read_evaluation
+    from morbench.scoring import score_evaluation
+    from morbench.verification import verify_evaluation
+
+    run_dir = Path(job.job.out)
+    if not (run_dir / RUN_FILE).is_file():
+        return [], 1 + len(job.eval_temperatures)
+    recorded = read_run(run_dir)
+    if recorded.get("identity") != job_identity(job.job):
+        raise ConfigError(f"{run_dir} holds a run of other settings than the study defines; delete it")
+    identity = (recorded.get("identity") or {}).get("hash")
+    compute = {key: recorded.get("compute", {}).get(key) for key in COMPUTE}
+    outputs = recorded.get("outputs") or {}
+    for key in ("iterations_per_expert", "iterations_per_preference", "iterations_per_policy", "n"):
+        if key in outputs:
+            compute[key] = outputs[key]
+    sources = [("protocol", run_dir / EVALUATION_FILE)] + [
+        (temperature_key(t), Path(folder) / EVALUATION_FILE)
+        for t, folder in zip(job.eval_temperatures, job.evaluations, strict=True)
+    ]
+    records, missing = [], 0
+    for decoding, path in sources:
+        if not path.is_file():
+            missing += 1
+            continue
+        data = path.read_bytes()
+        digest = hashlib.sha256(data).hexdigest()
+        cache = Path(job.compact) / f"{decoding}.json"
+        if cache.is_file():
+            try:
+                cached = json.loads(cache.read_text())
+            except (OSError, ValueError):
+                cached = {}
+            if cached.get("evaluation_sha256") == digest and cached.get("identity") == identity:
+                records.append(cached["record"])
+                continue
+        if decoding == "protocol":
+            evaluation = read_evaluation(run_dir)  # checked against the task and re-scored
+            extra: dict[str, Any] = {"curve": _curve(run_dir)}
+            seconds = compute.get("evaluation_seconds")
+        else:
+            raw = json.loads(gzip.decompress(data))
+            if (raw.get("source_run") or {}).get("identity") != identity:
+                raise ConfigError(f"{path} re-evaluates another run than {run_dir}; delete it")
+            evaluation = verify_evaluation(raw, source=str(path))
+            extra, seconds = {}, raw["evaluation_compute"]["wall_seconds"]
+        scored = score_evaluation(evaluation, source=str(path), domain=False)
+        record = {
+            "decoding": decoding,
+            "temperature": float(evaluation["protocol"]["temperature"]),
+            "metrics": _metrics(scored),
+            "per_preference": _per_preference(scored),
+            "compute": _round({**compute, "evaluation_seconds": seconds}),
+            **extra,
+        }
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        text = json.dumps({"evaluation_sha256": digest, "identity": identity, "record": record}, sort_keys=True)
+        atomic_write_bytes(cache, text.encode())
+        records.append(record)
+    return records, missing
+
+
 def collect_study(name: str, out: str | Path, smoke: bool = False) -> dict[str, Any]:
-    """Score every finished run (and extra evaluation) of the study under ``out``; write ``out/study.json``.
+    """Gather the compact records of every finished run (and extra evaluation) of the study; write
+    ``out/study.json``.
 
     The file holds no samples and no weights: per (row, seed, decoding) the scalar metrics, the per-preference
     mean rewards, the compute the run used and (protocol decoding) its thinned learning curves.
     """
-    from morbench.scoring import score_evaluation, score_run
-
     study = get_study(name, smoke=smoke)
     out = Path(out)
-    jobs = study_jobs(study, out)
     rows = {row.label: row for row in study.rows}
-    protocol_temperature = _protocol_temperature(study.env_id)
     records = []
     missing = 0
-    for job in jobs:
-        run_dir = Path(job.job.out)
-        if not (run_dir / RUN_FILE).is_file():
-            missing += 1
-            continue
-        recorded = read_run(run_dir)
-        if recorded.get("identity") != job_identity(job.job):
-            raise ConfigError(f"{run_dir} holds a run of other settings than study {name!r} defines; delete it")
-        result = score_run(run_dir, domain=False)
-        compute = {key: recorded.get("compute", {}).get(key) for key in COMPUTE}
-        outputs = recorded.get("outputs") or {}
-        for key in ("iterations_per_expert", "iterations_per_preference", "iterations_per_policy", "n"):
-            if key in outputs:
-                compute[key] = outputs[key]
-        base = {"row": job.row, "seed": job.job.seed}
-        records.append(
-            {
-                **base,
-                "decoding": "protocol",
-                "temperature": protocol_temperature,
-                "metrics": _metrics(result),
-                "per_preference": _per_preference(result),
-                "compute": _round(compute),
-                "curve": _curve(run_dir),
-            }
-        )
-        for temperature, folder in zip(job.eval_temperatures, job.evaluations, strict=True):
-            path = Path(folder) / "evaluation.json.gz"
-            if not path.is_file():
-                missing += 1
-                continue
-            evaluation = json.loads(gzip.decompress(path.read_bytes()))
-            if (evaluation.get("source_run") or {}).get("identity") != (recorded.get("identity") or {}).get("hash"):
-                raise ConfigError(f"{path} re-evaluates another run than {run_dir}; delete it")
-            scored = score_evaluation(evaluation, source=str(path), domain=False)
-            records.append(
-                {
-                    **base,
-                    "decoding": temperature_key(temperature),
-                    "temperature": float(temperature),
-                    "metrics": _metrics(scored),
-                    "per_preference": _per_preference(scored),
-                    "compute": _round(
-                        {**compute, "evaluation_seconds": evaluation["evaluation_compute"]["wall_seconds"]}
-                    ),
-                }
-            )
+    for job in study_jobs(study, out):
+        found, absent = compact_records(job)
+        missing += absent
+        records += [{"row": job.row, "seed": job.job.seed, **record} for record in found]
     payload = {
         "format": STUDY_FORMAT,
         "study": name,
@@ -915,12 +942,6 @@ def collect_study(name: str, out: str | Path, smoke: bool = False) -> dict[str, 
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(out / "study.json", (json.dumps(payload, indent=1, sort_keys=True) + "\n").encode())
     return payload
-
-
-def _protocol_temperature(env_id: str) -> float:
-    from morbench.registry import make
-
-    return float(cast("TokenEnv", make(env_id).unwrapped).protocol.temperature)
 
 
 def read_study(path: str | Path) -> dict[str, Any]:

@@ -262,3 +262,19 @@ def test_the_documented_costs_are_the_estimates():
             f"{e['longest_run_hours']:.2f} |"
         )
         assert row in text, row
+
+
+def test_collecting_again_without_the_score_cache_gives_the_same_study_json(smoke_root):
+    from morbench.study import collect_study
+
+    before = (smoke_root / "frontier" / "study.json").read_bytes()
+    shutil.rmtree(smoke_root / "compact")
+    collect_study("frontier", smoke_root / "frontier", smoke=True)  # re-scores every evaluation
+    assert (smoke_root / "frontier" / "study.json").read_bytes() == before
+    cache = Path(study_jobs(get_study("frontier", smoke=True), smoke_root / "frontier")[0].compact) / "protocol.json"
+    stale = json.loads(cache.read_text())
+    stale["evaluation_sha256"] = "0" * 64
+    stale["record"]["metrics"]["average_reward"] = 99.0  # a cache of another evaluation file is never used
+    cache.write_text(json.dumps(stale))
+    collect_study("frontier", smoke_root / "frontier", smoke=True)
+    assert (smoke_root / "frontier" / "study.json").read_bytes() == before
