@@ -213,3 +213,16 @@ def test_the_committed_findings_page_and_readme_block_are_up_to_date():
     """docs/findings.md and the README block are what `morbench findings` makes of the committed results."""
     repo = Path(__file__).resolve().parents[1]
     write_findings(repo / "results" / "studies", repo / "docs", repo / "README.md", check=True)
+
+
+def test_the_findings_command_writes_then_checks(tmp_path, capsys):
+    from morbench.cli import main
+
+    readme = tmp_path / "README.md"
+    readme.write_text(f"{README_START}\n{README_END}\n")
+    args = ["findings", "--root", str(tmp_path / "none"), "--docs", str(tmp_path / "docs"), "--readme", str(readme)]
+    assert main(args) == 0 and "No study results are committed yet" in (tmp_path / "docs" / "findings.md").read_text()
+    assert main([*args, "--check"]) == 0
+    readme.write_text(f"{README_START}\nstale\n{README_END}\n")
+    assert main([*args, "--check"]) == 2
+    assert "differ from what `morbench findings` generates" in capsys.readouterr().err
