@@ -922,7 +922,10 @@ def collect_study(name: str, out: str | Path, smoke: bool = False) -> dict[str, 
     rows = {row.label: row for row in study.rows}
     records = []
     missing = 0
-    for job in study_jobs(study, out):
+    jobs = study_jobs(study, out)
+    pool = pool_of(out)
+    folders = {job.row: Path(job.job.out).parent.relative_to(pool).as_posix() for job in jobs}
+    for job in jobs:
         found, absent = compact_records(job)
         missing += absent
         records += [{"row": job.row, "seed": job.job.seed, **record} for record in found]
@@ -934,7 +937,8 @@ def collect_study(name: str, out: str | Path, smoke: bool = False) -> dict[str, 
         "description": study.description,
         "definition": study.definition_hash(),
         "decodings": list(study.decodings),
-        "rows": [rows[label].to_dict() for label in rows],
+        # each row's run folder under results/studies/ (`morbench submit` takes it: the protocol evaluations)
+        "rows": [{**rows[label].to_dict(), "runs": folders[label]} for label in rows],
         "complete": missing == 0,
         "missing": missing,
         "records": records,
