@@ -33,7 +33,7 @@ def _learner(precision: str, learning_rate: float = 1e-3, epochs: int = 4) -> PP
 
 
 def _rollout(learner: PPOLearner, config: PPOConfig | None = None) -> ppo.Rollout:
-    generator = torch.Generator().manual_seed(5)
+    generator = torch.Generator(device=learner.device).manual_seed(5)
     return collect_rollout(
         learner.model, learner.ref_model, learner.venv, lambda r: r[:, 0], config or learner.config, generator, 11
     )
