@@ -288,37 +288,12 @@ def methods_section(study: StudyResults) -> tuple[list[str], list[tuple[str, str
             irs, rs, morlhf = (by_method.get(m) for m in ("iterative_rs", "rewarded_soups", "morlhf"))
             if not (irs and rs and morlhf):
                 continue
-            reward = [
-                compare(
-                    "IterativeRS - RS",
-                    study.values(irs, "average_reward", decoding),
-                    study.values(rs, "average_reward", decoding),
-                ),
-                compare(
-                    "RS - MORLHF",
-                    study.values(rs, "average_reward", decoding),
-                    study.values(morlhf, "average_reward", decoding),
-                ),
-                compare(
-                    "IterativeRS - MORLHF",
-                    study.values(irs, "average_reward", decoding),
-                    study.values(morlhf, "average_reward", decoding),
-                ),
-            ]
+            names = {irs: "IterativeRS", rs: "RS", morlhf: "MORLHF"}
+            pairs = ((irs, rs), (rs, morlhf), (irs, morlhf))
+            reward = [_versus(study, names, a, b, "average_reward", decoding) for a, b in pairs]
             reward_verdicts = [greater_verdict(c) for c in reward]
             claim1 = all_of(reward_verdicts[:2])
-            icv = [
-                compare(
-                    "IterativeRS - RS (ICV)",
-                    study.values(irs, "icv_samples", decoding),
-                    study.values(rs, "icv_samples", decoding),
-                ),
-                compare(
-                    "IterativeRS - MORLHF (ICV)",
-                    study.values(irs, "icv_samples", decoding),
-                    study.values(morlhf, "icv_samples", decoding),
-                ),
-            ]
+            icv = [_versus(study, names, irs, b, "icv_samples", decoding, " (ICV)") for b in (rs, morlhf)]
             icv_verdicts = [greater_verdict(c) for c in icv]
             claim2 = all_of(icv_verdicts)
             lines += [
@@ -340,6 +315,15 @@ def methods_section(study: StudyResults) -> tuple[list[str], list[tuple[str, str
                 (f"IterativeRS has a higher ICV than RS and MORLHF ({where})", claim2),
             ]
     return lines, verdicts
+
+
+def _versus(
+    study: StudyResults, names: dict[str, str], a: str, b: str, metric: str, decoding: str, suffix: str = ""
+) -> Comparison:
+    """``compare`` of rows ``a`` and ``b`` on ``metric``, labelled with the methods' display names."""
+    return compare(
+        f"{names[a]} - {names[b]}{suffix}", study.values(a, metric, decoding), study.values(b, metric, decoding)
+    )
 
 
 def m_sweep_section(study: StudyResults) -> tuple[list[str], list[tuple[str, str]]]:

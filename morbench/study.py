@@ -41,7 +41,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-from morbench.benchmark import ALL_METHODS, Job, check_existing_runs, job_identity, run_job, run_jobs
+from morbench.benchmark import _QM9, ALL_METHODS, Job, check_existing_runs, job_identity, run_job, run_jobs
 from morbench.errors import ConfigError, MorbenchError
 from morbench.runs import RUN_FILE, RunLock, atomic_write_bytes, read_run
 
@@ -197,14 +197,7 @@ def temperature_key(temperature: float) -> str:
 # -- the scales ------------------------------------------------------------------------------------------------
 # mean sampled tokens per sequence of each prior, measured on this machine (batch of 128 at temperature 0.7 for
 # QM9-v1; 64 at 1.0 for the others): they set the "total" budgets. Per-iteration wall times: docs/studies.md.
-_QM9_RIC = {
-    "offline_samples": 1_000_000,
-    "online_samples": 512,
-    "offline_epochs": 4,
-    "online_epochs": 2,
-    "learning_rate": 3e-4,
-    "batch_size": 64,
-}
+_QM9_RIC = _QM9["rewards_in_context"]  # the suites' QM9 Rewards-in-Context settings
 
 
 def _paper_qm9() -> Scale:
