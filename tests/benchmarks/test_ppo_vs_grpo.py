@@ -9,19 +9,26 @@ steps_per_generation=2``, gradient checkpointing off as ours). Two cases:
 * ``qm9-prior``: QM9-v0's own 1.8M-parameter prior at the task's max_length, EOS allowed (TRL suppresses the
   special tokens ours masks, so both sample the same distribution).
 
+The learning rate is 1e-8 in both, so both keep sampling the starting model's length distribution (at 5e-5 GRPO
+lengthens Motifs completions within a few generations and PPO does not, which moves tokens/s without moving the
+work per iteration); an update costs the same at any learning rate.
+
 One process, one torch thread (as the suites run; restored afterwards). TRL trains; at the end of each of its
 generations (every 8 optimizer steps) a callback runs one iteration of ours in fp32 and one in bf16
-(``ppo.precision``), so the paths alternate A B A B and share whatever load the machine has. Every phase is timed
-(exclusive timers: generation, scoring, old-log-prob pass, reference pass, update forward + loss, backward,
-optimizer = gradient clipping + step) and, in one untimed iteration of each, its FLOPs are counted
-(``torch.utils.flop_counter``). TRL runs fp32 and, in a second run, with ``bf16=True`` (its default; on the CPU it
-is autocast). Run with::
+(``ppo.precision``), so the paths alternate A B A B and share whatever load the machine has. TRL runs three
+times, one per setting of ``TRL_SETTINGS``: fp32, ``bf16=True`` (its default; autocast on the CPU) and bf16 with
+eager attention. Every phase is timed (exclusive timers: generation, scoring, old-log-prob pass, reference pass,
+update forward + loss, backward, optimizer = gradient clipping + step) and, in one untimed iteration of each,
+its FLOPs are counted (``torch.utils.flop_counter``). Run with::
 
-    pytest tests/benchmarks/test_ppo_vs_grpo.py --benchmark-enable --benchmark-only -s
+    MORBENCH_PPO_GRPO_JSON=docs/data/ppo_vs_grpo.json \\
+        pytest tests/benchmarks/test_ppo_vs_grpo.py --benchmark-enable --benchmark-only -s
 
-It prints the ratios and the phase table and writes them to ``$MORBENCH_PPO_GRPO_JSON`` if set. The issue's
-target (>= 1.5x) is asserted for no configuration: the measured ratios and the profile that explains them are in
-the README's Performance section and ``docs/data/ppo_vs_grpo.json``; the benchmark asserts ours is not slower.
+It prints the ratios and the phase table (and writes them to ``$MORBENCH_PPO_GRPO_JSON`` if set;
+``MORBENCH_PPO_GRPO_GENERATIONS`` timed generations per TRL setting, default 6). The issue's target (>= 1.5x)
+is met in no honest configuration and asserted for none: the update is most of either iteration and both run it
+at the same FLOP rate, which is what the benchmark asserts, with ours not slower in fp32. The measured numbers
+are in the README's Performance section and ``docs/data/ppo_vs_grpo.json``.
 """
 
 from __future__ import annotations
@@ -69,6 +76,9 @@ PHASES = (
     "rollout_other",
     "update_other",
 )
+# TRL's settings: fp32; bf16=True (autocast on the CPU) with the default (fused SDPA) attention; bf16 with eager
+# attention (matmuls, as ours runs attention under bf16: the fused CPU kernel's bf16 backward is slow)
+TRL_SETTINGS = {"fp32": "bf16=False", "bf16": "bf16=True", "bf16_eager": "bf16=True, attn_implementation='eager'"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -237,11 +247,11 @@ class Grpo:
     """A TRL GRPOTrainer at the same batch and update schedule; ``between`` runs at each generation boundary."""
 
     def __init__(
-        self, case: Case, bf16: bool, tmp_path: Any, generations: int, between: Callable[[Grpo], None]
+        self, case: Case, setting: str, tmp_path: Any, generations: int, between: Callable[[Grpo], None]
     ) -> None:
         env = _task(case)
         task = env.unwrapped
-        model_dir = tmp_path / f"policy-{bf16}"
+        model_dir = tmp_path / "policy"
         _model(case, task).save_pretrained(model_dir)
         task.tokenizer.save_pretrained(model_dir)
         self.phases, self.between = Phases(), between
@@ -253,7 +263,8 @@ class Grpo:
         args = trl.GRPOConfig(
             output_dir=str(tmp_path / "out"),
             use_cpu=True,
-            bf16=bf16,
+            bf16=setting != "fp32",
+            model_init_kwargs={"attn_implementation": "eager" if setting == "bf16_eager" else "sdpa"},
             activation_checkpointing=False,  # ours recomputes nothing; checkpointing would add a forward per step
             max_steps=STEPS_PER_GENERATION * (generations + 2),  # generation 1: FLOP count, 2: warm-up
             per_device_train_batch_size=MINIBATCH,
@@ -264,6 +275,7 @@ class Grpo:
             generation_kwargs={"suppress_tokens": [int(t) for t in task.forbidden_token_ids]},
             reward_weights=[1 / task.reward_dim] * task.reward_dim,
             report_to="none",
+            disable_tqdm=True,
             logging_steps=STEPS_PER_GENERATION,
             save_strategy="no",
             beta=KL,
@@ -278,6 +290,7 @@ class Grpo:
             processing_class=task.tokenizer,
             callbacks=[_Boundaries(self)],
         )
+        self.trainer.remove_callback(transformers.PrinterCallback)  # logs every generation, printed nowhere
         t, p = self.trainer, self.phases
         t._generate_single_turn = p.wrap(t._generate_single_turn, "generation")
         calculate = t._calculate_rewards
@@ -339,8 +352,11 @@ def _summary(seconds: list[float], tokens: list[int], phases: Phases, flops: dic
     count = len(seconds)
     per_iteration = {k: phases.seconds.get(k, 0.0) / count for k in PHASES}
     per_iteration["untimed"] = sum(seconds) / count - sum(per_iteration.values())
+    update_gflop = flops.get("update_forward", 0) / 1e9 + flops.get("backward", 0) / 1e9
+    update_seconds = per_iteration["update_forward"] + per_iteration["backward"]
     return {
         "tokens_per_s_median": statistics.median(rates),
+        "update_gflop_per_s": update_gflop / update_seconds,  # forward + backward of the update
         "tokens_per_s": rates,
         "seconds_per_iteration_median": statistics.median(seconds),
         "tokens_per_iteration": tokens,
@@ -350,7 +366,7 @@ def _summary(seconds: list[float], tokens: list[int], phases: Phases, flops: dic
 
 
 def compare(case_name: str, tmp_path: Any, generations: int) -> dict[str, Any]:
-    """Interleaved run of one case: TRL fp32 with ours fp32/bf16 between its generations, then TRL bf16 likewise."""
+    """Interleaved run of one case: each TRL setting in turn, ours fp32 and bf16 between its generations."""
     case = CASES[case_name]
     ours = {precision: Ours(case, precision) for precision in ("fp32", "bf16")}
     active: list[Phases | None] = [None]
@@ -370,20 +386,21 @@ def compare(case_name: str, tmp_path: Any, generations: int) -> dict[str, Any]:
                     learner.iteration()
             active[0] = grpo.phases
 
-        for bf16 in (False, True):
-            grpo = Grpo(case, bf16, tmp_path / f"{case_name}-{bf16}", generations, between)
+        for setting in TRL_SETTINGS:
+            grpo = Grpo(case, setting, tmp_path / f"{case_name}-{setting}", generations, between)
             active[0] = grpo.phases
             grpo.run()
-            trl_runs["bf16" if bf16 else "fp32"] = grpo
+            trl_runs[setting] = grpo
     for precision, learner in ours.items():
         result[f"ours_{precision}"] = _summary(learner.seconds, learner.tokens, learner.phases, learner.flops)
     for precision, grpo in trl_runs.items():
         result[f"trl_{precision}"] = _summary(grpo.seconds, grpo.tokens, grpo.phases, grpo.flops)
     # paired ratios: ours' iteration right after each TRL generation (same load), per precision pairing
-    for ours_p, trl_p in (("fp32", "fp32"), ("bf16", "bf16"), ("bf16", "fp32")):
+    pairs = [("fp32", "fp32")] + [("bf16", setting) for setting in TRL_SETTINGS]
+    for ours_p, trl_p in pairs:
         ours_rates = result[f"ours_{ours_p}"]["tokens_per_s"]
         trl_rates = result[f"trl_{trl_p}"]["tokens_per_s"]
-        offset = 0 if trl_p == "fp32" else len(trl_runs["fp32"].seconds)
+        offset = list(TRL_SETTINGS).index(trl_p) * generations
         paired = [o / g for o, g in zip(ours_rates[offset : offset + len(trl_rates)], trl_rates, strict=True)]
         result[f"ratio_ours_{ours_p}_vs_trl_{trl_p}"] = {
             "median": statistics.median(paired),
@@ -392,7 +409,7 @@ def compare(case_name: str, tmp_path: Any, generations: int) -> dict[str, Any]:
             "of_medians": result[f"ours_{ours_p}"]["tokens_per_s_median"]
             / result[f"trl_{trl_p}"]["tokens_per_s_median"],
         }
-    # TRL's best setting on this machine: whichever of fp32 and bf16 (autocast) sampled more tokens/s
+    # TRL's best setting on this machine: whichever sampled more tokens/s
     best = max(trl_runs, key=lambda p: result[f"trl_{p}"]["tokens_per_s_median"])
     result["trl_best"] = best
     result["ratio_ours_bf16_vs_trl_best"] = result[f"ratio_ours_bf16_vs_trl_{best}"]
@@ -400,7 +417,7 @@ def compare(case_name: str, tmp_path: Any, generations: int) -> dict[str, Any]:
 
 
 def _table(result: dict[str, Any]) -> str:
-    runs = ("ours_fp32", "trl_fp32", "ours_bf16", "trl_bf16")
+    runs = ("ours_fp32", "ours_bf16", *(f"trl_{s}" for s in TRL_SETTINGS))
     lines = [
         f"{result['case']}: ms per iteration (GFLOP in the counted iteration)",
         f"{'phase':<18}" + "".join(f"{r:>20}" for r in runs),
@@ -413,6 +430,7 @@ def _table(result: dict[str, Any]) -> str:
             cells.append(f"{ms:7.1f}" + (f" ({gflop:6.2f})" if gflop else ""))
         lines.append(f"{phase:<18}" + "".join(f"{c:>20}" for c in cells))
     lines.append(f"{'tokens/s':<18}" + "".join(f"{result[r]['tokens_per_s_median']:>20.0f}" for r in runs))
+    lines.append(f"{'update GFLOP/s':<18}" + "".join(f"{result[r]['update_gflop_per_s']:>20.1f}" for r in runs))
     for key in [k for k in result if k.startswith("ratio")]:
         v = result[key]
         lines.append(
@@ -444,13 +462,14 @@ def test_ppo_iteration_vs_grpo_step_throughput(benchmark, tmp_path, case_name):
         if case_name != "motifs-tiny":
             pytest.skip("the realistic case runs only under --benchmark-enable")
         result = compare(case_name, tmp_path, generations=1)
-        for run in ("ours_fp32", "ours_bf16", "trl_fp32", "trl_bf16"):
+        for run in ("ours_fp32", "ours_bf16", *(f"trl_{s}" for s in TRL_SETTINGS)):
             assert result[run]["tokens_per_s_median"] > 0
             seconds = result[run]["phase_seconds_per_iteration"]
             assert all(seconds[p] > 0 for p in PHASES), (run, seconds)
             flops = result[run]["phase_gflop"]
             assert flops["update_forward"] > 0 and flops["backward"] > flops["update_forward"], (run, flops)
-            assert flops["generation"] == result["ours_fp32"]["phase_gflop"]["generation"]  # same sampling work
+            if run != "trl_bf16_eager":  # same sampling work (eager attention's FLOPs are counted differently)
+                assert flops["generation"] == result["ours_fp32"]["phase_gflop"]["generation"]
         assert torch.get_num_threads() == threads  # restored
         benchmark(lambda: None)
         return
@@ -473,3 +492,6 @@ def test_ppo_iteration_vs_grpo_step_throughput(benchmark, tmp_path, case_name):
     benchmark.pedantic(lambda: None, rounds=1)
     assert torch.get_num_threads() == threads
     assert result["ratio_ours_fp32_vs_trl_fp32"]["median"] >= 1.0
+    # why not 1.5x: both run the update (most of either iteration) at the same FLOP rate
+    rate = result["ours_fp32"]["update_gflop_per_s"] / result["trl_fp32"]["update_gflop_per_s"]
+    assert 0.8 <= rate <= 1.25, rate
