@@ -374,8 +374,9 @@ def compare(case_name: str, tmp_path: Any, generations: int) -> dict[str, Any]:
     case = CASES[case_name]
     ours = {precision: Ours(case, precision) for precision in ("fp32", "bf16")}
     active: list[Phases | None] = [None]
-    result: dict[str, Any] = {"case": case_name, "generations": generations, "threads": 1}
+    result: dict[str, Any] = {"case": case_name, "generations": generations}
     with _threads(1), _global_timers(lambda: active[0]):
+        result["threads"] = torch.get_num_threads()  # what both loops ran with
         for learner in ours.values():
             active[0] = learner.phases
             learner.count_flops()
@@ -474,7 +475,7 @@ def test_ppo_iteration_vs_grpo_step_throughput(benchmark, tmp_path, case_name):
             assert flops["update_forward"] > 0 and flops["backward"] > flops["update_forward"], (run, flops)
             if run != "trl_bf16_eager":  # same sampling work (eager attention's FLOPs are counted differently)
                 assert flops["generation"] == result["ours_fp32"]["phase_gflop"]["generation"]
-        assert torch.get_num_threads() == threads  # restored
+        assert result["threads"] == 1 and torch.get_num_threads() == threads  # pinned as the suites run, restored
         benchmark(lambda: None)
         return
     load_before = os.getloadavg()
