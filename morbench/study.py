@@ -742,15 +742,23 @@ def run_study(
     device = str(resolve_device(device))
     jobs = study_jobs(study, out, threads=threads, device=device)
     check_existing_runs([j.job for j in jobs])
-    unique, seen = [], set()
+    committed = committed_records(out)
+    unique, seen, kept = [], set(), []
     for job in jobs:  # rows that define the same run run it once
-        if job.job.out not in seen:
-            seen.add(job.job.out)
+        if job.job.out in seen:
+            continue
+        seen.add(job.job.out)
+        if _committed_for(job, committed) is not None and not (Path(job.job.out) / RUN_FILE).is_file():
+            # finished in an earlier chunk (another checkout): its compact records are committed, its weights are not
+            kept.append({"job": job.name, "status": "kept (compact records in a committed study.json)", "seconds": 0.0})
+        else:
             unique.append(job)
     deadline = None if max_hours is None else time.monotonic() + max_hours * 3600
     start = time.perf_counter()
     with RunLock(out, what="study"):
-        outcomes = run_jobs(unique, executor, workers, ray_address, progress, fn=run_study_job, deadline=deadline)
+        outcomes = kept + run_jobs(
+            unique, executor, workers, ray_address, progress, fn=run_study_job, deadline=deadline
+        )
         log = {
             "study": name,
             "smoke": smoke,
@@ -875,7 +883,7 @@ def compact_records(job: StudyJob) -> tuple[list[dict[str, Any]], int]:
             except (OSError, ValueError):
                 cached = {}
             if cached.get("evaluation_sha256") == digest and cached.get("identity") == identity:
-                records.append(cached["record"])
+                records.append({**cached["record"], "identity": identity})
                 continue
         if decoding == "protocol":
             evaluation = read_evaluation(run_dir)  # checked against the task and re-scored
@@ -890,6 +898,7 @@ def compact_records(job: StudyJob) -> tuple[list[dict[str, Any]], int]:
         scored = score_evaluation(evaluation, source=str(path), domain=False)
         record = {
             "decoding": decoding,
+            "identity": identity,  # the run's identity hash: a later checkout keeps the record by it
             "temperature": float(evaluation["protocol"]["temperature"]),
             "metrics": _metrics(scored),
             "per_preference": _per_preference(scored),
@@ -903,12 +912,41 @@ def compact_records(job: StudyJob) -> tuple[list[dict[str, Any]], int]:
     return records, missing
 
 
+def committed_records(out: str | Path) -> dict[str, dict[str, dict[str, Any]]]:
+    """The compact records in every ``study.json`` of the pool next to ``out``: ``{identity hash: {decoding:
+    record}}`` (without their row and seed; records written before records carried their identity are skipped).
+
+    A checkout holds the committed study.json files but none of the runs (their weights are never committed):
+    these records are how a later chunk, in a fresh clone, knows which runs are finished, and how the study.json
+    it writes keeps them. A study.json of another format is refused (:func:`read_study`), never overwritten.
+    """
+    index: dict[str, dict[str, dict[str, Any]]] = {}
+    for path in sorted(pool_of(Path(out)).glob("*/study.json")):
+        for record in read_study(path)["records"]:
+            identity = record.get("identity") if isinstance(record, dict) else None
+            if isinstance(identity, str) and isinstance(record.get("decoding"), str):
+                kept = {k: v for k, v in record.items() if k not in ("row", "seed")}
+                index.setdefault(identity, {}).setdefault(record["decoding"], kept)
+    return index
+
+
+def _committed_for(job: StudyJob, committed: dict[str, dict[str, dict[str, Any]]]) -> list[dict[str, Any]] | None:
+    """The job's committed records (protocol decoding, then each extra temperature), or None unless all exist."""
+    found = committed.get(job_identity(job.job)["hash"], {})
+    decodings = ["protocol"] + [temperature_key(t) for t in job.eval_temperatures]
+    if not all(d in found for d in decodings):
+        return None
+    return [found[d] for d in decodings]
+
+
 def collect_study(name: str, out: str | Path, smoke: bool = False) -> dict[str, Any]:
     """Gather the compact records of every finished run (and extra evaluation) of the study; write
     ``out/study.json``.
 
     The file holds no samples and no weights: per (row, seed, decoding) the scalar metrics, the per-preference
-    mean rewards, the compute the run used and (protocol decoding) its thinned learning curves.
+    mean rewards, the compute the run used and (protocol decoding) its thinned learning curves. A run that is not
+    here but whose records a committed study.json holds (:func:`committed_records`: a chunk run in another
+    checkout) keeps those records, so collecting never loses a finished part.
     """
     study = get_study(name, smoke=smoke)
     out = Path(out)
@@ -917,9 +955,13 @@ def collect_study(name: str, out: str | Path, smoke: bool = False) -> dict[str, 
     missing = 0
     jobs = study_jobs(study, out)
     pool = pool_of(out)
+    committed = committed_records(out)
     folders = {job.row: Path(job.job.out).parent.relative_to(pool).as_posix() for job in jobs}
     for job in jobs:
         found, absent = compact_records(job)
+        earlier = _committed_for(job, committed)
+        if absent and earlier is not None and not (Path(job.job.out) / RUN_FILE).is_file():
+            found, absent = earlier, 0
         missing += absent
         records += [{"row": job.row, "seed": job.job.seed, **record} for record in found]
     payload = {

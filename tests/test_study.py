@@ -34,6 +34,14 @@ def _study_json(root: Path, name: str) -> dict:
     return json.loads((root / name / "study.json").read_text())
 
 
+def _untimed(payload: dict) -> dict:
+    """A study.json without the wall-clock seconds its runs took (everything else is reproducible)."""
+    for record in payload["records"]:
+        record["compute"].pop("wall_seconds", None)
+        record["compute"].pop("evaluation_seconds", None)
+    return payload
+
+
 # -- definitions -------------------------------------------------------------------------------------------------
 def test_paper_qm9_is_the_papers_scale_for_every_method_under_both_conventions():
     study = get_study("paper-qm9")
@@ -278,3 +286,29 @@ def test_collecting_again_without_the_score_cache_gives_the_same_study_json(smok
     cache.write_text(json.dumps(stale))
     collect_study("frontier", smoke_root / "frontier", smoke=True)
     assert (smoke_root / "frontier" / "study.json").read_bytes() == before
+
+
+def test_a_fresh_clone_keeps_the_committed_records_and_runs_only_the_rest(smoke_root, tmp_path):
+    """A checkout has the committed study.json files, none of the runs: collecting there must not drop the records
+    (it wrote an empty study.json before), and a chunk run there runs only what no committed file holds."""
+    from morbench.study import collect_study
+
+    fresh = tmp_path / "studies"
+    (fresh / "paper-qm9").mkdir(parents=True)
+    committed = (smoke_root / "paper-qm9" / "study.json").read_bytes()
+    (fresh / "paper-qm9" / "study.json").write_bytes(committed)
+    payload = collect_study("paper-qm9", fresh / "paper-qm9", smoke=True)
+    assert payload["complete"] and (fresh / "paper-qm9" / "study.json").read_bytes() == committed
+    assert all(isinstance(r["identity"], str) and len(r["identity"]) == 16 for r in payload["records"])
+
+    # m-sweep shares m = 4, RS and MORLHF with paper-qm9: those are kept, the others run, and the results equal
+    # the study run in one checkout
+    result = run_study("m-sweep", fresh / "m-sweep", smoke=True, workers=1, threads=1, progress=False)
+    statuses = {o["job"]: o["status"] for o in result["outcomes"]}
+    kept = {job for job, status in statuses.items() if status.startswith("kept")}
+    assert kept and {statuses[job] for job in set(statuses) - kept} == {"ok"}
+    shared = {j.job.out for j in study_jobs(get_study("paper-qm9", smoke=True), fresh / "paper-qm9")}
+    sweep = study_jobs(get_study("m-sweep", smoke=True), fresh / "m-sweep")
+    assert kept == {j.name for j in sweep if j.job.out in shared}
+    assert _untimed(_study_json(fresh, "m-sweep")) == _untimed(_study_json(smoke_root, "m-sweep"))
+    assert not (fresh / "runs" / "morbench_Motifs-v0" / "rewarded_soups").exists()  # kept, never re-run
