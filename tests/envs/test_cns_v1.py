@@ -267,3 +267,49 @@ def test_prior_builder_trains_a_wider_model_from_scratch_and_resumes(tmp_path):
     again = continue_prior(smiles[:40], smiles[40:], config, tmp_path / "prior2", tmp_path / "ckpt", progress=False)
     assert again["resumed_from_checkpoint"] == 1 and again["valid_nll"] == report["valid_nll"]
     assert not ContinueConfig().fresh  # the default continues v0's weights (the shipped CNS-v1 prior)
+
+
+def test_prior_builder_length_grouping_sees_every_molecule_once_and_resumes_across_thread_counts(tmp_path):
+    """``--group-by-length``: a permutation whose windows are length-sorted; ``--bf16`` trains; ``--threads`` may
+    change on resume (a run killed and resumed ends with the weights of an uninterrupted one)."""
+    import dataclasses
+
+    import morbench.envs.cns.prior_v1 as prior_v1
+    from morbench.envs.cns.data import read_smiles_gz
+    from morbench.envs.cns.prior_v1 import V0_PRIOR, ContinueConfig, _group_by_length, continue_prior
+
+    lengths = np.random.default_rng(0).integers(5, 70, size=101)
+    order = np.random.default_rng(1).permutation(101)
+    grouped = _group_by_length(order, lengths, 20)
+    assert sorted(grouped.tolist()) == list(range(101))  # every molecule once
+    for start in range(0, 101, 20):
+        window = lengths[grouped[start : start + 20]]
+        assert (np.diff(window) >= 0).all() and set(grouped[start : start + 20]) == set(order[start : start + 20])
+
+    smiles = read_smiles_gz(V0_PRIOR.parent / "zinc_train_smiles.txt.gz")[:72]
+    config = ContinueConfig(
+        batch_size=8, max_steps=6, checkpoint_every=3, valid_size=8, n_embd=32, n_layer=1, n_head=2,
+        warmup_steps=1, group_by_length=2, bf16=True,
+    )  # fmt: skip
+    whole = continue_prior(smiles[:64], smiles[64:], config, tmp_path / "whole", tmp_path / "c1", progress=False)
+    assert whole["steps"] == 6 and whole["config"]["bf16"] and whole["config"]["group_by_length"] == 2
+
+    calls = []
+
+    def killed_at_step_4(*args):
+        calls.append(1)
+        if len(calls) == 4:  # after the step-3 checkpoint
+            raise KeyboardInterrupt
+        return loss(*args)
+
+    loss = prior_v1._loss
+    prior_v1._loss = killed_at_step_4
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            continue_prior(smiles[:64], smiles[64:], config, tmp_path / "killed", tmp_path / "c2", progress=False)
+    finally:
+        prior_v1._loss = loss
+    resumed = dataclasses.replace(config, threads=2)
+    again = continue_prior(smiles[:64], smiles[64:], resumed, tmp_path / "resumed", tmp_path / "c2", progress=False)
+    # the same data order and schedule; only the thread count's summation order may differ
+    assert again["resumed_from_checkpoint"] == 1 and again["valid_nll"] == pytest.approx(whole["valid_nll"], rel=1e-3)
