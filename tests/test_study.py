@@ -312,3 +312,17 @@ def test_a_fresh_clone_keeps_the_committed_records_and_runs_only_the_rest(smoke_
     assert kept == {j.name for j in sweep if j.job.out in shared}
     assert _untimed(_study_json(fresh, "m-sweep")) == _untimed(_study_json(smoke_root, "m-sweep"))
     assert not (fresh / "runs" / "morbench_Motifs-v0" / "rewarded_soups").exists()  # kept, never re-run
+
+
+def test_best_of_n_affordability_does_not_hinge_on_rounding_the_budget():
+    """CNS's ``total`` budget buys exactly 1.2 candidates per evaluation sample (3 x 64 x 64 = 1.2 x 10 x 1,024)
+    whatever the measured mean length: best-of-N would be the prior there, so it is left out for every length
+    (it used to flip with the rounding of the budget: in at 37.1 tokens, out at 36.9)."""
+    import dataclasses
+
+    from morbench.study import _standard
+
+    for mean in (36.9, 37.0, 37.1, 37.3, 51.0):
+        scale = _standard("morbench/CNS-v1", 100, mean, 3)
+        assert not scale.affords_best_of_n("total")
+        assert dataclasses.replace(scale, iterations=65).affords_best_of_n("total")
