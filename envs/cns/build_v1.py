@@ -6,7 +6,7 @@ Stages (seeded, one torch thread):
    same molecules): the oracle (ECFP4 + descriptors -> MLP) on the scaffolds whose hash is even, the judge
    (MACCS + atom pairs + other descriptors -> logistic regression) on the odd ones; both keep v0's validation
    and test scaffolds, so the AUROCs and the oracle-judge error correlation compare directly with v0's pair;
-2. the prior: v0's prior trained further by :mod:`morbench.envs.cns.prior_v1` (``--prior DIR`` copies the
+2. the prior: a wider GPT-2 trained by :mod:`morbench.envs.cns.prior_v1` (``SHIPPED``; ``--prior DIR`` copies the
    result of that long, resumable stage; without it the stage runs here);
 3. 10,000 samples of the v1 prior and of the v0 prior, and 10,000 ZINC test-split molecules, scored on every
    candidate objective: the correlation matrices the objective sets were chosen from;
@@ -154,12 +154,10 @@ def install_prior(config: BuildConfig) -> dict[str, Any]:
         shutil.copytree(config.prior, target)
     else:
         from morbench.envs.cns.data import load_zinc_splits
-        from morbench.envs.cns.prior_v1 import ContinueConfig, continue_prior
+        from morbench.envs.cns.prior_v1 import SHIPPED, continue_prior
 
         splits = load_zinc_splits(progress=False)
-        continue_prior(
-            splits.train, splits.valid, ContinueConfig(), target, config.out_dir.parent / ".prior_v1_checkpoint"
-        )
+        continue_prior(splits.train, splits.valid, SHIPPED, target, config.out_dir.parent / ".prior_v1_checkpoint")
     load_causal_lm(target)  # verifies the manifest
     return json.loads((target / "pretrain.json").read_text())
 

@@ -13,7 +13,8 @@ same data order (each epoch's order is a permutation seeded by ``(seed, epoch)``
 Why a wider model (``--n-embd/--n-layer/--n-head``): continuing v0's 0.8M-parameter GPT-2 reached 84.1 % valid
 after 8,000 more steps and 85.0 % half-way through two more epochs, with its training NLL above its validation
 NLL (it underfits: the limit is capacity, not data). The wider model starts from seeded random weights with
-v0's vocabulary and positions; everything else (data, order, schedule, checkpoints) is the same machinery.
+v0's vocabulary and positions; everything else (data, order, schedule, checkpoints) is the same machinery. The
+shipped CNS-v1 prior is :data:`SHIPPED`: width 192, 4 layers, 6 heads (1.8M parameters), 3 epochs.
 
 Training cost (``--group-by-length``, ``--bf16``, ``--threads``): batches drawn from length-sorted windows of the
 epoch's order pad far less (ZINC SMILES are 38 tokens on average, 72 at most), and bfloat16 autocast runs the
@@ -42,7 +43,7 @@ from morbench.assets import sha256_file, verify_manifest, write_manifest
 from morbench.models import build_gpt2, load_causal_lm, save_causal_lm
 from morbench.pretrain import _batches, _loss, encode_corpus, sequence_nll, warmup_cosine
 
-__all__ = ["ContinueConfig", "continue_prior", "main"]
+__all__ = ["SHIPPED", "ContinueConfig", "continue_prior", "main"]
 
 V0_PRIOR = Path(__file__).resolve().parent / "assets" / "prior"
 REPORT_NAME = "pretrain.json"
@@ -80,6 +81,22 @@ class ContinueConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+# the shipped CNS-v1 prior: `python -m morbench.envs.cns.prior_v1 --epochs 3 --learning-rate 1e-3 --batch-size 32
+# --warmup-steps 200 --n-embd 192 --n-layer 4 --n-head 6 --group-by-length 100 --bf16 --threads 2`
+SHIPPED = ContinueConfig(
+    epochs=3,
+    batch_size=32,
+    learning_rate=1e-3,
+    warmup_steps=200,
+    n_embd=192,
+    n_layer=4,
+    n_head=6,
+    group_by_length=100,
+    bf16=True,
+    threads=2,
+)
 
 
 def _resumable(config_json: str) -> dict[str, Any]:
