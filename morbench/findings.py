@@ -727,6 +727,13 @@ def render_readme_block(payloads: Sequence[dict[str, Any]]) -> str:
         "convention; 95% Student-t intervals over seeds. Verdicts, the `total` convention and the other decoding: "
         "[docs/findings.md](docs/findings.md)."
     )
+    if not paper["complete"]:
+        finished = len({(r["row"], r["seed"]) for r in paper["records"] if r["decoding"] == "protocol"})
+        planned = sum(len(row.get("seeds", ())) for row in paper["rows"])
+        text += (
+            f" **Partial: {finished} of {planned} (row, seed) runs finished** (the study runs in seed-major chunks; "
+            f"`morbench study {paper['study']}` continues it): no verdict yet."
+        )
     return f"{README_START}\n{_wrap(text)}\n\n{table}\n{README_END}"
 
 

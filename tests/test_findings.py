@@ -226,3 +226,15 @@ def test_the_findings_command_writes_then_checks(tmp_path, capsys):
     readme.write_text(f"{README_START}\nstale\n{README_END}\n")
     assert main([*args, "--check"]) == 2
     assert "differ from what `morbench findings` generates" in capsys.readouterr().err
+
+
+def test_the_readme_block_says_a_study_is_partial():
+    from morbench.findings import render_readme_block
+
+    payload = _methods([0.5] * 5, [0.4] * 5, [0.3] * 5)
+    assert "Partial" not in render_readme_block([payload])
+    for row in payload["rows"]:
+        row["seeds"] = list(range(5))
+    payload["records"] = [r for r in payload["records"] if r["seed"] == 0]
+    payload.update(complete=False, missing=12)
+    assert "**Partial: 3 of 15 (row, seed) runs finished**" in render_readme_block([payload]).replace("\n", " ")
