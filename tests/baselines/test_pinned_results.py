@@ -3,7 +3,9 @@ learning curve and compute as the code that produced ``tests/data/pinned_runs.js
 
 Refactors of the training loop, the methods or the envs must keep results bit-identical (CPU runs are
 deterministic); this test says which method and which field moved. Sequences and counts are compared exactly,
-floats to 1e-6 (relative), so a different CPU's last-bit rounding of a matmul does not fail it.
+floats to 1e-5 (relative), so a different CPU's last-bit rounding of a matmul does not fail it: the pins were
+made on an Intel Xeon, and on an AMD EPYC Rewards-in-Context's log-probabilities after its supervised steps
+differ by 1.1e-6 relative (same samples).
 
 Regenerate (only for a change that is meant to alter results, and say so in the commit):
 ``MORBENCH_REGEN_PINS=1 pytest tests/baselines/test_pinned_results.py``.
@@ -94,7 +96,7 @@ def _assert_same(actual, expected, where: str) -> None:
             _assert_same(a, e, f"{where}[{index}]")
     elif isinstance(expected, float) and not isinstance(expected, bool):
         assert isinstance(actual, (int, float)), f"{where}: {actual!r} is not a number"
-        assert np.isclose(actual, expected, rtol=1e-6, atol=1e-7), f"{where}: {actual!r} != pinned {expected!r}"
+        assert np.isclose(actual, expected, rtol=1e-5, atol=1e-7), f"{where}: {actual!r} != pinned {expected!r}"
     else:
         assert actual == expected, f"{where}: {actual!r} != pinned {expected!r}"
 

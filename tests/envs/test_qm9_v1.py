@@ -160,8 +160,10 @@ def test_xtb_judge_is_deterministic_cached_and_close_to_dft(env):
     a = first(smiles)
     b = second(list(reversed(smiles)))
     assert a.valid.all()
-    np.testing.assert_array_equal(a.properties["gap_ev"], b.properties["gap_ev"][::-1])
-    np.testing.assert_array_equal(a.rewards, b.rewards[::-1])
+    np.testing.assert_array_equal(a.properties["gap_ev"], b.properties["gap_ev"][::-1])  # xTB: exact, per molecule
+    # the learned alpha and U0 judges are MLPs run over the batch: a matrix product's rounding may depend on a row's
+    # place in it (seen on an AMD EPYC: 9e-8), so their rewards agree to float32 precision, not bit for bit
+    np.testing.assert_allclose(a.rewards, b.rewards[::-1], rtol=0, atol=1e-6)
     calls = first.calls
     first(smiles)
     assert first.calls == calls  # cached
@@ -308,7 +310,9 @@ def v1_submission(tmp_path_factory) -> Path:
         samples_per_preference=128,
         progress=False,
     )
-    return submit(root / "runs" / "fixed", "Fixed molecules", root / "board", description="ten molecules", code_url=None)
+    return submit(
+        root / "runs" / "fixed", "Fixed molecules", root / "board", description="ten molecules", code_url=None
+    )
 
 
 def test_v1_evaluation_judges_only_the_uniform_preference(v1_submission, env):
@@ -326,7 +330,6 @@ def test_v1_evaluation_judges_only_the_uniform_preference(v1_submission, env):
 def test_v1_submission_validates_and_judge_claims_off_the_uniform_point_are_refused(v1_submission, tmp_path):
     from morbench.leaderboard.schema import dumps_submission, read_submission
     from morbench.leaderboard.validate import validate_files
-
     from morbench.scoring import score_evaluation
 
     report = validate_files([v1_submission], root=v1_submission.parent.parent)
