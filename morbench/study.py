@@ -751,7 +751,7 @@ def run_study(
         if job.job.out in seen:
             continue
         seen.add(job.job.out)
-        if _committed_for(job, committed) is not None and not (Path(job.job.out) / RUN_FILE).is_file():
+        if _committed_for(job, committed) is not None:
             # finished in an earlier chunk (another checkout): its compact records are committed, its weights are not
             kept.append({"job": job.name, "status": "kept (compact records in a committed study.json)", "seconds": 0.0})
         else:
@@ -934,7 +934,10 @@ def committed_records(out: str | Path) -> dict[str, dict[str, dict[str, Any]]]:
 
 
 def _committed_for(job: StudyJob, committed: dict[str, dict[str, dict[str, Any]]]) -> list[dict[str, Any]] | None:
-    """The job's committed records (protocol decoding, then each extra temperature), or None unless all exist."""
+    """The committed records (protocol decoding, then each extra temperature) of a run that is not here, or None
+    (the run is here, or a decoding's record is missing)."""
+    if (Path(job.job.out) / RUN_FILE).is_file():
+        return None
     found = committed.get(job_identity(job.job)["hash"], {})
     decodings = ["protocol"] + [temperature_key(t) for t in job.eval_temperatures]
     if not all(d in found for d in decodings):
@@ -963,7 +966,7 @@ def collect_study(name: str, out: str | Path, smoke: bool = False) -> dict[str, 
     for job in jobs:
         found, absent = compact_records(job)
         earlier = _committed_for(job, committed)
-        if absent and earlier is not None and not (Path(job.job.out) / RUN_FILE).is_file():
+        if absent and earlier is not None:
             found, absent = earlier, 0
         missing += absent
         records += [{"row": job.row, "seed": job.job.seed, **record} for record in found]

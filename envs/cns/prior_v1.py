@@ -111,7 +111,8 @@ def _epoch_order(seed: int, epoch: int, size: int) -> np.ndarray:
 
 
 def _group_by_length(order: np.ndarray, lengths: np.ndarray, window: int) -> np.ndarray:
-    """``order`` cut into windows of ``window`` molecules, each sorted by length, then its batches shuffled.
+    """``order`` cut into windows of ``window`` molecules, each sorted by length (``_ordered_batches`` then
+    shuffles the batches).
 
     A permutation of ``order`` (every molecule once), whose consecutive batches hold molecules of similar length.
     """
@@ -217,6 +218,7 @@ def continue_prior(
         )
         os.replace(temporary, state_path)
 
+    lengths = np.array([len(ids) for ids in train_ids])
     model.train()
     start = time.perf_counter()
     while step < total_steps:
@@ -226,7 +228,6 @@ def continue_prior(
         order = _epoch_order(config.seed, epoch, len(train_ids))
         shuffle_seed = None
         if config.group_by_length:
-            lengths = np.array([len(ids) for ids in train_ids])
             order = _group_by_length(order, lengths, config.group_by_length * config.batch_size)
             shuffle_seed = [config.seed, epoch, 1]
         for ids, mask in _ordered_batches(train_ids, order, config.batch_size, pad, within, shuffle_seed):
