@@ -1,8 +1,12 @@
-"""Project hygiene: the docs point only at files inside the repository, and every declared pytest marker is used."""
+"""Project hygiene: docs point only at files inside the repository, every declared pytest marker is used, and every
+pytest step of CI selects tests."""
 
 import importlib
 import os
 import re
+import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -74,3 +78,22 @@ def test_docs_name_only_existing_morbench_objects(doc: str) -> None:
     names = sorted(set(DOTTED_NAME.findall((ROOT / doc).read_text(encoding="utf-8"))))
     stale = [name for name in names if not _resolves(name)]
     assert stale == [], f"{doc} names objects that do not exist (removed or renamed): {stale}"
+
+
+def test_every_pytest_step_of_ci_selects_tests() -> None:
+    """Each extra pytest step in .ci/run (e.g. the slow committed-board test) collects at least one test.
+
+    A step whose -m/-k selection matches nothing exits 5 and fails CI only after the whole default run.
+    """
+    steps = [line.split("#", 1)[0] for line in (ROOT / ".ci" / "run").read_text().splitlines()]
+    steps = [shlex.split(line) for line in steps if "-m pytest" in line]
+    assert steps, ".ci/run runs no pytest step of its own: update this test"
+    for step in steps:
+        args = step[step.index("pytest") + 1 :]
+        done = subprocess.run(
+            [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", *args],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+        )
+        assert done.returncode == 0, f"`pytest {' '.join(args)}` in .ci/run selects no test:\n{done.stdout[-2000:]}"

@@ -147,12 +147,12 @@ def float_noise_differences(committed: str, built: str) -> list[str]:
     a_parts, b_parts = _NUMBER.split(committed), _NUMBER.split(built)
     a_nums, b_nums = _NUMBER.findall(committed), _NUMBER.findall(built)
     if a_parts != b_parts or len(a_nums) != len(b_nums):
-        for i, (x, y) in enumerate(zip(a_parts, b_parts)):
+        for i, (x, y) in enumerate(zip(a_parts, b_parts, strict=False)):
             if x != y:
                 return [f"text differs after number {i}: {x[:80]!r} vs {y[:80]!r}"]
         return [f"{len(a_nums)} vs {len(b_nums)} numbers"]
     problems = []
-    for x, y in zip(a_nums, b_nums):
+    for x, y in zip(a_nums, b_nums, strict=True):
         if x == y:
             continue
         decimal = any(c in x + y for c in ".e")
@@ -166,7 +166,9 @@ def float_noise_differences(committed: str, built: str) -> list[str]:
 
 def test_float_noise_differences_accept_noise_and_catch_real_changes() -> None:
     row = '<td data-sort="{}">{}</td><td>rank {}</td>'
-    assert float_noise_differences(row.format("-0.000543333", "-0.001", 1), row.format("-0.000543367", "-0.001", 1)) == []
+    assert (
+        float_noise_differences(row.format("-0.000543333", "-0.001", 1), row.format("-0.000543367", "-0.001", 1)) == []
+    )
     assert float_noise_differences(row.format("31.7724", "31.77", 1), row.format("31.7725", "31.77", 1)) == []
     assert float_noise_differences(row.format("0.455", "0.455", 1), row.format("0.456", "0.456", 1)) != []
     assert float_noise_differences(row.format("-2.7e-08", "-0.000", 1), row.format("3.1e-08", "0.000", 1)) == []
@@ -179,6 +181,7 @@ def test_float_noise_differences_accept_noise_and_catch_real_changes() -> None:
     assert float_noise_differences("<td>a</td>", "<td>b</td>") != []
 
 
+@pytest.mark.slow  # re-validates and re-scores every committed submission (minutes): CI runs it (.ci/run)
 def test_committed_board_is_regenerated_exactly(tmp_path: Path) -> None:
     """`morbench leaderboard build` on a fresh clone reproduces the committed leaderboard, up to float noise.
 
