@@ -19,14 +19,13 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import platform
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from morbench import __version__
-from morbench.benchmark import SUITES, Job, SuiteEntry, run_job, run_jobs
+from morbench.benchmark import SUITES, Job, SuiteEntry, run_jobs
 from morbench.errors import ConfigError
 from morbench.runs import git_commit, hardware_info
 from morbench.scoring import score_run
@@ -124,7 +123,7 @@ def sweep(
     """Run (or continue) the sweep and return its record (see the module docstring)."""
     start = time.perf_counter()
     jobs = sweep_jobs(env_id, out, grid, methods, seed, eval_samples, suite)
-    outcomes = run_jobs([job for _, _, job in jobs], workers=workers, progress=progress, fn=run_job)
+    outcomes = run_jobs([job for _, _, job in jobs], workers=workers, progress=progress)
     failed = [outcome for outcome in outcomes if outcome["status"] == "failed"]
     if failed:
         raise RuntimeError(f"{len(failed)} sweep run(s) failed; first: {failed[0]['job']}: {failed[0]['error']}")
@@ -167,7 +166,7 @@ def sweep(
         "seconds": time.perf_counter() - start,
         "workers": workers,
         "threads_per_run": 1,  # each run pins one torch thread (the benchmark's jobs); "hardware" is the parent's
-        "hardware": {**hardware_info(), "machine": platform.machine()},
+        "hardware": hardware_info(),
         "morbench_version": __version__,
         "commit": git_commit(),
     }
