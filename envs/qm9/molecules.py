@@ -54,10 +54,16 @@ def parse_qm9_molecule(smiles: str) -> Chem.Mol:
         raise InvalidSequence(f"RDKit cannot parse SMILES {smiles!r}")
     if len(Chem.GetMolFrags(mol)) > 1:
         raise InvalidSequence(f"SMILES {smiles!r} has several fragments; QM9 molecules are single fragments")
-    outside = sorted({atom.GetSymbol() for atom in mol.GetAtoms()} - ALLOWED_ELEMENTS)
+    # one pass over the atoms (RDKit's atom iterator dominates the cost of scoring a batch); checked in the order below
+    symbols, isotope, radical = set(), False, False
+    for atom in mol.GetAtoms():
+        symbols.add(atom.GetSymbol())
+        isotope = isotope or atom.GetIsotope() != 0
+        radical = radical or atom.GetNumRadicalElectrons() != 0
+    outside = sorted(symbols - ALLOWED_ELEMENTS)
     if outside:
         raise InvalidSequence(f"elements {outside} are outside QM9's element set H, C, N, O, F")
-    if any(atom.GetIsotope() for atom in mol.GetAtoms()):
+    if isotope:
         raise InvalidSequence("isotope labels are outside QM9 (natural-abundance molecules only)")
     heavy = mol.GetNumHeavyAtoms()
     if heavy == 0:
@@ -66,7 +72,7 @@ def parse_qm9_molecule(smiles: str) -> Chem.Mol:
         raise InvalidSequence(
             f"molecule has {heavy} heavy atoms; QM9 (and so the property oracle) covers at most {MAX_HEAVY_ATOMS}"
         )
-    if any(atom.GetNumRadicalElectrons() for atom in mol.GetAtoms()):
+    if radical:
         raise InvalidSequence("molecule is a radical (open shell); QM9 molecules are closed-shell")
     charge = Chem.GetFormalCharge(mol)
     if charge != 0:
@@ -91,15 +97,20 @@ def split_of(canonical: str) -> str:
 COMPOSITION_NAMES = ("C", "N", "O", "F", "H")
 
 
+_ELEMENT_INDEX = {symbol: k for k, symbol in enumerate(ELEMENTS)}
+
+
 def composition(mols: list[Chem.Mol]) -> np.ndarray:
     """``(n, 5)`` float64 counts of C, N, O, F and (implicit + explicit) H atoms."""
-    out = np.zeros((len(mols), len(COMPOSITION_NAMES)), dtype=np.float64)
-    index = {symbol: k for k, symbol in enumerate(ELEMENTS)}
-    for i, mol in enumerate(mols):
-        for atom in mol.GetAtoms():
-            out[i, index[atom.GetSymbol()]] += 1
-            out[i, 4] += atom.GetTotalNumHs()
-    return out
+    return np.array([_composition(mol) for mol in mols], dtype=np.float64).reshape(len(mols), len(COMPOSITION_NAMES))
+
+
+def _composition(mol: Chem.Mol) -> list[int]:
+    counts = [0] * len(COMPOSITION_NAMES)
+    for atom in mol.GetAtoms():
+        counts[_ELEMENT_INDEX[atom.GetSymbol()]] += 1
+        counts[-1] += atom.GetTotalNumHs()
+    return counts
 
 
 # -- features of the training oracle: Morgan counts + descriptors -------------------------------------------
@@ -134,23 +145,39 @@ _BOND_TYPES = (Chem.BondType.SINGLE, Chem.BondType.DOUBLE, Chem.BondType.TRIPLE,
 _HYBRIDIZATIONS = (Chem.HybridizationType.SP, Chem.HybridizationType.SP2, Chem.HybridizationType.SP3)
 
 
-def _descriptors(mol: Chem.Mol, counts: np.ndarray) -> list[float]:
-    atoms = list(mol.GetAtoms())
+_HYBRIDIZATION_INDEX = {kind: k for k, kind in enumerate(_HYBRIDIZATIONS)}
+_BOND_INDEX = {kind: k for k, kind in enumerate(_BOND_TYPES)}
+
+
+def _descriptors(mol: Chem.Mol) -> list[float]:
+    """The values of :data:`DESCRIPTOR_NAMES`, in order; every atom and bond is visited once."""
+    elements = [0] * len(COMPOSITION_NAMES)  # C, N, O, F, H
+    positive = negative = in_ring = 0
+    hybridizations = [0] * (len(_HYBRIDIZATIONS) + 1)  # SP, SP2, SP3, other
+    for atom in mol.GetAtoms():
+        elements[_ELEMENT_INDEX[atom.GetSymbol()]] += 1
+        elements[-1] += atom.GetTotalNumHs()
+        charge = atom.GetFormalCharge()
+        positive += charge > 0
+        negative += charge < 0
+        hybridizations[_HYBRIDIZATION_INDEX.get(atom.GetHybridization(), -1)] += 1
+        in_ring += atom.IsInRing()
+    bonds = [0] * (len(_BOND_TYPES) + 1)  # single, double, triple, aromatic, other
+    for bond in mol.GetBonds():
+        bonds[_BOND_INDEX.get(bond.GetBondType(), -1)] += 1
     ring_sizes = [len(ring) for ring in mol.GetRingInfo().AtomRings()]
-    bond_types = [bond.GetBondType() for bond in mol.GetBonds()]
-    hybridizations = [atom.GetHybridization() for atom in atoms]
     return [
-        *counts.tolist(),
-        float(len(atoms)),
-        float(sum(atom.GetFormalCharge() > 0 for atom in atoms)),
-        float(sum(atom.GetFormalCharge() < 0 for atom in atoms)),
+        *map(float, elements),
+        float(mol.GetNumAtoms()),
+        float(positive),
+        float(negative),
         float(len(ring_sizes)),
         float(rdMolDescriptors.CalcNumAromaticRings(mol)),
         *(float(ring_sizes.count(size)) for size in (3, 4, 5, 6)),
         float(sum(size >= 7 for size in ring_sizes)),
-        *(float(bond_types.count(kind)) for kind in _BOND_TYPES),
-        *(float(hybridizations.count(kind)) for kind in _HYBRIDIZATIONS),
-        float(sum(atom.IsInRing() for atom in atoms)),
+        *map(float, bonds[:-1]),
+        *map(float, hybridizations[:-1]),
+        float(in_ring),
         float(rdMolDescriptors.CalcNumRotatableBonds(mol)),
         float(rdMolDescriptors.CalcNumBridgeheadAtoms(mol)),
         float(rdMolDescriptors.CalcNumSpiroAtoms(mol)),
@@ -160,11 +187,10 @@ def _descriptors(mol: Chem.Mol, counts: np.ndarray) -> list[float]:
 
 def fingerprint_features(mols: list[Chem.Mol]) -> np.ndarray:
     """``(n, 1024 + len(DESCRIPTOR_NAMES))`` float32: log1p Morgan radius-2 counts, then raw descriptors."""
-    counts = composition(mols)
     out = np.zeros((len(mols), FINGERPRINT_BITS + len(DESCRIPTOR_NAMES)), dtype=np.float32)
     for i, mol in enumerate(mols):
         out[i, :FINGERPRINT_BITS] = np.log1p(_MORGAN.GetCountFingerprintAsNumPy(mol))
-        out[i, FINGERPRINT_BITS:] = _descriptors(mol, counts[i])
+        out[i, FINGERPRINT_BITS:] = _descriptors(mol)
     return out
 
 

@@ -13,7 +13,14 @@ import torch
 
 import morbench
 from morbench.envs.qm9.env import ASSETS_DIR, REBUILD_COMMAND, QM9Env, QM9PropertyOracle
-from morbench.envs.qm9.molecules import canonical_qm9_smiles, split_of
+from morbench.envs.qm9.molecules import (
+    DESCRIPTOR_NAMES,
+    FINGERPRINT_BITS,
+    canonical_qm9_smiles,
+    composition,
+    fingerprint_features,
+    split_of,
+)
 from morbench.envs.qm9.predictors import HARTREE_TO_EV
 from morbench.errors import AssetError
 from morbench.models import load_prior
@@ -111,6 +118,35 @@ def test_predictions_are_close_to_dft_labels_of_test_molecules(env):
         np.testing.assert_allclose(predicted[:, 0], truth[:, 0], atol=4.0)  # bohr^3
         np.testing.assert_allclose(predicted[:, 1], truth[:, 1], atol=0.8)  # eV
         np.testing.assert_allclose(predicted[:, 2], truth[:, 2], atol=0.05)  # hartree
+
+
+# the oracle's descriptor columns of four molecules that exercise every count (charges, spiro and 7+ rings, sp
+# atoms, aromatic bonds), written out by hand from their structures: a faster featurizer must give exactly these
+KNOWN_DESCRIPTORS = {
+    "[NH3+]CC(=O)[O-]": dict(count_C=2, count_N=1, count_O=2, count_H=5, heavy_atoms=5, positive_atoms=1,
+                             negative_atoms=1, single_bonds=3, double_bonds=1, sp2_atoms=3, sp3_atoms=2,
+                             rotatable_bonds=1, fraction_csp3=0.5),
+    "C1CC2(C1)CC2": dict(count_C=6, count_H=10, heavy_atoms=6, rings=2, ring_size_3=1, ring_size_4=1, single_bonds=7,
+                         sp3_atoms=6, ring_atoms=6, spiro_atoms=1, fraction_csp3=1.0),
+    "N#Cc1ccoc1": dict(count_C=5, count_N=1, count_O=1, count_H=3, heavy_atoms=7, rings=1, aromatic_rings=1,
+                       ring_size_5=1, single_bonds=1, triple_bonds=1, aromatic_bonds=5, sp_atoms=2, sp2_atoms=5,
+                       ring_atoms=5),
+    "C1CCCCCCC1": dict(count_C=8, count_H=16, heavy_atoms=8, rings=1, ring_size_7_plus=1, single_bonds=8, sp3_atoms=8,
+                       ring_atoms=8, fraction_csp3=1.0),
+}  # fmt: skip
+
+
+def test_oracle_descriptors_of_known_molecules_are_exact():
+    from rdkit import Chem
+
+    mols = [Chem.MolFromSmiles(smiles) for smiles in KNOWN_DESCRIPTORS]
+    features = fingerprint_features(mols)
+    for row, (smiles, nonzero) in zip(features, KNOWN_DESCRIPTORS.items(), strict=True):
+        expected = [float(nonzero.get(name, 0)) for name in DESCRIPTOR_NAMES]
+        assert row[FINGERPRINT_BITS:].tolist() == expected, smiles
+        assert row[:FINGERPRINT_BITS].min() >= 0 and row[:FINGERPRINT_BITS].max() > 0, smiles  # log1p of counts
+    np.testing.assert_array_equal(composition(mols), features[:, FINGERPRINT_BITS : FINGERPRINT_BITS + 5])
+    assert composition([]).shape == (0, 5) and fingerprint_features([]).shape == (0, FINGERPRINT_BITS + len(DESCRIPTOR_NAMES))
 
 
 def test_reward_transforms_point_the_documented_way(env):
