@@ -493,7 +493,86 @@ def study_report(payload: dict[str, Any], plots: dict[str, str] | None = None) -
         "",
     ]
     images = [f"![{caption}]({path})" for caption, path in (plots or {}).items()]
-    return head + lines + ([*images, ""] if images else []), verdicts
+    return head + lines + cost_section(study) + ([*images, ""] if images else []), verdicts
+
+
+def _machine(record: dict[str, Any]) -> str:
+    hardware = record.get("hardware") or {}
+    if not hardware.get("cpu_count"):
+        return "a machine its record does not name (collected before records named it)"
+    threads = hardware.get("torch_threads")
+    accelerator = hardware.get("accelerator")
+    return (
+        f"{hardware.get('processor')}, {hardware['cpu_count']} cores, {threads} torch thread"
+        f"{'' if threads == 1 else 's'} per run, device {hardware.get('device')}"
+        + (f" ({accelerator})" if accelerator not in (None, "none") else "")
+    )
+
+
+@dataclasses.dataclass
+class MeasuredCost:
+    """Wall-clock seconds a study's finished runs recorded: per row (means over its seeds) and in total."""
+
+    rows: list[tuple[str, int, float, float]]  # (row, seeds, training s / seed, evaluation s / seed)
+    runs: int  # each run once (rows that define the same run share it)
+    training_hours: float
+    evaluation_hours: float
+    machines: list[str]
+
+    @property
+    def summary(self) -> str:
+        return (
+            f"{self.runs} runs: {self.training_hours:.1f} h of training and {self.evaluation_hours:.1f} h of "
+            f"evaluation, {self.training_hours + self.evaluation_hours:.1f} run-hours in all (about half that in wall "
+            f"time on two workers), on {'; '.join(self.machines)}"
+        )
+
+
+def measured_cost(study: StudyResults) -> MeasuredCost:
+    """Training seconds once per run (its protocol record), evaluation seconds once per (run, decoding)."""
+    rows, machines = [], set()
+    training: dict[str, float] = {}  # run identity -> training seconds
+    evaluation: dict[tuple[str, str], float] = {}  # (run identity, decoding) -> evaluation seconds
+    for label in study.rows:
+        by_seed: dict[int, list[float]] = {}  # seed -> [training, evaluation summed over the decodings]
+        for decoding in study.decodings:
+            for record in study.records.get((label, decoding), []):
+                compute = record["compute"]
+                run = record.get("identity") or f"{label}/{record['seed']}"  # older records name no identity
+                seconds = by_seed.setdefault(int(record["seed"]), [0.0, 0.0])
+                if decoding == "protocol":
+                    seconds[0] = training[run] = float(compute.get("wall_seconds") or 0.0)
+                seconds[1] += float(compute.get("evaluation_seconds") or 0.0)
+                evaluation[(run, decoding)] = float(compute.get("evaluation_seconds") or 0.0)
+                machines.add(_machine(record))
+        if by_seed:
+            means = np.mean(list(by_seed.values()), axis=0)
+            rows.append((label, len(by_seed), float(means[0]), float(means[1])))
+    return MeasuredCost(
+        rows, len(training), sum(training.values()) / 3600, sum(evaluation.values()) / 3600, sorted(machines)
+    )
+
+
+def cost_section(study: StudyResults) -> list[str]:
+    """The markdown of :func:`measured_cost` (nothing when no run has finished)."""
+    cost = measured_cost(study)
+    if not cost.rows:
+        return []
+    return [
+        "#### Measured cost",
+        "",
+        _wrap(
+            f"Wall-clock seconds each finished run recorded; whatever else ran on the machine at the time is in "
+            f"them. Training once per run, evaluation summed over the decodings ({', '.join(study.decodings)}). "
+            f"So far {cost.summary}."
+        ),
+        "",
+        _table(
+            ["row", "seeds", "training s / seed", "evaluation s / seed"],
+            [[f"`{label}`", str(seeds), f"{train:,.0f}", f"{ev:,.0f}"] for label, seeds, train, ev in cost.rows],
+        ),
+        "",
+    ]
 
 
 # -- plots -----------------------------------------------------------------------------------------------------
@@ -734,6 +813,9 @@ def render_readme_block(payloads: Sequence[dict[str, Any]]) -> str:
             f" **Partial: {finished} of {planned} (row, seed) runs finished** (the study runs in seed-major chunks; "
             f"`morbench study {paper['study']}` continues it): no verdict yet."
         )
+    cost = measured_cost(study)
+    if cost.runs:
+        text += f" Measured cost so far: {cost.summary}."
     return f"{README_START}\n{_wrap(text)}\n\n{table}\n{README_END}"
 
 

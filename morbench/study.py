@@ -846,6 +846,15 @@ def _curve(run_dir: Path) -> dict[str, list[list[Any]]]:
     return thinned
 
 
+HARDWARE = ("processor", "cpu_count", "torch_threads", "device", "accelerator", "torch", "morbench")
+
+
+def run_hardware(recorded: dict[str, Any]) -> dict[str, Any]:
+    """What a compact record keeps of the machine that made a run (its run file's ``hardware``) and the commit."""
+    hardware = recorded.get("hardware") if isinstance(recorded.get("hardware"), dict) else {}
+    return {**{key: hardware.get(key) for key in HARDWARE}, "commit": recorded.get("commit")}
+
+
 def compact_records(job: StudyJob) -> tuple[list[dict[str, Any]], int]:
     """The run's compact records (protocol decoding first, then each extra evaluation) and how many are missing.
 
@@ -864,6 +873,7 @@ def compact_records(job: StudyJob) -> tuple[list[dict[str, Any]], int]:
         raise ConfigError(f"{run_dir} holds a run of other settings than the study defines; delete it")
     identity = (recorded.get("identity") or {}).get("hash")
     compute = {key: recorded.get("compute", {}).get(key) for key in COMPUTE}
+    hardware = run_hardware(recorded)
     outputs = recorded.get("outputs") or {}
     for key in ("iterations_per_expert", "iterations_per_preference", "iterations_per_policy", "n"):
         if key in outputs:
@@ -886,7 +896,7 @@ def compact_records(job: StudyJob) -> tuple[list[dict[str, Any]], int]:
             except (OSError, ValueError):
                 cached = {}
             if cached.get("evaluation_sha256") == digest and cached.get("identity") == identity:
-                records.append({**cached["record"], "identity": identity})
+                records.append({**cached["record"], "identity": identity, "hardware": hardware})
                 continue
         if decoding == "protocol":
             evaluation = read_evaluation(run_dir)  # checked against the task and re-scored
@@ -906,6 +916,7 @@ def compact_records(job: StudyJob) -> tuple[list[dict[str, Any]], int]:
             "metrics": _metrics(scored),
             "per_preference": _per_preference(scored),
             "compute": _round({**compute, "evaluation_seconds": seconds}),
+            "hardware": hardware,
             **extra,
         }
         cache.parent.mkdir(parents=True, exist_ok=True)
@@ -999,7 +1010,7 @@ def read_study(path: str | Path) -> dict[str, Any]:
     if not isinstance(payload, dict) or payload.get("format") != STUDY_FORMAT:
         raise ConfigError(
             f"{path}: format {payload.get('format') if isinstance(payload, dict) else None!r} is not "
-            f"{STUDY_FORMAT}; regenerate it with `morbench study <name> --collect`"
+            f"{STUDY_FORMAT}; regenerate it with `morbench study <name> --report`"
         )
     return payload
 

@@ -238,3 +238,30 @@ def test_the_readme_block_says_a_study_is_partial():
     payload["records"] = [r for r in payload["records"] if r["seed"] == 0]
     payload.update(complete=False, missing=12)
     assert "**Partial: 3 of 15 (row, seed) runs finished**" in render_readme_block([payload]).replace("\n", " ")
+
+
+def test_measured_cost_counts_a_shared_run_once_and_names_the_machine():
+    from morbench.findings import measured_cost, render_readme_block
+
+    payload = _methods([0.5] * 5, [0.4] * 5, [0.3] * 5)
+    payload["decodings"] = ["t0.7", "protocol"]
+    machine = {"processor": "x86_64", "cpu_count": 2, "torch_threads": 1, "device": "cpu", "accelerator": "none"}
+    for record in list(payload["records"]):
+        run = f"{record['row']}/{record['seed']}"
+        if record["row"].startswith("morlhf"):  # m-sweep's m = T is RS's run: rows that share a run count it once
+            run = f"rewarded_soups/per_expert/{record['seed']}"
+        record.update(identity=run, hardware=machine)
+        record["compute"].update(wall_seconds=360.0, evaluation_seconds=36.0)
+        payload["records"].append({**copy.deepcopy(record), "decoding": "t0.7", "temperature": 0.7})
+    cost = measured_cost(StudyResults(payload))
+    assert [(row, seeds, train, ev) for row, seeds, train, ev in cost.rows] == [
+        (f"{m}/per_expert", 5, 360.0, 72.0) for m in ("iterative_rs", "rewarded_soups", "morlhf")
+    ]
+    assert cost.runs == 10 and cost.training_hours == pytest.approx(1.0) and cost.evaluation_hours == pytest.approx(0.2)
+    assert cost.machines == ["x86_64, 2 cores, 1 torch thread per run, device cpu"]
+    block = render_readme_block([payload]).replace("\n", " ")
+    assert "10 runs: 1.0 h of training and 0.2 h of evaluation, 1.2 run-hours" in block
+    assert "x86_64, 2 cores, 1 torch thread per run" in render_findings([payload]).replace("\n", " ")
+    for record in payload["records"]:  # records collected before they named their machine say so
+        del record["hardware"]
+    assert measured_cost(StudyResults(payload)).machines[0].startswith("a machine its record does not name")

@@ -121,6 +121,34 @@ def test_smoke_studies_complete_with_both_decodings(smoke_root):
     assert protocol["M=1,m=2"]["compute"]["sampled_tokens"] < 0.6 * protocol["m=2"]["compute"]["sampled_tokens"]
 
 
+def test_every_record_names_the_machine_and_code_that_made_its_run(smoke_root):
+    """The costs the findings state are wall-clock seconds: each record says on what they were measured."""
+    import morbench
+    from morbench.runs import hardware_info
+
+    machine = hardware_info()
+    for record in _study_json(smoke_root, "paper-qm9")["records"]:
+        hardware = record["hardware"]
+        assert hardware["cpu_count"] == machine["cpu_count"] and hardware["processor"] == machine["processor"]
+        assert hardware["torch_threads"] == 1 and hardware["device"] == "cpu"
+        assert hardware["morbench"] == morbench.__version__ and "commit" in hardware
+
+
+def test_a_study_json_of_another_format_is_refused_with_a_command_that_exists(tmp_path, capsys):
+    from morbench.cli import main
+    from morbench.study import read_study
+
+    path = tmp_path / "study.json"
+    path.write_text(json.dumps({"format": 0, "records": []}))
+    with pytest.raises(ConfigError, match="format 0 is not") as refused:
+        read_study(path)
+    command = str(refused.value).rsplit("`", 2)[1].replace("<name>", "paper-qm9").split()
+    assert command[:2] == ["morbench", "study"]
+    with pytest.raises(SystemExit) as help_exit:
+        main([*command[1:], "--help"])
+    assert help_exit.value.code == 0 and all(flag in capsys.readouterr().out for flag in command[3:])
+
+
 def test_a_finished_study_is_skipped_and_its_results_are_reproduced_exactly(smoke_root):
     before = (smoke_root / "paper-qm9" / "study.json").read_bytes()
     result = run_study("paper-qm9", smoke_root / "paper-qm9", smoke=True, workers=1, threads=1, progress=False)

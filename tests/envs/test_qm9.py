@@ -146,7 +146,8 @@ def test_oracle_descriptors_of_known_molecules_are_exact():
         assert row[FINGERPRINT_BITS:].tolist() == expected, smiles
         assert row[:FINGERPRINT_BITS].min() >= 0 and row[:FINGERPRINT_BITS].max() > 0, smiles  # log1p of counts
     np.testing.assert_array_equal(composition(mols), features[:, FINGERPRINT_BITS : FINGERPRINT_BITS + 5])
-    assert composition([]).shape == (0, 5) and fingerprint_features([]).shape == (0, FINGERPRINT_BITS + len(DESCRIPTOR_NAMES))
+    assert composition([]).shape == (0, 5)
+    assert fingerprint_features([]).shape == (0, FINGERPRINT_BITS + len(DESCRIPTOR_NAMES))
 
 
 def test_reward_transforms_point_the_documented_way(env):
