@@ -156,10 +156,12 @@ class StudyResults:
         return out
 
     def compute(self, row: str) -> dict[str, Any]:
-        """Mean over seeds of the row's sampled tokens, PPO iterations and iterations per trained policy."""
+        """Mean over seeds of the row's sampled tokens, gradient steps, PPO iterations and iterations per trained
+        policy."""
         records = self.records.get((row, "protocol"), [])
         tokens = [r["compute"].get("sampled_tokens") for r in records]
         iterations = [r["compute"].get("ppo_iterations") for r in records]
+        steps = [r["compute"].get("gradient_steps") for r in records]
         per_policy = []
         for r in records:
             for key in ("iterations_per_expert", "iterations_per_preference", "iterations_per_policy"):
@@ -170,6 +172,7 @@ class StudyResults:
         return {
             "sampled_tokens": _mean([t for t in tokens if _finite(t)]),
             "ppo_iterations": _mean([t for t in iterations if _finite(t)]),
+            "gradient_steps": _mean([t for t in steps if _finite(t)]),
             "iterations_per_policy": _mean(per_policy),
             "wall_seconds": _mean([w for w in wall if _finite(w)]),
         }
@@ -246,6 +249,7 @@ def _row_table(study: StudyResults, labels: Sequence[str], decoding: str, first:
                 _interval(study.values(label, "icv_samples", decoding), 2),
                 _interval(study.values(label, "kl_to_prior", decoding), 2),
                 _count(compute["sampled_tokens"]),
+                _count(compute["gradient_steps"]),
                 _num(compute["iterations_per_policy"], 1),
                 str(len(study.values(label, "average_reward", decoding))),
             ]
@@ -256,6 +260,7 @@ def _row_table(study: StudyResults, labels: Sequence[str], decoding: str, first:
         "ICV (samples) [95% CI]",
         "KL to prior [95% CI]",
         "sampled tokens",
+        "gradient steps",
         "PPO iterations / policy",
         "seeds",
     ]
@@ -489,7 +494,9 @@ def study_report(payload: dict[str, Any], plots: dict[str, str] | None = None) -
             "missing**, the tables cover the finished ones."
         ),
         "Intervals: 95% Student-t over seeds; comparisons paired by seed. Compute per row: mean over seeds of the "
-        "sampled tokens and of the PPO iterations per trained policy (expert or preference).",
+        "sampled tokens (the budget the compute conventions match), of the optimizer steps (PPO minibatches, or "
+        "Rewards-in-Context's supervised batches: not matched) and of the PPO iterations per trained policy "
+        "(expert or preference).",
         "",
     ]
     images = [f"![{caption}]({path})" for caption, path in (plots or {}).items()]

@@ -251,7 +251,7 @@ def test_measured_cost_counts_a_shared_run_once_and_names_the_machine():
         if record["row"].startswith("morlhf"):  # m-sweep's m = T is RS's run: rows that share a run count it once
             run = f"rewarded_soups/per_expert/{record['seed']}"
         record.update(identity=run, hardware=machine)
-        record["compute"].update(wall_seconds=360.0, evaluation_seconds=36.0)
+        record["compute"].update(wall_seconds=360.0, evaluation_seconds=36.0, gradient_steps=4800)
         payload["records"].append({**copy.deepcopy(record), "decoding": "t0.7", "temperature": 0.7})
     cost = measured_cost(StudyResults(payload))
     assert [(row, seeds, train, ev) for row, seeds, train, ev in cost.rows] == [
@@ -261,7 +261,11 @@ def test_measured_cost_counts_a_shared_run_once_and_names_the_machine():
     assert cost.machines == ["x86_64, 2 cores, 1 torch thread per run, device cpu"]
     block = render_readme_block([payload]).replace("\n", " ")
     assert "10 runs: 1.0 h of training and 0.2 h of evaluation, 1.2 run-hours" in block
-    assert "x86_64, 2 cores, 1 torch thread per run" in render_findings([payload]).replace("\n", " ")
+    page = render_findings([payload])
+    assert "x86_64, 2 cores, 1 torch thread per run" in page.replace("\n", " ")
+    assert (
+        "| sampled tokens | gradient steps | PPO iterations / policy |" in page and "| 1,000 | 4,800 | 10.0 |" in page
+    )
     for record in payload["records"]:  # records collected before they named their machine say so
         del record["hardware"]
     assert measured_cost(StudyResults(payload)).machines[0].startswith("a machine its record does not name")
