@@ -491,7 +491,7 @@ def study_report(payload: dict[str, Any], plots: dict[str, str] | None = None) -
             "complete."
             if payload["complete"]
             else f"**incomplete: {payload['missing']} run(s) or evaluation(s) "
-            "missing**, the tables cover the finished ones."
+            f"missing**, the tables cover the finished ones. {_remaining(payload)}"
         ),
         "Intervals: 95% Student-t over seeds; comparisons paired by seed. Compute per row: mean over seeds of the "
         "sampled tokens (the budget the compute conventions match), of the optimizer steps (PPO minibatches, or "
@@ -501,6 +501,16 @@ def study_report(payload: dict[str, Any], plots: dict[str, str] | None = None) -
     ]
     images = [f"![{caption}]({path})" for caption, path in (plots or {}).items()]
     return head + lines + cost_section(study) + ([*images, ""] if images else []), verdicts
+
+
+def _remaining(payload: dict[str, Any]) -> str:
+    """How long the runs a study has not finished should take on two workers (an estimate; smoke: nothing)."""
+    from morbench.study import remaining_core_hours
+
+    if payload.get("scale") == "smoke":
+        return ""
+    hours = remaining_core_hours(payload) / 2
+    return f"The rest should take about {hours:.1f} h on 2 cores (estimate: docs/studies.md, section Cost)."
 
 
 def _machine(record: dict[str, Any]) -> str:
@@ -818,7 +828,7 @@ def render_readme_block(payloads: Sequence[dict[str, Any]]) -> str:
         planned = sum(len(row.get("seeds", ())) for row in paper["rows"])
         text += (
             f" **Partial: {finished} of {planned} (row, seed) runs finished** (the study runs in seed-major chunks; "
-            f"`morbench study {paper['study']}` continues it): no verdict yet."
+            f"`morbench study {paper['study']}` continues it): no verdict yet. {_remaining(paper)}"
         )
     cost = measured_cost(study)
     if cost.runs:
@@ -979,6 +989,8 @@ def study_command(args: argparse.Namespace) -> int:
         left = [o for o in result["outcomes"] if o["status"].startswith("not started")]
         if left:
             print(f"{len(left)} run(s) not started (--max-hours); the same command continues the study")
+    if not payload["complete"] and payload.get("scale") != "smoke":
+        print(_remaining(payload))
     path = study_report_files(payload, out)
     for failure in failed:
         print(f"FAILED {failure['job']}: {failure['error']}")

@@ -505,6 +505,22 @@ def _row_iterations(row: StudyRow, scale: Scale) -> float:
     return 0.0
 
 
+def row_seconds(name: str) -> dict[str, tuple[str, float]]:
+    """Estimated seconds of one seed of each row of study ``name``: ``{label: (run key, seconds)}``; rows with the
+    same run key define the same run (it runs once)."""
+    _, task = _names()[name]
+    scale = _SCALES[task]()
+    study = get_study(name)
+    measured = MEASURED_SECONDS[study.env_id]
+    evaluation = measured["evaluation"] * scale.eval_samples / 1024
+    out = {}
+    for row in study.rows:
+        key = json.dumps([row.method, row.overrides, row.sampled_tokens, row.convention], sort_keys=True)
+        seconds = _row_iterations(row, scale) * measured["iteration"] + evaluation * (1 + len(row.eval_temperatures))
+        out[row.label] = (key, seconds)
+    return out
+
+
 def estimate(name: str) -> dict[str, float]:
     """Estimated cost of study ``name`` from :data:`MEASURED_SECONDS` (an estimate, not a measurement).
 
@@ -512,18 +528,9 @@ def estimate(name: str) -> dict[str, float]:
     workers of one thread; ``hours_16_cores``: 16 Ray workers, at least the longest run; ``longest_run_hours``.
     Runs shared with another study are counted in each.
     """
-    _, task = _names()[name]
-    scale = _SCALES[task]()
-    study = get_study(name)
-    measured = MEASURED_SECONDS[study.env_id]
-    evaluation = measured["evaluation"] * scale.eval_samples / 1024
-    runs: dict[str, float] = {}
-    for row in study.rows:
-        key = json.dumps([row.method, row.overrides, row.sampled_tokens, row.convention], sort_keys=True)
-        seconds = _row_iterations(row, scale) * measured["iteration"] + evaluation * (1 + len(row.eval_temperatures))
-        runs[key] = seconds
+    runs = dict(row_seconds(name).values())
     per_seed = sum(runs.values())
-    seeds = len(scale.seeds)
+    seeds = len(_SCALES[_names()[name][1]]().seeds)
     longest = max(runs.values())
     core = per_seed * seeds
     return {
@@ -532,6 +539,20 @@ def estimate(name: str) -> dict[str, float]:
         "hours_16_cores": max(core / 16, longest) / 3600,
         "longest_run_hours": longest / 3600,
     }
+
+
+def remaining_core_hours(payload: dict[str, Any]) -> float:
+    """Estimated core-hours of the runs a (paper, m-sweep or frontier scale) study.json does not hold yet: each
+    (row, seed) without a protocol record, runs shared by several rows once."""
+    done = {(r["row"], int(r["seed"])) for r in payload["records"] if r.get("decoding") == "protocol"}
+    left: dict[tuple[str, int], float] = {}
+    estimated = row_seconds(payload["study"])
+    for row in payload["rows"]:
+        key, seconds = estimated[row["label"]]
+        for seed in row.get("seeds", ()):
+            if (row["label"], int(seed)) not in done:
+                left[(key, int(seed))] = seconds
+    return sum(left.values()) / 3600
 
 
 # -- jobs ------------------------------------------------------------------------------------------------------
@@ -856,7 +877,9 @@ HARDWARE = ("processor", "cpu_count", "torch_threads", "device", "accelerator", 
 
 def run_hardware(recorded: dict[str, Any]) -> dict[str, Any]:
     """What a compact record keeps of the machine that made a run (its run file's ``hardware``) and the commit."""
-    hardware = recorded.get("hardware") if isinstance(recorded.get("hardware"), dict) else {}
+    hardware = recorded.get("hardware")
+    if not isinstance(hardware, dict):
+        hardware = {}
     return {**{key: hardware.get(key) for key in HARDWARE}, "commit": recorded.get("commit")}
 
 

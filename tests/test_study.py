@@ -300,6 +300,25 @@ def test_the_documented_costs_are_the_estimates():
         assert row in text, row
 
 
+def test_the_remaining_estimate_counts_each_unfinished_run_once():
+    from morbench.study import estimate, remaining_core_hours
+
+    for name in SMOKE:
+        rows = [row.to_dict() for row in get_study(name).rows]
+        payload = {"study": name, "rows": rows, "records": []}
+        assert remaining_core_hours(payload) == pytest.approx(estimate(name)["core_hours"])  # shared runs once
+        seeds = sorted({seed for row in rows for seed in row["seeds"]})
+        payload["records"] = [
+            {"row": row["label"], "seed": seeds[0], "decoding": decoding}
+            for row in rows
+            for decoding in ("protocol", "t0.7")
+        ]
+        left = estimate(name)["core_hours"] * (len(seeds) - 1) / len(seeds)
+        assert remaining_core_hours(payload) == pytest.approx(left)
+        payload["records"] = [r for r in payload["records"] if r["decoding"] == "t0.7"]  # a run ends with its protocol
+        assert remaining_core_hours(payload) == pytest.approx(estimate(name)["core_hours"])
+
+
 def test_collecting_again_without_the_score_cache_gives_the_same_study_json(smoke_root):
     from morbench.study import collect_study
 
