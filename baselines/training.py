@@ -46,6 +46,7 @@ from morbench.registry import make, spec_to_dict
 from morbench.runs import (
     CURVE_FILE,
     atomic_write_bytes,
+    git_commit,
     identity_difference,
     remove_tree,
     resolve_device,
@@ -181,6 +182,7 @@ class RunContext:
         self.curve: list[dict[str, Any]] = []
         self.ledger = {"sampled_tokens": 0, "gradient_steps": 0, "ppo_iterations": 0, "wall_seconds": 0.0}
         self._started = time.perf_counter()
+        git_commit()  # read the checkout's commit now: run.json records the code this run started with
         self._bar: tqdm | None = None
         self.checkpoint_seconds = CHECKPOINT_SECONDS if checkpoint_seconds is None else float(checkpoint_seconds)
         self._last_checkpoint = self._started

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import errno
+import functools
 import gzip
 import hashlib
 import json
@@ -127,22 +128,33 @@ def hardware_info(device: Any = None) -> dict[str, Any]:
     return info
 
 
-def git_commit() -> str | None:
-    """The commit of the morbench checkout, if it is one."""
+def describe_checkout(directory: str | Path) -> str | None:
+    """``git`` HEAD of the checkout holding ``directory``; ``-dirty`` is appended when tracked files differ from it.
+
+    None outside a checkout (or without git).
+    """
     import subprocess
 
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], capture_output=True, text=True, check=True, timeout=5, cwd=directory)
+        return done.stdout.strip()
+
     try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=5,
-            cwd=Path(__file__).resolve().parent,
-        )
-        return out.stdout.strip() or None
+        head = git("rev-parse", "HEAD")
+        dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
     except (OSError, subprocess.SubprocessError):
         return None
+    return f"{head}-dirty" if head and dirty else head or None
+
+
+@functools.cache
+def git_commit() -> str | None:
+    """The commit of the morbench checkout this process runs, read once (the first run of a process pins it).
+
+    The code a process has loaded does not change when the checkout moves on while it runs: a long study records
+    the commit it started with, not a later one.
+    """
+    return describe_checkout(Path(__file__).resolve().parent)
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:

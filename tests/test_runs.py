@@ -215,3 +215,36 @@ def test_benchmark_refuses_to_reuse_runs_of_other_settings_and_reports_each_run(
     with pytest.raises(ConfigError, match=rf"(?s)made with other settings.*eval_samples: {n} -> {n + 1}"):
         run_benchmark("smoke", tmp_path, methods=["prior"], workers=1, threads=1, progress=False, plots=False)
     assert (tmp_path / "benchmark.json").read_bytes() == before  # refused before any work
+
+
+def test_the_recorded_commit_is_read_once_and_says_when_the_tree_differs(tmp_path, monkeypatch):
+    """A study ran for hours while its checkout took new commits: its runs recorded whatever HEAD was when each
+    finished, not the code they ran. The commit is read once per process; uncommitted changes add ``-dirty``."""
+    import subprocess
+
+    from morbench import runs
+
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    git("init", "-q")
+    git("-c", "user.email=a@b", "-c", "user.name=a", "commit", "-q", "--allow-empty", "-m", "one")
+    (tmp_path / "f.py").write_text("x = 1\n")
+    head = runs.describe_checkout(tmp_path)
+    assert head is not None and len(head) == 40  # an untracked file is not a change to the recorded code
+    git("add", "f.py")
+    assert runs.describe_checkout(tmp_path) == f"{head}-dirty"
+    assert runs.describe_checkout(tmp_path / "..") in (None, runs.describe_checkout(tmp_path / ".."))  # no crash
+
+    first = runs.git_commit()
+
+    real_run = subprocess.run
+
+    def moved_on(command, *args, **kwargs):
+        assert command[0] != "git", "git was asked again"
+        return real_run(command, *args, **kwargs)
+
+    monkeypatch.setattr(subprocess, "run", moved_on)
+    assert runs.git_commit() == first
+    assert runs.write_run(tmp_path / "run", {"status": "complete"}).exists()
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["commit"] == first
