@@ -168,13 +168,11 @@ class StudyResults:
                 value = r["compute"].get(key)
                 if isinstance(value, dict) and value:
                     per_policy.append(float(np.mean([v for v in value.values() if _finite(v)])))
-        wall = [r["compute"].get("wall_seconds") for r in records]
         return {
             "sampled_tokens": _mean([t for t in tokens if _finite(t)]),
             "ppo_iterations": _mean([t for t in iterations if _finite(t)]),
             "gradient_steps": _mean([t for t in steps if _finite(t)]),
             "iterations_per_policy": _mean(per_policy),
-            "wall_seconds": _mean([w for w in wall if _finite(w)]),
         }
 
     def decoding_label(self, decoding: str) -> str:
@@ -559,8 +557,8 @@ def measured_cost(study: StudyResults) -> MeasuredCost:
                 seconds = by_seed.setdefault(int(record["seed"]), [0.0, 0.0])
                 if decoding == "protocol":
                     seconds[0] = training[run] = float(compute.get("wall_seconds") or 0.0)
-                seconds[1] += float(compute.get("evaluation_seconds") or 0.0)
                 evaluation[(run, decoding)] = float(compute.get("evaluation_seconds") or 0.0)
+                seconds[1] += evaluation[(run, decoding)]
                 machines.add(_machine(record))
         if by_seed:
             means = np.mean(list(by_seed.values()), axis=0)
