@@ -379,13 +379,27 @@ def _in_flight(names: Sequence[str]) -> str:
     return "running: " + ", ".join(names) if names else ""
 
 
-def _started_in_time(deadline: float | None) -> bool:
-    """Whether a new run may still start (``deadline``: a ``time.monotonic()`` value; None: no limit)."""
-    return deadline is None or time.monotonic() < deadline
+Expected = Callable[[Any], float | None]  # a job's estimated seconds (None: no estimate)
 
 
-def _not_started(job: Job) -> dict[str, Any]:
-    return {"job": job.name, "status": "not started (time limit)", "seconds": 0.0}
+def _refused_start(job: Any, deadline: float | None, expected: Expected | None) -> dict[str, Any] | None:
+    """None if ``job`` may start now, else its "not started" outcome.
+
+    ``deadline`` is a ``time.monotonic()`` value (None: no limit). A run starts only before it and, where
+    ``expected`` estimates its seconds, only if it should finish by it: a chunk then ends near its limit instead of
+    one long run past it (what is left of a session would kill that run and lose its work). The time left only
+    shrinks, so a refused run would never start later in the same call.
+    """
+    if deadline is None:
+        return None
+    left = deadline - time.monotonic()
+    if left <= 0:
+        return {"job": job.name, "status": "not started (time limit)", "seconds": 0.0}
+    seconds = None if expected is None else expected(job)
+    if seconds is not None and seconds > left:
+        status = f"not started (estimated {seconds / 3600:.2f} h, more than the {left / 3600:.2f} h left)"
+        return {"job": job.name, "status": status, "seconds": 0.0, "estimated_seconds": seconds}
+    return None
 
 
 def _run_local(
@@ -394,6 +408,7 @@ def _run_local(
     progress: bool,
     fn: Callable[[Any], dict[str, Any]] = run_job,
     deadline: float | None = None,
+    expected: Expected | None = None,
 ) -> list[dict[str, Any]]:
     results = []
     bar = tqdm(total=len(jobs), desc="benchmark", unit="run", disable=not progress)
@@ -406,8 +421,8 @@ def _run_local(
 
     if workers <= 1:
         for job in jobs:
-            if not _started_in_time(deadline):
-                finished(_not_started(job))
+            if refused := _refused_start(job, deadline, expected):
+                finished(refused)
                 continue
             bar.set_postfix_str(_in_flight([job.name]))
             outcome = fn(job)
@@ -422,10 +437,10 @@ def _run_local(
             while queue or pending:
                 while queue and len(pending) < workers:
                     job = queue.pop(0)
-                    if _started_in_time(deadline):
-                        pending[pool.submit(fn, job)] = job
+                    if refused := _refused_start(job, deadline, expected):
+                        finished(refused)
                     else:
-                        finished(_not_started(job))
+                        pending[pool.submit(fn, job)] = job
                 if not pending:
                     continue
                 done, _ = futures.wait(pending, timeout=1.0, return_when=futures.FIRST_COMPLETED)
@@ -444,6 +459,7 @@ def _run_ray(
     fn: Callable[[Any], dict[str, Any]] = run_job,
     deadline: float | None = None,
     workers: int | None = None,
+    expected: Expected | None = None,
 ) -> list[dict[str, Any]]:
     try:
         import ray
@@ -463,11 +479,11 @@ def _run_ray(
         while queue or refs:
             while queue and len(refs) < limit:
                 job = queue.pop(0)
-                if _started_in_time(deadline):
-                    refs.append(remote.remote(job))
-                else:
-                    results.append(_not_started(job))
+                if refused := _refused_start(job, deadline, expected):
+                    results.append(refused)
                     bar.update(1)
+                else:
+                    refs.append(remote.remote(job))
             if not refs:
                 continue
             done, refs = ray.wait(refs, num_returns=1)
@@ -490,17 +506,19 @@ def run_jobs(
     progress: bool = True,
     fn: Callable[[Any], dict[str, Any]] = run_job,
     deadline: float | None = None,
+    expected: Expected | None = None,
 ) -> list[dict[str, Any]]:
     """Run ``fn(job)`` (default :func:`run_job`) for every job on the local pool or Ray; one outcome per job.
 
     ``fn`` must be a picklable module-level function that never raises and returns ``{"job", "status",
-    "seconds", ...}``. With ``deadline`` (a ``time.monotonic()`` value) no run starts after it: those jobs get the
-    status ``"not started (time limit)"`` and the same command continues them later.
+    "seconds", ...}``. With ``deadline`` (a ``time.monotonic()`` value) no run starts after it, nor one that
+    ``expected(job)`` (its estimated seconds, or None) says would end after it; the next job in order that fits
+    starts instead. Jobs left get a status starting with ``"not started"``; the same command continues them later.
     """
     if executor == "local":
-        return _run_local(list(jobs), workers or 1, progress, fn, deadline)
+        return _run_local(list(jobs), workers or 1, progress, fn, deadline, expected)
     if executor == "ray":
-        return _run_ray(list(jobs), ray_address, progress, fn, deadline, workers)
+        return _run_ray(list(jobs), ray_address, progress, fn, deadline, workers, expected)
     raise ConfigError(f"unknown executor {executor!r}; use 'local' or 'ray'")
 
 

@@ -924,7 +924,12 @@ def add_study_parsers(sub: Any) -> None:
     study.add_argument("name", help=" | ".join(STUDIES))
     study.add_argument("--smoke", action="store_true", help="the seconds scale (Motifs-v0, one seed): a pipeline test")
     study.add_argument("--out", type=output_dir, default=None, help="default: results/studies/<name>[-smoke]")
-    study.add_argument("--max-hours", type=float, default=None, help="start no run after this many hours")
+    study.add_argument(
+        "--max-hours",
+        type=float,
+        default=None,
+        help="start no run that its estimate says would end after this many hours (docs/studies.md)",
+    )
     study.add_argument("--executor", choices=("local", "ray"), default="local")
     study.add_argument("--workers", type=positive_int, default=None, help="local processes (default: min(2, cores))")
     study.add_argument("--ray-address", default=None)
@@ -987,6 +992,14 @@ def study_command(args: argparse.Namespace) -> int:
         left = [o for o in result["outcomes"] if o["status"].startswith("not started")]
         if left:
             print(f"{len(left)} run(s) not started (--max-hours); the same command continues the study")
+            too_long = [
+                o["estimated_seconds"] / 3600 for o in left if o.get("estimated_seconds", 0) > args.max_hours * 3600
+            ]
+            if too_long:
+                print(
+                    f"{len(too_long)} of them are estimated to take longer than --max-hours {args.max_hours:g} "
+                    f"itself: they start only in a chunk of at least {max(too_long):.2f} h"
+                )
     if not payload["complete"] and payload.get("scale") != "smoke":
         print(_remaining(payload))
     path = study_report_files(payload, out)

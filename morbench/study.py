@@ -4,10 +4,11 @@
 and compute convention on one env), each over seeds. It reuses the benchmark's machinery
 (:mod:`morbench.benchmark`: :class:`~morbench.benchmark.Job`, :func:`~morbench.benchmark.run_job`, the local and
 Ray executors, run identities): finished runs are skipped, interrupted ones resume from their checkpoint, and a
-run directory made with other settings is refused before any work starts. ``--max-hours H`` starts no run after
-``H`` hours, so a long study is run in chunks whose finished runs can be committed in between (the same command
-continues it). Runs are ordered seed-major (every row of seed 0 first), so a partial study is a complete
-comparison over fewer seeds.
+run directory made with other settings is refused before any work starts. ``--max-hours H`` starts no run that
+its estimate says would end after ``H`` hours, so a long study is run in chunks of at most about ``H`` hours whose
+finished runs can be committed in between (the same command continues it). Runs are ordered seed-major (every
+row of seed 0 first, longest first within a seed), so a partial study is close to a complete comparison over fewer
+seeds.
 
 Layout under ``results/studies/`` (a study's output is ``<name>/``, ``<name>-smoke/`` for ``--smoke``; runs are
 pooled next to it, keyed by their identity, so studies share the runs they have in common):
@@ -521,6 +522,13 @@ def row_seconds(name: str) -> dict[str, tuple[str, float]]:
     return out
 
 
+def row_estimates(study: Study) -> dict[str, float] | None:
+    """Estimated seconds of one run of each row of ``study`` (by label); None at the smoke scale (no prices)."""
+    if study.scale == "smoke":
+        return None
+    return {label: seconds for label, (_, seconds) in row_seconds(study.name).items()}
+
+
 def estimate(name: str) -> dict[str, float]:
     """Estimated cost of study ``name`` from :data:`MEASURED_SECONDS` (an estimate, not a measurement).
 
@@ -752,7 +760,9 @@ def run_study(
 ) -> dict[str, Any]:
     """Run (or continue) study ``name``, then write ``out/study.json``; returns ``{"outcomes", "study"}``.
 
-    ``max_hours``: no run starts after that many hours (those runs are left for the next call). The compact
+    ``max_hours``: no run starts after that many hours, nor one whose estimate (:func:`row_estimates`; a run
+    resumed from a checkpoint is charged its whole estimate) says it would end after them: the next run that fits
+    starts instead, and the rest are left for the next call. Within a seed the runs go longest first. The compact
     results cover every run finished so far.
     """
     from morbench.runs import resolve_device
@@ -782,11 +792,16 @@ def run_study(
             kept.append({"job": job.name, "status": "kept (compact records in a committed study.json)", "seconds": 0.0})
         else:
             unique.append(job)
+    estimates = row_estimates(study)
+    expected = None
+    if estimates is not None:  # longest first within a seed, so that a chunk starts its long runs while it has time
+        unique.sort(key=lambda job: (job.job.seed, -estimates[job.row]))
+        expected = lambda job: estimates[job.row]  # noqa: E731
     deadline = None if max_hours is None else time.monotonic() + max_hours * 3600
     start = time.perf_counter()
     with RunLock(out, what="study"):
         outcomes = kept + run_jobs(
-            unique, executor, workers, ray_address, progress, fn=run_study_job, deadline=deadline
+            unique, executor, workers, ray_address, progress, fn=run_study_job, deadline=deadline, expected=expected
         )
         log = {
             "study": name,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import json
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -163,6 +164,64 @@ def test_max_hours_stops_new_runs_and_the_same_command_continues(tmp_path):
     assert {o["status"] for o in result["outcomes"]} == {"not started (time limit)"}
     payload = result["study"]
     assert not payload["complete"] and payload["records"] == [] and payload["missing"] > 0
+
+
+def _ran(job):
+    return {"job": job.name, "status": "ok", "seconds": 0.0}
+
+
+def test_a_run_that_would_end_after_the_time_limit_does_not_start_and_a_shorter_one_does():
+    """A chunk must end near its limit: a run started late would be killed with the session and lose its work."""
+    from types import SimpleNamespace
+
+    from morbench.benchmark import run_jobs
+
+    jobs = [SimpleNamespace(name="long", seconds=7200.0), SimpleNamespace(name="short", seconds=60.0)]
+    outcomes = run_jobs(
+        jobs, workers=1, progress=False, fn=_ran, deadline=time.monotonic() + 3600, expected=lambda j: j.seconds
+    )
+    assert outcomes[0]["status"].startswith("not started (estimated 2.00 h, more than the 1.00 h left")
+    assert outcomes[0]["estimated_seconds"] == 7200.0
+    assert outcomes[1]["status"] == "ok"
+    unknown = run_jobs(jobs, workers=1, progress=False, fn=_ran, deadline=time.monotonic() + 3600)
+    assert [o["status"] for o in unknown] == ["ok", "ok"]  # no estimate: only the deadline counts
+    late = run_jobs(jobs, workers=1, progress=False, fn=_ran, deadline=time.monotonic() - 1, expected=lambda j: 0.0)
+    assert [o["status"] for o in late] == ["not started (time limit)"] * 2
+
+
+def test_a_paper_scale_chunk_starts_its_longest_runs_first_and_none_that_would_overrun(tmp_path, monkeypatch, capsys):
+    import morbench.study as study_module
+    from morbench.study import row_estimates
+
+    started = []
+
+    def pretend(job):
+        started.append(job)
+        return _ran(job)
+
+    monkeypatch.setattr(study_module, "run_study_job", pretend)
+    result = run_study("paper-qm9", tmp_path / "paper-qm9", workers=1, threads=1, progress=False, max_hours=1.0)
+    estimates = row_estimates(get_study("paper-qm9"))
+    assert max(estimates, key=estimates.get) == "rewards_in_context/total"
+    outcomes = result["outcomes"]
+    assert outcomes[0]["job"].endswith("[rewards_in_context/total]")  # seed 0's longest run is considered first
+    assert outcomes[0]["status"].startswith("not started (estimated")
+    seeds = [job.job.seed for job in started]
+    assert seeds == sorted(seeds) and len(set(seeds)) == 5
+    for seed in set(seeds):
+        row_hours = [estimates[job.row] for job in started if job.job.seed == seed]
+        assert row_hours == sorted(row_hours, reverse=True) and max(row_hours) <= 3600
+    refused = {o["job"].rsplit("[", 1)[1].rstrip("]") for o in outcomes if o["status"].startswith("not started")}
+    assert refused == {label for label, seconds in estimates.items() if seconds > 3600}
+
+    from morbench.cli import main
+
+    assert (
+        main(["study", "paper-qm9", "--out", str(tmp_path / "cli"), "--max-hours", "1", "--quiet", "--workers", "1"])
+        == 0
+    )
+    longest = max(estimates.values()) / 3600
+    assert f"start only in a chunk of at least {longest:.2f} h" in capsys.readouterr().out
 
 
 def test_reevaluation_at_the_protocol_temperature_reproduces_the_runs_evaluation(smoke_root, tmp_path):
