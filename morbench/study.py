@@ -573,6 +573,8 @@ class StudyJob:
     eval_temperatures: tuple[float, ...]
     evaluations: tuple[str, ...]  # one folder per temperature, in that order
     compact: str = ""  # the folder of the run's scored compact records (one file per decoding)
+    part: str = ""  # its leaderboard part (morbench.leaderboard.parts), or "" for none
+    ledger: str = ""  # the ledger that verifies the part
 
     @property
     def name(self) -> str:
@@ -599,14 +601,18 @@ def pool_of(out: Path) -> Path:
     return Path(out).resolve().parent
 
 
-def study_jobs(study: Study, out: Path, threads: int = 1, device: str = "cpu") -> list[StudyJob]:
+def study_jobs(
+    study: Study, out: Path, threads: int = 1, device: str = "cpu", ledger: str | Path | None = None
+) -> list[StudyJob]:
     """The study's jobs, seed-major (every row of the first seed, then the next seed).
 
     Runs live in the pool next to ``out`` (:func:`pool_of`): ``runs/<env>/<method>/<run key>/seed_<s>``,
     ``evaluations/t<T>/...`` and their scored compact records ``compact/...``, so studies share the runs they have
-    in common.
+    in common. With a ``ledger``, the runs of a ``paper-*`` study (not the smoke scale) also get a leaderboard part,
+    ``parts/<env>/<method>/<run key>/seed_<s>.json.gz``, verified into that ledger when the run finishes.
     """
     pool = pool_of(out)
+    parts = ledger is not None and study.scale != "smoke" and _names()[study.name][0] == "paper"
     jobs = []
     seeds = sorted({seed for row in study.rows for seed in row.seeds})
     for seed in seeds:
@@ -632,7 +638,10 @@ def study_jobs(study: Study, out: Path, threads: int = 1, device: str = "cpu") -
                 str(pool / "evaluations" / temperature_key(t) / relative) for t in row.eval_temperatures
             )
             compact = str(pool / "compact" / relative)
-            jobs.append(StudyJob(job, row.label, tuple(row.eval_temperatures), evaluations, compact))
+            part = str(pool / "parts" / relative.parent / f"seed_{seed}.json.gz") if parts else ""
+            jobs.append(
+                StudyJob(job, row.label, tuple(row.eval_temperatures), evaluations, compact, part, str(ledger or ""))
+            )
     labels = [row.label for row in study.rows]
     if len(set(labels)) != len(labels) or len({row.folder for row in study.rows}) != len(labels):
         raise ConfigError(f"study {study.name!r} has rows with the same label or folder: {labels}")
@@ -653,6 +662,8 @@ def run_study_job(job: StudyJob) -> dict[str, Any]:
         ]
         step = "scoring"
         compact_records(job)  # scored here, in parallel, and cached for collect_study
+        step = "verifying its leaderboard part"
+        bank_study_part(job)
     except Exception as exc:
         return {
             **outcome,
@@ -663,6 +674,29 @@ def run_study_job(job: StudyJob) -> dict[str, Any]:
     if any(made) and outcome["status"].startswith("skipped"):
         outcome = {**outcome, "status": "ok"}
     return {**outcome, "seconds": outcome["seconds"] + time.perf_counter() - start}
+
+
+def bank_study_part(job: StudyJob) -> bool:
+    """Make and verify the finished run's leaderboard part (:func:`morbench.leaderboard.parts.bank_part`) if the job
+    has one and it is not verified yet; whether one was made."""
+    if not job.part:
+        return False
+    from morbench.leaderboard.parts import bank_part
+
+    seed = job.job.seed
+    description = f"morbench study row {job.row}, seed {seed}: one seed of a paper-scale entry (a part)"
+    return bank_part(job.job.out, job.part, f"{job.row} seed {seed}", description, job.ledger) is not None
+
+
+def default_ledger() -> Path | None:
+    """The leaderboard's ledger (``leaderboard/verified.json`` found from the current directory), or None."""
+    from morbench.leaderboard.submit import find_board
+    from morbench.leaderboard.verify import LEDGER_FILE
+
+    try:
+        return find_board() / LEDGER_FILE
+    except MorbenchError:
+        return None
 
 
 def _rebuilt_policy(job: Job, record: dict[str, Any], task: Any, prior: Any, scratch: Path) -> Any:
@@ -757,8 +791,12 @@ def run_study(
     progress: bool = True,
     threads: int | None = None,
     device: str = "cpu",
+    ledger: str | Path | None = None,
 ) -> dict[str, Any]:
     """Run (or continue) study ``name``, then write ``out/study.json``; returns ``{"outcomes", "study"}``.
+
+    ``ledger``: where the leaderboard parts of a paper study are verified (default: the leaderboard's
+    ``verified.json`` found from the current directory; none found: no parts).
 
     ``max_hours``: no run starts after that many hours, nor one whose estimate (:func:`row_estimates`; a run
     resumed from a checkpoint is charged its whole estimate) says it would end after them: the next run that fits
@@ -779,7 +817,7 @@ def run_study(
         workers = workers or max(1, min(2, os.cpu_count() or 1))
         threads = threads or max(1, (os.cpu_count() or 1) // workers)
     device = str(resolve_device(device))
-    jobs = study_jobs(study, out, threads=threads, device=device)
+    jobs = study_jobs(study, out, threads=threads, device=device, ledger=default_ledger() if ledger is None else ledger)
     check_existing_runs([j.job for j in jobs])
     committed = committed_records(out)
     unique, seen, kept = [], set(), []
@@ -796,7 +834,8 @@ def run_study(
     expected = None
     if estimates is not None:  # longest first within a seed, so that a chunk starts its long runs while it has time
         unique.sort(key=lambda job: (job.job.seed, -estimates[job.row]))
-        expected = lambda job: estimates[job.row]  # noqa: E731
+        # a run finished in this checkout only has its leftovers to do (scoring, its part): seconds
+        expected = lambda job: 0.0 if (Path(job.job.out) / RUN_FILE).is_file() else estimates[job.row]  # noqa: E731
     deadline = None if max_hours is None else time.monotonic() + max_hours * 3600
     start = time.perf_counter()
     with RunLock(out, what="study"):

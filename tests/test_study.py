@@ -224,6 +224,31 @@ def test_a_paper_scale_chunk_starts_its_longest_runs_first_and_none_that_would_o
     assert f"start only in a chunk of at least {longest:.2f} h" in capsys.readouterr().out
 
 
+def test_the_runs_of_paper_studies_bank_a_leaderboard_part_that_is_verified_when_made(smoke_root, tmp_path):
+    """A paper study's runs lose their weights with their checkout: each gets a part, verified right away
+    (merging verified parts into a ranked entry: tests/leaderboard/test_parts.py)."""
+    import dataclasses
+
+    from morbench.errors import SubmissionError
+    from morbench.study import bank_study_part, run_study_job
+
+    ledger = tmp_path / "verified.json"
+    paper = study_jobs(get_study("paper-qm9"), tmp_path / "paper-qm9", ledger=ledger)
+    assert all(j.part.endswith(f"seed_{j.job.seed}.json.gz") and j.ledger == str(ledger) for j in paper)
+    assert len({j.part for j in paper}) == len({j.job.out for j in paper})  # one part per run
+    assert not any(j.part for j in study_jobs(get_study("m-sweep"), tmp_path / "m-sweep", ledger=ledger))
+    assert not any(j.part for j in study_jobs(get_study("paper-qm9"), tmp_path / "paper-qm9"))  # no ledger
+    smoke = study_jobs(get_study("paper-qm9", smoke=True), smoke_root / "paper-qm9", ledger=ledger)
+    assert not any(j.part for j in smoke)  # the smoke scale's runs are no leaderboard entries
+    # a run that cannot be an entry (8 samples per preference) leaves no part and fails its study job clearly
+    job = dataclasses.replace(smoke[0], part=str(tmp_path / "parts" / "seed_0.json.gz"), ledger=str(ledger))
+    with pytest.raises(SubmissionError, match=r"did not verify: .*8 samples per preference"):
+        bank_study_part(job)
+    assert not Path(job.part).exists()
+    outcome = run_study_job(job)
+    assert outcome["status"] == "failed" and outcome["error"].startswith("verifying its leaderboard part: ")
+
+
 def test_reevaluation_at_the_protocol_temperature_reproduces_the_runs_evaluation(smoke_root, tmp_path):
     """The rebuilt policies (interpolated experts, MORLHF's nearest preference, the prior) are the runs' own."""
     from morbench.runs import read_evaluation

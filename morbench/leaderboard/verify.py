@@ -14,6 +14,11 @@ protocol, re-scoring), then re-produces every seed's samples from what the file'
 * ``policy``, ``how="artifacts"``: loads the declared safetensors model folders (sha256-checked), builds the
   serving rule of :mod:`morbench.serving` and re-samples.
 
+* ``parts``: every seed's entry (in its context: env, method, config, protocol, budget, that seed's artifacts) is
+  one a passing record of the same ledger re-produced, seed by seed (its ``seed_digests``): a submission
+  assembled from verified one-seed files (a study's runs, verified in the session that made them, whose weights are
+  not kept) needs no second re-production.
+
 The re-sampled sequences must equal the submitted ones exactly (per seed, preference and index). KL to the prior
 is recomputed from the verifier's own log-probabilities, and sampling wall time (re-training: oracle calls,
 sampled tokens and wall time too) is measured. The outcome goes to the ledger ``leaderboard/verified.json``,
@@ -56,6 +61,7 @@ __all__ = [
     "default_ledger",
     "passing_record",
     "read_ledger",
+    "seed_digest",
     "trusted_digests",
     "verify_file",
     "verify_submission",
@@ -152,6 +158,48 @@ def trusted_digests(entries: dict[str, dict[str, Any]]) -> set[str]:
         if isinstance(error, (int, float)) and not isinstance(error, bool) and 0 <= error <= TRUSTED_CLAIM_ERROR:
             trusted.add(sha)
     return trusted
+
+
+REPRODUCED = ("retrain", "artifacts", "resample")  # the ways that re-produce samples themselves
+
+
+def seed_digest(submission: dict[str, Any], seed: int) -> str:
+    """sha256 of one seed's entry in its context: what a passing record vouches for, seed by seed.
+
+    The context is everything that says what the samples are: the env, method, objective names, config, protocol
+    and provenance (budget, env kwargs, sample count), with the artifacts of this seed only, so an entry keeps its
+    digest when it moves to a file with other seeds, and loses it with any change to it or to what it claims to be.
+    """
+    provenance = dict(submission.get("provenance") or {})
+    artifacts = [a for a in provenance.pop("artifacts", None) or [] if isinstance(a, dict) and a.get("seed") == seed]
+    entries = [e for e in submission["seeds"] if e.get("seed") == seed]
+    context = {
+        k: submission.get(k) for k in ("schema_version", "env", "method", "objective_names", "config", "protocol")
+    }
+    payload = {"context": context, "provenance": provenance, "artifacts": artifacts, "entries": entries}
+    return content_sha256(json.dumps(payload, sort_keys=True, ensure_ascii=True, allow_nan=True).encode())
+
+
+def _vouched_seeds(validated: ValidatedSubmission, entries: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+    """Per seed, the passing record that re-produced this very entry (None unless every seed has one)."""
+    vouching: dict[str, tuple[str, dict[str, Any]]] = {}
+    for sha, record in entries.items():
+        if passing_record(entries, sha) is None or record.get("how") not in REPRODUCED:
+            continue
+        for seed, digest in (record.get("seed_digests") or {}).items():
+            vouching.setdefault(digest, (sha, {**((record.get("seeds") or {}).get(seed) or {}), "seed": seed}))
+    seeds: dict[str, Any] = {}
+    for seed in validated.seeds:
+        found = vouching.get(seed_digest(validated.submission, seed))
+        if found is None or found[1]["seed"] != str(seed):
+            return None
+        sha, info = found
+        source = entries[sha]
+        seeds[str(seed)] = {
+            **{k: v for k, v in info.items() if k != "seed"},
+            "part": {"sha256": sha, "file": source.get("file"), "how": source.get("how"), "date": source.get("date")},
+        }
+    return seeds
 
 
 # -- comparing samples ----------------------------------------------------------------------------------------
@@ -362,9 +410,17 @@ def _kl(record: dict[str, Any], task: Any) -> float | None:
 
 
 def verify_submission(
-    validated: ValidatedSubmission, artifacts: str | Path | None = None, retrain: bool = False, progress: bool = False
+    validated: ValidatedSubmission,
+    artifacts: str | Path | None = None,
+    retrain: bool = False,
+    progress: bool = False,
+    ledger: dict[str, dict[str, Any]] | None = None,
 ) -> tuple[str, dict[str, Any]]:
-    """Re-produce every seed's samples; returns (how, per-seed measurements) or raises VerificationError."""
+    """Re-produce every seed's samples; returns (how, per-seed measurements) or raises VerificationError.
+
+    With ``ledger`` (its entries) and neither ``artifacts`` nor ``retrain``, a baseline submission whose every
+    seed entry a passing record re-produced is verified from those records (``how="parts"``).
+    """
     kind = validated.kind
     if kind == "legacy":
         raise VerificationError(
@@ -379,6 +435,10 @@ def verify_submission(
     artifacts = Path(artifacts) if artifacts is not None else None
     if artifacts is not None and not artifacts.is_dir():
         raise VerificationError(f"--artifacts {artifacts}: no such directory")
+    if kind == "baseline" and ledger and artifacts is None and not retrain:
+        vouched = _vouched_seeds(validated, ledger)
+        if vouched is not None:
+            return "parts", vouched
     if kind == "baseline":
         method = _provenance(validated)["method"]
         if retrain and method not in UNTRAINED_METHODS:
@@ -462,8 +522,9 @@ def verify_file(
         error = validated.claims_error
         # lets the builder take the claims for these bytes (None: some claim missing, e.g. no judge rewards)
         record["claims_max_error"] = error if error is not None and np.isfinite(error) else None
-        how, seeds = verify_submission(validated, artifacts, retrain, progress)
-        record.update(verdict="verified", how=how, seeds=seeds)
+        how, seeds = verify_submission(validated, artifacts, retrain, progress, read_ledger(ledger_path))
+        digests = {str(seed): seed_digest(validated.submission, seed) for seed in validated.seeds}
+        record.update(verdict="verified", how=how, seeds=seeds, seed_digests=digests)
     except SubmissionError as exc:  # VerificationError included
         record.update(verdict="failed", how=how, message=str(exc)[:4000])
     record["seconds"] = round(time.perf_counter() - started, 3)
