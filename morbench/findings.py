@@ -939,6 +939,14 @@ def add_study_parsers(sub: Any) -> None:
         action="store_true",
         help="run nothing: collect the finished runs into study.json and write <out>/findings.md and <out>/plots/",
     )
+    study.add_argument(
+        "--submit",
+        action="store_true",
+        help="run nothing: merge each row's verified leaderboard parts (every seed) into an entry of the board and "
+        "verify it (then `morbench leaderboard build`); --force replaces entries of the same name",
+    )
+    study.add_argument("--force", action="store_true", help="with --submit: replace the entries of the same names")
+    study.add_argument("--board", default=None, help="with --submit: the board folder (default: found from here)")
     study.add_argument("--quiet", action="store_true")
     findings = sub.add_parser(
         "findings", help="regenerate docs/findings.md and the README's headline block from results/studies/"
@@ -973,6 +981,18 @@ def study_command(args: argparse.Namespace) -> int:
     if args.max_hours is not None and not (math.isfinite(args.max_hours) and args.max_hours > 0):
         raise ConfigError(f"--max-hours {args.max_hours} must be a positive number of hours")
     failed = []
+    if args.submit:
+        from morbench.study import submit_study
+
+        if args.smoke:
+            raise ConfigError("--submit: the smoke scale makes no leaderboard entries")
+        outcomes = submit_study(args.name, out, board=args.board, force=args.force)
+        for outcome in outcomes:
+            print(
+                f"{outcome['row']}: {outcome['status']}"
+                + (f" ({outcome['how']}) {outcome['file']}" if "file" in outcome else "")
+            )
+        return 1 if any(o["status"] == "failed" for o in outcomes) else 0
     if args.report:
         payload = collect_study(args.name, out, smoke=args.smoke)
     else:

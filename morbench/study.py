@@ -62,6 +62,7 @@ __all__ = [
     "get_study",
     "run_study",
     "study_jobs",
+    "submit_study",
 ]
 
 STUDY_FORMAT = 1  # the format of study.json
@@ -686,6 +687,66 @@ def bank_study_part(job: StudyJob) -> bool:
     seed = job.job.seed
     description = f"morbench study row {job.row}, seed {seed}: one seed of a paper-scale entry (a part)"
     return bank_part(job.job.out, job.part, f"{job.row} seed {seed}", description, job.ledger) is not None
+
+
+def submit_study(
+    name: str, out: str | Path | None = None, board: str | Path | None = None, force: bool = False
+) -> list[dict[str, Any]]:
+    """Merge each row's verified parts into a leaderboard entry and verify it from the ledger (``how="parts"``).
+
+    Rows with a verified part for every seed are written to ``<board>/submissions/<env>/`` as
+    ``<method> <study> <convention>`` (``force``: replace an entry of that name); the prior's rows are skipped
+    (its samples do not depend on the scale: the board's untuned-prior entry is the same policy). Returns one
+    ``{"row", "status", ...}`` per row.
+    """
+    from morbench.leaderboard.parts import merge_parts, part_is_verified
+    from morbench.leaderboard.schema import dumps_submission, env_stem, submission_slug
+    from morbench.leaderboard.submit import _check_target, find_board
+    from morbench.leaderboard.verify import LEDGER_FILE, verify_file
+
+    study = get_study(name)
+    board = Path(board) if board is not None else find_board()
+    ledger = board / LEDGER_FILE
+    out = Path(out if out is not None else default_out(name))
+    jobs = study_jobs(study, out, ledger=ledger)
+    if not any(job.part for job in jobs):
+        raise ConfigError(f"study {name!r} makes no leaderboard parts (only the paper-scale studies do)")
+    outcomes: list[dict[str, Any]] = []
+    for row in study.rows:
+        parts = [job.part for job in jobs if job.row == row.label]
+        if row.method == "prior":
+            outcomes.append({"row": row.label, "status": "skipped (the untuned prior: the board's prior entry)"})
+            continue
+        missing = [part for part in parts if not part_is_verified(part, ledger)]
+        if missing:
+            outcomes.append({"row": row.label, "status": f"skipped ({len(missing)} of {len(parts)} seeds lack a part)"})
+            continue
+        method, convention = row.method, row.convention
+        entry = f"{method} {name} {convention}"
+        description = (
+            f"morbench study {name}, row {row.label}: {study.description} Budget {row.sampled_tokens:,} sampled "
+            f"tokens ({convention} convention), {row.eval_samples:,} samples per preference, seeds "
+            f"{', '.join(map(str, row.seeds))}; merged from one-seed parts verified when their runs finished"
+        )
+        folder = board / "submissions" / env_stem(row.env_id)
+        target = folder / f"{submission_slug(entry)}.json.gz"
+        replaced = _check_target(folder, target, entry, row.env_id, force)
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(target, dumps_submission(merge_parts(parts, entry, description)))
+        for old in replaced:
+            if old != target:
+                old.unlink()
+        verified = verify_file(target, ledger=ledger)
+        outcomes.append(
+            {
+                "row": row.label,
+                "status": verified.verdict,
+                "how": verified.how,
+                "file": str(target),
+                "sha256": verified.sha256,
+            }
+        )
+    return outcomes
 
 
 def default_ledger() -> Path | None:

@@ -91,3 +91,41 @@ def test_parts_of_different_runs_or_the_same_seed_do_not_merge(parts: tuple[Path
         merge_parts([paths[0], odd], "Mixed", "")
     with pytest.raises(SubmissionError, match="no parts"):
         merge_parts([], "Nothing", "")
+
+
+def test_the_study_command_submits_each_row_whose_every_seed_has_a_verified_part(
+    parts: tuple[Path, list[Path]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`morbench study paper-qm9 --submit`: rows with every seed's part become verified entries; the rest wait."""
+    import morbench.study as study_module
+    from morbench.cli import main
+    from morbench.study import Study, StudyRow, study_jobs
+
+    from .conftest import SOUP
+
+    board, paths = parts
+    rows = (
+        StudyRow("rewarded_soups/total", "rewarded_soups", ENV_ID, 10_000, 512, dict(SOUP)),
+        StudyRow("morlhf/total", "morlhf", ENV_ID, 10_000, 512, dict(SOUP)),
+        StudyRow("prior/total", "prior", ENV_ID, 10_000, 512, {}),
+    )
+    study = Study("paper-qm9", "paper", ENV_ID, "A stand-in for the paper study.", rows)
+    monkeypatch.setattr(study_module, "get_study", lambda name, smoke=False: study)
+    out = tmp_path / "studies" / "paper-qm9"
+    for job in study_jobs(study, out, ledger=board / "verified.json"):
+        if job.row == "rewarded_soups/total":  # the parts land where the study's runs would have made them
+            Path(job.part).parent.mkdir(parents=True, exist_ok=True)
+            Path(job.part).write_bytes(paths[job.job.seed].read_bytes())
+        elif job.row == "morlhf/total" and job.job.seed < 2:
+            Path(job.part).parent.mkdir(parents=True, exist_ok=True)
+            Path(job.part).write_bytes(b"not a verified part")
+    submit = ["study", "paper-qm9", "--out", str(out), "--submit", "--board", str(board)]
+    assert main(submit) == 0
+    printed = capsys.readouterr().out
+    assert "rewarded_soups/total: verified (parts)" in printed
+    assert "morlhf/total: skipped (5 of 5 seeds lack a part)" in printed
+    assert "prior/total: skipped (the untuned prior" in printed
+    entry = board / "submissions" / STEM / "rewarded_soups-paper-qm9-total.json.gz"
+    assert [s["seed"] for s in read_submission(entry)["seeds"]] == [0, 1, 2, 3, 4]
+    assert main(submit) == 2 and "pass --force to replace it" in capsys.readouterr().err
+    assert main([*submit, "--force"]) == 0
