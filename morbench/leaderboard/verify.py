@@ -15,7 +15,7 @@ protocol, re-scoring), then re-produces every seed's samples from what the file'
   serving rule of :mod:`morbench.serving` and re-samples.
 
 * ``parts``: every seed's entry (in its context: env, method, config, protocol, budget, that seed's artifacts) is
-  one a passing record of the same ledger re-produced, seed by seed (its ``seed_digests``): a submission
+  one a passing record of the same ledger vouches for, seed by seed (its ``seed_digests``): a submission
   assembled from verified one-seed files (a study's runs, verified in the session that made them, whose weights are
   not kept) needs no second re-production.
 
@@ -160,9 +160,6 @@ def trusted_digests(entries: dict[str, dict[str, Any]]) -> set[str]:
     return trusted
 
 
-REPRODUCED = ("retrain", "artifacts", "resample")  # the ways that re-produce samples themselves
-
-
 def seed_digest(submission: dict[str, Any], seed: int) -> str:
     """sha256 of one seed's entry in its context: what a passing record vouches for, seed by seed.
 
@@ -184,7 +181,9 @@ def _vouched_seeds(validated: ValidatedSubmission, entries: dict[str, dict[str, 
     """Per seed, the passing record that re-produced this very entry (None unless every seed has one)."""
     vouching: dict[str, tuple[str, dict[str, Any]]] = {}
     for sha, record in entries.items():
-        if passing_record(entries, sha) is None or record.get("how") not in REPRODUCED:
+        # every passing record vouches: one made from parts was written only while a re-producing record of the
+        # same entries existed, so re-verifying a file (which replaces its record) never breaks the chain
+        if passing_record(entries, sha) is None:
             continue
         for seed, digest in (record.get("seed_digests") or {}).items():
             vouching.setdefault(digest, (sha, {**((record.get("seeds") or {}).get(seed) or {}), "seed": seed}))

@@ -42,6 +42,8 @@ def test_an_entry_merged_from_verified_parts_is_ranked_without_its_runs(parts: t
     from morbench.leaderboard.build import build_leaderboard
 
     board, paths = parts
+    again = verify_file(paths[3], ledger=board / "verified.json")  # a part verified again replaces its record...
+    assert again.ok and again.how == "parts"
     merged = merge_parts(list(reversed(paths)), "Soup from parts", "merged")
     assert [s["seed"] for s in merged["seeds"]] == [0, 1, 2, 3, 4]
     assert [a["seed"] for a in merged["provenance"]["artifacts"]] == [0, 1, 2, 3, 4]
@@ -49,7 +51,14 @@ def test_an_entry_merged_from_verified_parts_is_ranked_without_its_runs(parts: t
     entry.write_bytes(dumps_submission(merged))
     outcome = verify_file(entry)  # the board's ledger; no artifacts, nothing re-trained
     assert outcome.ok and outcome.how == "parts", outcome.record
-    assert {seed["part"]["how"] for seed in outcome.record["seeds"].values()} == {"artifacts"}
+    vouchers = {seed: info["part"]["how"] for seed, info in outcome.record["seeds"].items()}
+    assert vouchers == {
+        "0": "artifacts",
+        "1": "artifacts",
+        "2": "artifacts",
+        "3": "parts",
+        "4": "artifacts",
+    }  # ...and still vouches
     assert all(seed["kl_to_prior"] is not None for seed in outcome.record["seeds"].values())
     build_leaderboard(board / "submissions", board)
     ranked = (board / "README.md").read_text().partition("### Unranked")[0]
