@@ -15,6 +15,7 @@ the committed ``leaderboard/README.md`` and ``leaderboard/site/`` byte for byte.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import shutil
 import tempfile
@@ -32,6 +33,7 @@ from morbench.leaderboard.render import (
     PRIMARY_METRIC,
     EnvBoard,
     LeaderboardEntry,
+    budget_label,
     render_html,
     render_markdown,
     render_plot_svg,
@@ -258,20 +260,38 @@ def build_boards(
         by_env[hit.env_id].append(hit.entry)
     boards = []
     for env_id in sorted(by_env):
-        ranked = [entry for entry in by_env[env_id] if entry.reason is None]
-        unranked = [entry for entry in by_env[env_id] if entry.reason is not None]
-        ranked.sort(key=_ranking_key)
-        unranked.sort(key=_ranking_key)
-        for rank, entry in enumerate(ranked, start=1):
-            entry.rank = rank
-        rank_groups(ranked)
-        if ranked:
-            leader = _per_seed(ranked[0], PRIMARY_METRIC)
-            for entry in ranked[1:]:
-                entry.vs_leader = difference_interval(_per_seed(entry, PRIMARY_METRIC), leader)
+        by_budget: dict[str, list[LeaderboardEntry]] = defaultdict(list)
+        for entry in by_env[env_id]:
+            if entry.reason is None:
+                by_budget[json.dumps(entry.budget, sort_keys=True)].append(entry)
+        tracks = [
+            (budget_label(group[0].budget), _ranked(group)) for group in sorted(by_budget.values(), key=_track_order)
+        ]
+        ranked = [entry for _, entries in tracks for entry in entries]
+        unranked = sorted((entry for entry in by_env[env_id] if entry.reason is not None), key=_ranking_key)
         task = tasks[env_id] if env_id in tasks else TaskCache().get(env_id, f"the board of {env_id}")
-        boards.append(EnvBoard(env_id, task, ranked, unranked))
+        boards.append(EnvBoard(env_id, task, ranked, unranked, tracks))
     return boards
+
+
+def _track_order(entries: list[LeaderboardEntry]) -> tuple[bool, int, int, str]:
+    """Budget tracks from the smallest budget up; entries of unknown budget last."""
+    budget = entries[0].budget or {}
+    tokens, calls = budget.get("sampled_tokens"), budget.get("oracle_calls")
+    return (not budget, tokens if tokens is not None else 2**62, calls if calls is not None else 2**62, str(budget))
+
+
+def _ranked(entries: list[LeaderboardEntry]) -> list[LeaderboardEntry]:
+    """The entries of one budget in ranking order, with their ranks, rank groups and difference to the leader."""
+    entries = sorted(entries, key=_ranking_key)
+    for rank, entry in enumerate(entries, start=1):
+        entry.rank = rank
+    rank_groups(entries)
+    if entries:
+        leader = _per_seed(entries[0], PRIMARY_METRIC)
+        for entry in entries[1:]:
+            entry.vs_leader = difference_interval(_per_seed(entry, PRIMARY_METRIC), leader)
+    return entries
 
 
 def render_files(boards: list[EnvBoard]) -> dict[str, bytes]:

@@ -90,6 +90,23 @@ class LeaderboardEntry:
         return value.get("low"), value.get("high")
 
     @property
+    def budget(self) -> dict[str, Any] | None:
+        """The training budget of a baseline entry: sampled tokens, oracle calls and compute convention.
+
+        None for any other entry: what it trained on is not known.
+        """
+        provenance = self.submission.get("provenance")
+        if not isinstance(provenance, dict) or provenance.get("kind") != "baseline":
+            return None
+        budget = provenance.get("budget")
+        budget = budget if isinstance(budget, dict) else {}
+        return {
+            "sampled_tokens": budget.get("sampled_tokens"),
+            "oracle_calls": budget.get("oracle_calls"),
+            "convention": provenance.get("compute_convention") or budget.get("convention") or "total",
+        }
+
+    @property
     def kl_verified(self) -> bool:
         """Whether the KL to the prior comes from a verification (re-produced samples), not from the claims."""
         return self.verification is not None
@@ -103,6 +120,8 @@ class EnvBoard:
     task: Any
     ranked: list[LeaderboardEntry]
     unranked: list[LeaderboardEntry]
+    # the ranked entries by training budget (label, entries), each ranked on its own; one track: one table
+    tracks: list[tuple[str, list[LeaderboardEntry]]] = dataclasses.field(default_factory=list)
 
     @property
     def stem(self) -> str:
@@ -113,6 +132,25 @@ class EnvBoard:
     def entries(self) -> list[LeaderboardEntry]:
         """Ranked entries first, then unranked ones."""
         return [*self.ranked, *self.unranked]
+
+
+def budget_label(budget: dict[str, Any] | None) -> str:
+    """How a budget track is named on the board."""
+    if budget is None:
+        return "not a baseline: training budget not known"
+    parts = [
+        f"{budget[k]:,} {what}"
+        for k, what in (("sampled_tokens", "sampled tokens"), ("oracle_calls", "oracle calls"))
+        if budget.get(k) is not None
+    ]
+    return f"{' and '.join(parts) or 'no budget limit'} ({budget['convention']} convention)"
+
+
+TRACKS_NOTE = (
+    "Entries of different training budgets are never ranked against each other: each budget (sampled tokens, "
+    "oracle calls, compute convention) has its own ranked table, and entries whose budget is not known (not a "
+    "re-produced baseline) have theirs."
+)
 
 
 # -- escaping -------------------------------------------------------------------------------------------------
@@ -337,7 +375,11 @@ def _markdown_env(board: EnvBoard) -> list[str]:
         f"{task.protocol.samples_per_preference} samples per preference.",
         "",
     ]
-    if board.ranked:
+    if len(board.tracks) > 1:
+        lines += [TRACKS_NOTE, ""]
+        for label, entries in board.tracks:
+            lines += [f"### Budget: {md(label)}", "", *_markdown_table(entries), ""]
+    elif board.ranked:
         lines += [*_markdown_table(board.ranked), ""]
     else:
         lines += [f"No ranked submission yet ({_rank_rule()}).", ""]
@@ -534,6 +576,8 @@ def _details(entry: LeaderboardEntry, board: EnvBoard) -> list[str]:
     else:
         code = "none given"
     status = f"rank {entry.rank}, group {entry.group}" if entry.rank is not None else f"unranked: {entry.reason}"
+    if entry.rank is not None and len(board.tracks) > 1:
+        status += f" among the entries of budget {budget_label(entry.budget)}"
     config = json.dumps(submission.get("config") or {}, indent=2, sort_keys=True, ensure_ascii=False)
     env = submission["env"]
     items = [
@@ -579,7 +623,13 @@ def _html_env(board: EnvBoard) -> list[str]:
         f"{len(task.preference_grid)} preferences; protocol: {task.protocol.samples_per_preference} samples per "
         "preference. Click a column header to sort.</p>",
     ]
-    if board.ranked:
+    if len(board.tracks) > 1:
+        section.append(f"<p>{h(TRACKS_NOTE)}</p>")
+        for i, (label, entries) in enumerate(board.tracks):
+            section.append(f"<h3>Budget: {h(label)}</h3>")
+            caption = f"{board.env_id}, budget {label}: ranked by {PRIMARY_METRIC}"
+            section += _html_table(entries, board, caption, f"t-{board.stem}-{i}")
+    elif board.ranked:
         section += _html_table(board.ranked, board, f"{board.env_id}: ranked by {PRIMARY_METRIC}", f"t-{board.stem}")
     else:
         section.append(f"<p>No ranked submission yet ({h(_rank_rule())}).</p>")

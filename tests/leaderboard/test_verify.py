@@ -383,3 +383,47 @@ def test_claims_shifted_within_the_tolerance_are_rescored_not_trusted(
     claimed = sum(np.sum(entry["rewards"]) for entry in nudged["seeds"][0]["preferences"])
     scored = sum(np.sum(entry["rewards"]) for entry in nudged_result.evaluations[0]["preferences"])
     assert scored < claimed
+
+
+def test_entries_of_different_budgets_are_never_ranked_against_each_other(
+    ranked_board: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """A verified baseline trained on ten times the budget must not top the table of the others: each budget
+    (sampled tokens, oracle calls, convention) is ranked on its own; a single-budget board renders as before."""
+    from morbench.leaderboard.cache import CachedEntry
+    from morbench.leaderboard.render import render_html, render_markdown
+
+    board, _ = copy_board(ranked_board, tmp_path)
+    report = validate_files(sorted((board / "submissions").rglob("*.json.gz")))
+    ledger = read_ledger(board / "verified.json")
+    (single,) = build_boards(report.valid, ledger)
+    assert len(single.tracks) == 1 and single.ranked[0].rank == 1
+    assert "### Budget" not in render_markdown([single]) and "Budget:" not in render_html([single])
+
+    soup_entry = single.ranked[0]
+    bigger = copy.deepcopy(soup_entry)
+    bigger.submission["name"] = "Soup on ten times the tokens"
+    bigger.submission["provenance"]["budget"] = {"sampled_tokens": 1_000_000, "oracle_calls": None}
+    for result in bigger.results:
+        result["hypervolume"] += 1.0  # better by far: it would lead a single table
+    bigger.summary["hypervolume"] = {**bigger.summary["hypervolume"], "mean": soup_entry.mean("hypervolume") + 1.0}
+    policy = copy.deepcopy(soup_entry)
+    policy.submission["name"] = "A policy"
+    policy.submission["provenance"] = {"kind": "policy", "models": [{"path": "m"}], "serving": "single"}
+    cached = [CachedEntry("x", e.name, ENV_ID, e) for e in (bigger, policy)]
+    (board_of_three,) = build_boards(report.valid, ledger, cached=cached)
+    labels = [label for label, _ in board_of_three.tracks]
+    assert labels == [  # from the smallest budget up; unknown last
+        "1,000,000 sampled tokens (total convention)",
+        "no budget limit (total convention)",
+        "not a baseline: training budget not known",
+    ]
+    assert [[(e.name, e.rank, e.group) for e in entries] for _, entries in board_of_three.tracks] == [
+        [("Soup on ten times the tokens", 1, 1)],
+        [("Soup", 1, 1)],
+        [("A policy", 1, 1)],
+    ]
+    assert all(e.vs_leader is None for e in board_of_three.ranked)  # every one leads its own table
+    text = render_markdown([board_of_three])
+    assert text.count("### Budget: ") == 3 and "never ranked against each other" in text
+    assert render_html([board_of_three]).count("<h3>Budget: ") == 3
