@@ -639,7 +639,9 @@ def study_jobs(
                 str(pool / "evaluations" / temperature_key(t) / relative) for t in row.eval_temperatures
             )
             compact = str(pool / "compact" / relative)
-            part = str(pool / "parts" / relative.parent / f"seed_{seed}.json.gz") if parts else ""
+            # the prior's samples do not depend on the scale: the board's prior entry is its entry (no part)
+            banked = parts and row.method != "prior"
+            part = str(pool / "parts" / relative.parent / f"seed_{seed}.json.gz") if banked else ""
             jobs.append(
                 StudyJob(job, row.label, tuple(row.eval_temperatures), evaluations, compact, part, str(ledger or ""))
             )
