@@ -14,20 +14,16 @@ seed's samples, claims, config, budget or env makes it fall back to re-producing
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from morbench.errors import SubmissionError
 from morbench.leaderboard.schema import content_sha256, dumps_submission, parse_submission
-from morbench.leaderboard.verify import VerifyOutcome, passing_record, read_ledger, verify_file
+from morbench.leaderboard.verify import VerifyOutcome, entry_context, passing_record, read_ledger, verify_file
 from morbench.runs import EVALUATION_FILE, RUN_FILE, atomic_write_bytes
 
 __all__ = ["bank_part", "merge_parts", "part_is_verified"]
-
-_SEED_FIELDS = ("seeds",)  # what differs between the parts of one entry (and their provenance's artifacts)
-_TOP_FIELDS = ("schema_version", "method", "env", "objective_names", "config", "protocol")
 
 
 def part_is_verified(path: str | Path, ledger: str | Path) -> bool:
@@ -63,11 +59,6 @@ def bank_part(
     return outcome
 
 
-def _context(submission: dict[str, Any]) -> str:
-    provenance = {k: v for k, v in (submission.get("provenance") or {}).items() if k != "artifacts"}
-    return json.dumps([{k: submission.get(k) for k in _TOP_FIELDS}, provenance], sort_keys=True)
-
-
 def merge_parts(paths: Sequence[str | Path], name: str, description: str) -> dict[str, Any]:
     """One submission named ``name`` holding the seeds of the parts at ``paths``.
 
@@ -85,7 +76,7 @@ def merge_parts(paths: Sequence[str | Path], name: str, description: str) -> dic
     entries: list[dict[str, Any]] = []
     artifacts: list[dict[str, Any]] = []
     for path, part in parts:
-        if _context(part) != _context(first):
+        if entry_context(part) != entry_context(first):
             raise SubmissionError(
                 f"{path} and {first_path} differ in env, method, config, protocol or provenance: not one entry"
             )
@@ -98,7 +89,7 @@ def merge_parts(paths: Sequence[str | Path], name: str, description: str) -> dic
     commits = {part["morbench"].get("commit") for _, part in parts}
     versions = {part["morbench"].get("version") for _, part in parts}
     merged = {
-        **{k: v for k, v in first.items() if k not in _SEED_FIELDS},
+        **{k: v for k, v in first.items() if k != "seeds"},
         "name": name,
         "description": description,
         "morbench": {
@@ -107,9 +98,6 @@ def merge_parts(paths: Sequence[str | Path], name: str, description: str) -> dic
         },
         "seeds": sorted(entries, key=lambda e: e["seed"]),
     }
-    if "provenance" in first and first["provenance"] is not None and "artifacts" in first["provenance"]:
-        merged["provenance"] = {
-            **first["provenance"],
-            "artifacts": sorted(artifacts, key=lambda a: a.get("seed", -1)),
-        }
+    if (first.get("provenance") or {}).get("artifacts") is not None:
+        merged["provenance"] = {**first["provenance"], "artifacts": sorted(artifacts, key=lambda a: a.get("seed", -1))}
     return merged

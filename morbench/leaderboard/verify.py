@@ -160,6 +160,18 @@ def trusted_digests(entries: dict[str, dict[str, Any]]) -> set[str]:
     return trusted
 
 
+SEED_CONTEXT_FIELDS = ("schema_version", "env", "method", "objective_names", "config", "protocol")
+
+
+def entry_context(submission: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """What every seed entry of a submission claims to be.
+
+    Its top-level fields of :data:`SEED_CONTEXT_FIELDS`, and its provenance without the per-seed ``artifacts``.
+    """
+    provenance = {k: v for k, v in (submission.get("provenance") or {}).items() if k != "artifacts"}
+    return {k: submission.get(k) for k in SEED_CONTEXT_FIELDS}, provenance
+
+
 def seed_digest(submission: dict[str, Any], seed: int) -> str:
     """sha256 of one seed's entry in its context: what a passing record vouches for, seed by seed.
 
@@ -167,18 +179,19 @@ def seed_digest(submission: dict[str, Any], seed: int) -> str:
     and provenance (budget, env kwargs, sample count), with the artifacts of this seed only, so an entry keeps its
     digest when it moves to a file with other seeds, and loses it with any change to it or to what it claims to be.
     """
-    provenance = dict(submission.get("provenance") or {})
-    artifacts = [a for a in provenance.pop("artifacts", None) or [] if isinstance(a, dict) and a.get("seed") == seed]
+    context, provenance = entry_context(submission)
+    artifacts = (submission.get("provenance") or {}).get("artifacts") or []
+    artifacts = [a for a in artifacts if isinstance(a, dict) and a.get("seed") == seed]
     entries = [e for e in submission["seeds"] if e.get("seed") == seed]
-    context = {
-        k: submission.get(k) for k in ("schema_version", "env", "method", "objective_names", "config", "protocol")
-    }
     payload = {"context": context, "provenance": provenance, "artifacts": artifacts, "entries": entries}
     return content_sha256(json.dumps(payload, sort_keys=True, ensure_ascii=True, allow_nan=True).encode())
 
 
 def _vouched_seeds(validated: ValidatedSubmission, entries: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
-    """Per seed, the passing record that re-produced this very entry (None unless every seed has one)."""
+    """Per seed, what the passing record that vouches for this very entry measured; None unless every seed has one.
+
+    A digest covers its seed number, so a record can only vouch for the same seed.
+    """
     vouching: dict[str, tuple[str, dict[str, Any]]] = {}
     for sha, record in entries.items():
         # every passing record vouches: one made from parts was written only while a re-producing record of the
@@ -186,16 +199,16 @@ def _vouched_seeds(validated: ValidatedSubmission, entries: dict[str, dict[str, 
         if passing_record(entries, sha) is None:
             continue
         for seed, digest in (record.get("seed_digests") or {}).items():
-            vouching.setdefault(digest, (sha, {**((record.get("seeds") or {}).get(seed) or {}), "seed": seed}))
+            vouching.setdefault(digest, (sha, (record.get("seeds") or {}).get(seed) or {}))
     seeds: dict[str, Any] = {}
     for seed in validated.seeds:
         found = vouching.get(seed_digest(validated.submission, seed))
-        if found is None or found[1]["seed"] != str(seed):
+        if found is None:
             return None
         sha, info = found
         source = entries[sha]
         seeds[str(seed)] = {
-            **{k: v for k, v in info.items() if k != "seed"},
+            **info,
             "part": {"sha256": sha, "file": source.get("file"), "how": source.get("how"), "date": source.get("date")},
         }
     return seeds
