@@ -946,6 +946,12 @@ def add_study_parsers(sub: Any) -> None:
         "verify it (then `morbench leaderboard build`); --force replaces entries of the same name",
     )
     study.add_argument("--force", action="store_true", help="with --submit: replace the entries of the same names")
+    study.add_argument(
+        "--bank-parts",
+        action="store_true",
+        help="also re-run the runs finished in another checkout that lack a verified leaderboard part; each must "
+        "reproduce its committed records before its part is banked (paper studies; --max-hours applies)",
+    )
     study.add_argument("--board", default=None, help="with --submit: the board folder (default: found from here)")
     study.add_argument("--quiet", action="store_true")
     findings = sub.add_parser(
@@ -981,6 +987,8 @@ def study_command(args: argparse.Namespace) -> int:
     if args.max_hours is not None and not (math.isfinite(args.max_hours) and args.max_hours > 0):
         raise ConfigError(f"--max-hours {args.max_hours} must be a positive number of hours")
     failed = []
+    if args.bank_parts and (args.submit or args.report):
+        raise ConfigError("--bank-parts runs the runs whose parts are missing; --submit and --report run nothing")
     if args.submit:
         from morbench.study import submit_study
 
@@ -1006,6 +1014,7 @@ def study_command(args: argparse.Namespace) -> int:
             max_hours=args.max_hours,
             progress=not args.quiet,
             device=args.device,
+            bank_parts=args.bank_parts,
         )
         payload = result["study"]
         failed = [o for o in result["outcomes"] if o["status"] == "failed"]

@@ -576,6 +576,9 @@ class StudyJob:
     compact: str = ""  # the folder of the run's scored compact records (one file per decoding)
     part: str = ""  # its leaderboard part (morbench.leaderboard.parts), or "" for none
     ledger: str = ""  # the ledger that verifies the part
+    # a re-run of a run finished in another checkout (``--bank-parts``): the compact records committed for it, which
+    # the re-run must reproduce (:func:`check_reproduced`) before its part is banked
+    committed: tuple[dict[str, Any], ...] = ()
 
     @property
     def name(self) -> str:
@@ -664,7 +667,10 @@ def run_study_job(job: StudyJob) -> dict[str, Any]:
             for temperature, folder in zip(job.eval_temperatures, job.evaluations, strict=True)
         ]
         step = "scoring"
-        compact_records(job)  # scored here, in parallel, and cached for collect_study
+        records, _ = compact_records(job)  # scored here, in parallel, and cached for collect_study
+        if job.committed:
+            step = "reproducing its committed records"
+            check_reproduced(records, job.committed)
         step = "verifying its leaderboard part"
         bank_study_part(job)
     except Exception as exc:
@@ -677,6 +683,52 @@ def run_study_job(job: StudyJob) -> dict[str, Any]:
     if any(made) and outcome["status"].startswith("skipped"):
         outcome = {**outcome, "status": "ok"}
     return {**outcome, "seconds": outcome["seconds"] + time.perf_counter() - start}
+
+
+UNTIMED = ("wall_seconds", "evaluation_seconds")
+
+
+def reproducible(record: dict[str, Any]) -> dict[str, Any]:
+    """What a re-run of a run must reproduce of its compact record: all but the seconds it took and the machine
+    and commit it names (``hardware``)."""
+    kept = {key: value for key, value in record.items() if key not in ("hardware", "row", "seed")}
+    kept["compute"] = {key: value for key, value in (record.get("compute") or {}).items() if key not in UNTIMED}
+    return kept
+
+
+def _difference(here: Any, there: Any, path: str = "") -> str | None:
+    """The first place where two JSON values differ, as ``path: here vs there``, or None."""
+    if isinstance(here, dict) and isinstance(there, dict):
+        for key in sorted(set(here) | set(there)):
+            if key not in here or key not in there:
+                shown = ["absent" if key not in side else repr(side[key]) for side in (here, there)]
+                return f"{path}{key}: {shown[0]} vs {shown[1]}"
+            if (found := _difference(here[key], there[key], f"{path}{key}.")) is not None:
+                return found
+        return None
+    if isinstance(here, list) and isinstance(there, list) and len(here) == len(there):
+        for i, (a, b) in enumerate(zip(here, there, strict=True)):
+            if (found := _difference(a, b, f"{path}{i}.")) is not None:
+                return found
+        return None
+    return None if here == there else f"{path.rstrip('.') or 'value'}: {here!r} vs {there!r}"
+
+
+def check_reproduced(records: Sequence[dict[str, Any]], committed: Sequence[dict[str, Any]]) -> None:
+    """Raise :class:`~morbench.errors.ConfigError` naming the first difference unless the re-run's ``records`` equal
+    the ``committed`` ones (:func:`reproducible`: seconds and machine aside), decoding by decoding."""
+    made = {record["decoding"]: record for record in records}
+    for old in committed:
+        new = made.get(old["decoding"])
+        if new is None:
+            raise ConfigError(f"the re-run has no {old['decoding']} record to compare with the committed one")
+        if (found := _difference(reproducible(new), reproducible(old))) is not None:
+            raise ConfigError(
+                f"the re-run does not reproduce the record committed for it ({old['decoding']} decoding, "
+                f"re-run vs committed: {found}); the committed record stays and no part is banked. Code that "
+                "changed the run's numbers since it was committed, or a machine that computes differently, makes "
+                "this; re-run the study in a new folder to measure it anew"
+            )
 
 
 def bank_study_part(job: StudyJob) -> bool:
@@ -855,11 +907,16 @@ def run_study(
     threads: int | None = None,
     device: str = "cpu",
     ledger: str | Path | None = None,
+    bank_parts: bool = False,
 ) -> dict[str, Any]:
     """Run (or continue) study ``name``, then write ``out/study.json``; returns ``{"outcomes", "study"}``.
 
     ``ledger``: where the leaderboard parts of a paper study are verified (default: the leaderboard's
     ``verified.json`` found from the current directory; none found: no parts).
+
+    ``bank_parts``: also re-run the runs that finished in another checkout (their weights are gone) and have no
+    verified leaderboard part; each re-run must reproduce the records committed for it (:func:`check_reproduced`)
+    before its part is banked, and the committed records stay in study.json.
 
     ``max_hours``: no run starts after that many hours, nor one whose estimate (:func:`row_estimates`; a run
     resumed from a checkpoint is charged its whole estimate) says it would end after them: the next run that fits
@@ -881,6 +938,8 @@ def run_study(
         threads = threads or max(1, (os.cpu_count() or 1) // workers)
     device = str(resolve_device(device))
     jobs = study_jobs(study, out, threads=threads, device=device, ledger=default_ledger() if ledger is None else ledger)
+    if bank_parts and not any(job.part for job in jobs):
+        raise ConfigError(f"study {name!r} makes no leaderboard parts (only the paper-scale studies do, with a ledger)")
     check_existing_runs([j.job for j in jobs])
     committed = committed_records(out)
     unique, seen, kept = [], set(), []
@@ -888,11 +947,14 @@ def run_study(
         if job.job.out in seen:
             continue
         seen.add(job.job.out)
-        if _committed_for(job, committed) is not None:
+        earlier = None if (Path(job.job.out) / RUN_FILE).is_file() else _committed_for(job, committed)
+        if earlier is None:
+            unique.append(job)
+        elif bank_parts and job.part and not _part_is_verified(job):
+            unique.append(dataclasses.replace(job, committed=tuple(earlier)))  # re-run it for its part
+        else:
             # finished in an earlier chunk (another checkout): its compact records are committed, its weights are not
             kept.append({"job": job.name, "status": "kept (compact records in a committed study.json)", "seconds": 0.0})
-        else:
-            unique.append(job)
     estimates = row_estimates(study)
     expected = None
     if estimates is not None:  # longest first within a seed, so that a chunk starts its long runs while it has time
@@ -1089,11 +1151,15 @@ def committed_records(out: str | Path) -> dict[str, dict[str, dict[str, Any]]]:
     return index
 
 
+def _part_is_verified(job: StudyJob) -> bool:
+    from morbench.leaderboard.parts import part_is_verified
+
+    return part_is_verified(job.part, job.ledger)
+
+
 def _committed_for(job: StudyJob, committed: dict[str, dict[str, dict[str, Any]]]) -> list[dict[str, Any]] | None:
-    """The committed records (protocol decoding, then each extra temperature) of a run that is not here, or None
-    (the run is here, or a decoding's record is missing)."""
-    if (Path(job.job.out) / RUN_FILE).is_file():
-        return None
+    """The committed records of the run (protocol decoding, then each extra temperature), or None (a decoding's
+    record is missing)."""
     found = committed.get(job_identity(job.job)["hash"], {})
     decodings = ["protocol"] + [temperature_key(t) for t in job.eval_temperatures]
     if not all(d in found for d in decodings):
@@ -1108,7 +1174,9 @@ def collect_study(name: str, out: str | Path, smoke: bool = False) -> dict[str, 
     The file holds no samples and no weights: per (row, seed, decoding) the scalar metrics, the per-preference
     mean rewards, the compute the run used and (protocol decoding) its thinned learning curves. A run that is not
     here but whose records a committed study.json holds (:func:`committed_records`: a chunk run in another
-    checkout) keeps those records, so collecting never loses a finished part.
+    checkout) keeps those records, so collecting never loses a finished part. Committed records are final: they
+    are kept even when the run is here (a re-run for its part reproduced them, seconds aside; to re-score a run,
+    remove its records from study.json first).
     """
     study = get_study(name, smoke=smoke)
     out = Path(out)
@@ -1120,10 +1188,8 @@ def collect_study(name: str, out: str | Path, smoke: bool = False) -> dict[str, 
     committed = committed_records(out)
     folders = {job.row: Path(job.job.out).parent.relative_to(pool).as_posix() for job in jobs}
     for job in jobs:
-        found, absent = compact_records(job)
         earlier = _committed_for(job, committed)
-        if absent and earlier is not None:
-            found, absent = earlier, 0
+        found, absent = (earlier, 0) if earlier is not None else compact_records(job)
         missing += absent
         records += [{"row": job.row, "seed": job.job.seed, **record} for record in found]
     payload = {

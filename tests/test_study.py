@@ -405,20 +405,127 @@ def test_the_remaining_estimate_counts_each_unfinished_run_once():
         assert remaining_core_hours(payload) == pytest.approx(estimate(name)["core_hours"])
 
 
+def _without_study_files(root: Path, collect) -> bytes:
+    """Collect ``frontier`` with no study.json in the pool (committed records are kept otherwise, never re-scored);
+    the files are put back afterwards. Returns the study.json that collecting wrote."""
+    saved = {path: path.read_bytes() for path in root.glob("*/study.json")}
+    try:
+        for path in saved:
+            path.unlink()
+        collect()
+        return (root / "frontier" / "study.json").read_bytes()
+    finally:
+        for path, data in saved.items():
+            path.write_bytes(data)
+
+
 def test_collecting_again_without_the_score_cache_gives_the_same_study_json(smoke_root):
     from morbench.study import collect_study
 
     before = (smoke_root / "frontier" / "study.json").read_bytes()
     shutil.rmtree(smoke_root / "compact")
-    collect_study("frontier", smoke_root / "frontier", smoke=True)  # re-scores every evaluation
-    assert (smoke_root / "frontier" / "study.json").read_bytes() == before
+    collect = lambda: collect_study("frontier", smoke_root / "frontier", smoke=True)  # noqa: E731
+    assert _without_study_files(smoke_root, collect) == before  # every evaluation re-scored
     cache = Path(study_jobs(get_study("frontier", smoke=True), smoke_root / "frontier")[0].compact) / "protocol.json"
     stale = json.loads(cache.read_text())
     stale["evaluation_sha256"] = "0" * 64
     stale["record"]["metrics"]["average_reward"] = 99.0  # a cache of another evaluation file is never used
     cache.write_text(json.dumps(stale))
-    collect_study("frontier", smoke_root / "frontier", smoke=True)
-    assert (smoke_root / "frontier" / "study.json").read_bytes() == before
+    assert _without_study_files(smoke_root, collect) == before
+
+
+def test_committed_records_are_final_even_when_the_run_is_here(smoke_root, tmp_path):
+    """A run re-made for its part (or any run here) never rewrites the records a study.json already holds: the
+    findings were made from them (it used to re-score the run here and replace them)."""
+    from morbench.study import collect_study
+
+    pool = tmp_path / "studies"
+    shutil.copytree(smoke_root, pool)
+    path = pool / "paper-qm9" / "study.json"
+    payload = json.loads(path.read_text())
+    record = payload["records"][0]
+    record["compute"]["wall_seconds"] = 12345.0  # the first measurement of the run's cost...
+    record["metrics"]["average_reward"] = 0.123456  # ...and a number to tell the kept record apart
+    path.write_text(json.dumps(payload))
+    collected = collect_study("paper-qm9", pool / "paper-qm9", smoke=True)
+    kept = [r for r in collected["records"] if r["identity"] == record["identity"] and r["decoding"] == "protocol"]
+    assert kept and kept[0]["compute"]["wall_seconds"] == 12345.0 and kept[0]["metrics"]["average_reward"] == 0.123456
+
+
+def test_a_rerun_must_reproduce_its_committed_records_before_its_part_is_banked(smoke_root, tmp_path):
+    """``--bank-parts`` re-makes a run finished in another checkout for its leaderboard part: the part must be of
+    the run the study reports, so the re-run's records must equal the committed ones (seconds and machine aside)."""
+    import copy
+    import dataclasses
+
+    from morbench.study import _committed_for, check_reproduced, committed_records, run_study_job
+
+    jobs = study_jobs(get_study("paper-qm9", smoke=True), smoke_root / "paper-qm9", threads=1)
+    job = next(j for j in jobs if j.job.method == "rewarded_soups")
+    committed = _committed_for(job, committed_records(smoke_root / "paper-qm9"))
+    assert committed is not None and [r["decoding"] for r in committed] == ["protocol", "t0.7"]
+    timed = copy.deepcopy(committed)
+    timed[0]["compute"]["wall_seconds"] += 100.0  # another session's seconds and machine are no difference
+    timed[1]["hardware"] = {"processor": "elsewhere"}
+    outcome = run_study_job(dataclasses.replace(job, committed=tuple(timed)))
+    assert outcome["status"] != "failed", outcome.get("error")
+
+    changed = copy.deepcopy(committed)
+    changed[1]["per_preference"][2]["mean"][0] += 1e-6
+    part = tmp_path / "parts" / "seed_0.json.gz"
+    rerun = dataclasses.replace(job, committed=tuple(changed), part=str(part), ledger=str(tmp_path / "ledger.json"))
+    outcome = run_study_job(rerun)
+    assert outcome["status"] == "failed" and not part.exists()  # checked before the part is made
+    assert outcome["error"].startswith("reproducing its committed records: the re-run does not reproduce")
+    assert "t0.7 decoding" in outcome["error"] and "per_preference.2.mean.0: " in outcome["error"]
+    with pytest.raises(ConfigError, match=r"no protocol record"):
+        check_reproduced([committed[1]], committed)
+    with pytest.raises(ConfigError, match=r"metrics\.validity: absent vs"):
+        dropped = copy.deepcopy(committed[0])
+        del dropped["metrics"]["validity"]
+        check_reproduced([dropped], committed[:1])
+
+
+def test_bank_parts_reruns_the_committed_runs_without_a_verified_part_and_only_those(tmp_path, monkeypatch):
+    """On the committed paper-qm9 study.json (runs stubbed): without --bank-parts a run finished elsewhere is kept;
+    with it, each one whose part is not verified re-runs with its committed records to reproduce."""
+    import morbench.study as study_module
+    from morbench.study import committed_records
+
+    started = []
+
+    def pretend(job):
+        started.append(job)
+        return _ran(job)
+
+    monkeypatch.setattr(study_module, "run_study_job", pretend)
+    out = tmp_path / "paper-qm9"
+    out.mkdir()
+    shutil.copy(Path(__file__).parents[1] / "results" / "studies" / "paper-qm9" / "study.json", out / "study.json")
+    identities = set(committed_records(out))
+    ledger = tmp_path / "verified.json"
+    run_study("paper-qm9", out, workers=1, threads=1, progress=False, ledger=ledger)
+    assert started and not any(j.committed or job_identity(j.job)["hash"] in identities for j in started)
+
+    started.clear()
+    monkeypatch.setattr(study_module, "_part_is_verified", lambda job: job.job.seed == 1)  # seed 1's are banked
+    result = run_study("paper-qm9", out, workers=1, threads=1, progress=False, ledger=ledger, bank_parts=True)
+    reruns = {j.job.out: j for j in started if j.committed}
+    finished = [j for j in study_jobs(get_study("paper-qm9"), out) if job_identity(j.job)["hash"] in identities]
+    expected = {j.job.out for j in finished if j.job.method != "prior" and j.job.seed != 1}
+    assert expected and set(reruns) == expected
+    for job in reruns.values():
+        assert [r["identity"] for r in job.committed] == [job_identity(job.job)["hash"]] * 2
+        assert [r["decoding"] for r in job.committed] == ["protocol", "t0.7"]
+    kept = {o["job"] for o in result["outcomes"] if o["status"].startswith("kept")}
+    assert kept == {j.name for j in finished if j.job.out not in expected}
+    with pytest.raises(ConfigError, match="makes no leaderboard parts"):
+        run_study("m-sweep", tmp_path / "m-sweep", workers=1, progress=False, ledger=ledger, bank_parts=True)
+
+    from morbench.cli import main
+
+    for nothing_runs in ("--report", "--submit"):
+        assert main(["study", "paper-qm9", "--out", str(out), "--bank-parts", nothing_runs]) == 2
 
 
 def test_a_fresh_clone_keeps_the_committed_records_and_runs_only_the_rest(smoke_root, tmp_path):
