@@ -189,6 +189,22 @@ def test_a_run_that_would_end_after_the_time_limit_does_not_start_and_a_shorter_
     assert [o["status"] for o in late] == ["not started (time limit)"] * 2
 
 
+def test_a_log_file_gets_a_progress_line_only_when_the_runs_in_flight_change(capsys):
+    """A study chunk run under nohup writes its bar into a file: a redraw a second was a new line every second."""
+    import sys
+
+    from tqdm import tqdm
+
+    from morbench.benchmark import _show_in_flight
+
+    bar = tqdm(total=2, desc="benchmark", unit="run", file=sys.stderr)  # captured: not a terminal
+    for names in [["a"]] * 30 + [["a", "b"]] * 30 + [[]] * 5:  # the executor's loop asks once a second
+        _show_in_flight(bar, names)
+    bar.close()
+    log = capsys.readouterr().err
+    assert log.count("running: a]") == 1 and log.count("running: a, b]") == 1
+
+
 def test_a_paper_scale_chunk_starts_its_longest_runs_first_and_none_that_would_overrun(tmp_path, monkeypatch, capsys):
     import morbench.study as study_module
     from morbench.study import row_estimates
