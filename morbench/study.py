@@ -482,6 +482,16 @@ MEASURED_SECONDS = {
 # Best-of-N samples and scores its candidates without an update: 0.14 (105 s, b = 286) and 0.17 (82 s, b = 178) of
 # a PPO iteration per batch. Other tasks are estimated with the same shares.
 RIC_QUADRATIC_SHARE, BEST_OF_N_ITERATION_SHARE = 0.04, 0.15
+# estimated GPU seconds per CPU second of a PPO iteration and of a protocol evaluation with `--device cuda` (policies
+# and prior on the GPU; env, oracles, judges and scoring on the CPU): `python -m morbench.gpu_estimate`
+# (docs/data/gpu_estimate.json; a model of kernel launches fed by CPU measurements, not a GPU measurement).
+# Rewards-in-Context and best-of-N, priced in PPO iterations, are scaled like them
+GPU_RATIO = {
+    "morbench/QM9-v1": {"iteration": 0.182, "evaluation": 0.412},
+    "morbench/CNS-v1": {"iteration": 0.107, "evaluation": 0.123},
+    "morbench/Enhancer-v0": {"iteration": 0.143, "evaluation": 0.1},
+    "morbench/CNS-MPO-v1": {"iteration": 0.156, "evaluation": 0.061},
+}
 
 
 def _row_iterations(row: StudyRow, scale: Scale) -> float:
@@ -507,18 +517,20 @@ def _row_iterations(row: StudyRow, scale: Scale) -> float:
     return 0.0
 
 
-def row_seconds(name: str) -> dict[str, tuple[str, float]]:
+def row_seconds(name: str, gpu: bool = False) -> dict[str, tuple[str, float]]:
     """Estimated seconds of one seed of each row of study ``name``: ``{label: (run key, seconds)}``; rows with the
-    same run key define the same run (it runs once)."""
+    same run key define the same run (it runs once). ``gpu``: with ``--device cuda`` (:data:`GPU_RATIO`)."""
     _, task = _names()[name]
     scale = _SCALES[task]()
     study = get_study(name)
     measured = MEASURED_SECONDS[study.env_id]
-    evaluation = measured["evaluation"] * scale.eval_samples / 1024
+    ratio = GPU_RATIO[study.env_id] if gpu else {"iteration": 1.0, "evaluation": 1.0}
+    iteration = measured["iteration"] * ratio["iteration"]
+    evaluation = measured["evaluation"] * ratio["evaluation"] * scale.eval_samples / 1024
     out = {}
     for row in study.rows:
         key = json.dumps([row.method, row.overrides, row.sampled_tokens, row.convention], sort_keys=True)
-        seconds = _row_iterations(row, scale) * measured["iteration"] + evaluation * (1 + len(row.eval_temperatures))
+        seconds = _row_iterations(row, scale) * iteration + evaluation * (1 + len(row.eval_temperatures))
         out[row.label] = (key, seconds)
     return out
 
@@ -534,7 +546,8 @@ def estimate(name: str) -> dict[str, float]:
     """Estimated cost of study ``name`` from :data:`MEASURED_SECONDS` (an estimate, not a measurement).
 
     ``core_hours``: every run once (rows that define the same run count once); ``hours_2_cores``: two local
-    workers of one thread; ``hours_16_cores``: 16 Ray workers, at least the longest run; ``longest_run_hours``.
+    workers of one thread; ``hours_16_cores``: 16 Ray workers, at least the longest run; ``longest_run_hours``;
+    ``hours_1_gpu``: one run at a time with ``--device cuda`` (:data:`GPU_RATIO`: a model, no GPU measurement).
     Runs shared with another study are counted in each.
     """
     runs = dict(row_seconds(name).values())
@@ -547,6 +560,7 @@ def estimate(name: str) -> dict[str, float]:
         "hours_2_cores": core / 2 / 3600,
         "hours_16_cores": max(core / 16, longest) / 3600,
         "longest_run_hours": longest / 3600,
+        "hours_1_gpu": sum(dict(row_seconds(name, gpu=True).values()).values()) * seeds / 3600,
     }
 
 

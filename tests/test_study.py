@@ -389,7 +389,7 @@ def test_best_of_n_and_rewards_in_context_are_rebuilt_exactly(method, overrides,
 
 
 def test_the_documented_costs_are_the_estimates():
-    """docs/studies.md's cost table is what morbench.study.estimate gives (from the measured per-iteration costs)."""
+    """docs/studies.md's cost table and the README's study costs are what morbench.study.estimate gives."""
     from morbench.study import estimate
 
     text = (Path(__file__).resolve().parents[1] / "docs" / "studies.md").read_text()
@@ -397,9 +397,17 @@ def test_the_documented_costs_are_the_estimates():
         e = estimate(name)
         row = (
             f"| `{name}` | {e['core_hours']:.1f} | {e['hours_2_cores']:.1f} | {e['hours_16_cores']:.1f} | "
-            f"{e['longest_run_hours']:.2f} |"
+            f"{e['longest_run_hours']:.2f} | {e['hours_1_gpu']:.1f} |"
         )
         assert row in text, row
+    readme = " ".join((Path(__file__).resolve().parents[1] / "README.md").read_text().split())  # lines unwrapped
+    for name in ("paper-qm9", "m-sweep", "frontier"):
+        e = estimate(name)
+        said = (
+            f"`{name}` {e['hours_2_cores']:.1f} h on 2 cores, {e['hours_16_cores']:.1f} h on 16 "
+            f"(`--executor ray`), about {e['hours_1_gpu']:.1f} h on one GPU"
+        )
+        assert said in readme, said
 
 
 def test_the_remaining_estimate_counts_each_unfinished_run_once():
