@@ -386,6 +386,8 @@ def _show_in_flight(bar: Any, names: Sequence[str]) -> None:
     change, since each redraw there is a new line: the once-a-second redraw used to write about 2 MB into the log
     of a 2.5-hour study chunk.
     """
+    if bar.disable:  # no progress (a disabled bar has no postfix either)
+        return
     text = _in_flight(names)
     if sys.stderr.isatty() or text != (bar.postfix or ""):
         bar.set_postfix_str(text)

@@ -203,6 +203,9 @@ def test_a_log_file_gets_a_progress_line_only_when_the_runs_in_flight_change(cap
     bar.close()
     log = capsys.readouterr().err
     assert log.count("running: a]") == 1 and log.count("running: a, b]") == 1
+    quiet = tqdm(total=2, disable=True)  # --quiet: nothing to show, and nothing to fail on
+    _show_in_flight(quiet, ["a"])
+    assert capsys.readouterr().err == ""
 
 
 def test_a_paper_scale_chunk_starts_its_longest_runs_first_and_none_that_would_overrun(tmp_path, monkeypatch, capsys):
