@@ -488,8 +488,8 @@ def study_report(payload: dict[str, Any], plots: dict[str, str] | None = None) -
         + (
             "complete."
             if payload["complete"]
-            else f"**incomplete: {payload['missing']} run(s) or evaluation(s) "
-            f"missing**, the tables cover the finished ones. {_remaining(payload)}"
+            else f"**incomplete: {_progress(payload)}**, the tables cover the finished ones and its verdicts are "
+            f"provisional. {_remaining(payload)}"
         ),
         "Intervals: 95% Student-t over seeds; comparisons paired by seed. Compute per row: mean over seeds of the "
         "sampled tokens (the budget the compute conventions match), of the optimizer steps (PPO minibatches, or "
@@ -499,6 +499,13 @@ def study_report(payload: dict[str, Any], plots: dict[str, str] | None = None) -
     ]
     images = [f"![{caption}]({path})" for caption, path in (plots or {}).items()]
     return head + lines + cost_section(study) + ([*images, ""] if images else []), verdicts
+
+
+def _progress(payload: dict[str, Any]) -> str:
+    """``40 of 60 (row, seed) runs finished``: a run is finished when its protocol record is in."""
+    finished = len({(r["row"], r["seed"]) for r in payload["records"] if r["decoding"] == "protocol"})
+    planned = sum(len(row.get("seeds", ())) for row in payload["rows"])
+    return f"{finished} of {planned} (row, seed) runs finished"
 
 
 def _remaining(payload: dict[str, Any]) -> str:
@@ -764,8 +771,15 @@ def _curves(study: StudyResults) -> dict[str, dict[str, tuple[list[float], list[
 
 
 # -- pages -----------------------------------------------------------------------------------------------------
-def _summary(verdicts: Sequence[tuple[str, str, str]]) -> str:
-    return _table(["study", "claim", "verdict"], [[f"`{s}`", claim, f"**{v}**"] for s, claim, v in verdicts])
+def _verdict_rows(payload: dict[str, Any], verdicts: Sequence[tuple[str, str]]) -> list[list[str]]:
+    """The summary rows of one study's verdicts; a verdict on an unfinished study, which its remaining seeds may still
+    change, says which part it rests on."""
+    note = "" if payload["complete"] else f" (provisional: {_progress(payload)})"
+    return [[f"`{payload['study']}`", claim, f"**{verdict}**{note}"] for claim, verdict in verdicts]
+
+
+def _summary(rows: Sequence[list[str]]) -> str:
+    return _table(["study", "claim", "verdict"], rows)
 
 
 def render_findings(payloads: Sequence[dict[str, Any]], plots: dict[str, dict[str, str]] | None = None) -> str:
@@ -786,7 +800,7 @@ def render_findings(payloads: Sequence[dict[str, Any]], plots: dict[str, dict[st
     for payload in payloads:
         section, verdicts = study_report(payload, (plots or {}).get(payload["study"]))
         body += section
-        all_verdicts += [(payload["study"], claim, verdict) for claim, verdict in verdicts]
+        all_verdicts += _verdict_rows(payload, verdicts)
     lines += [
         "## Verdicts",
         "",
@@ -822,11 +836,9 @@ def render_readme_block(payloads: Sequence[dict[str, Any]]) -> str:
         "[docs/findings.md](docs/findings.md)."
     )
     if not paper["complete"]:
-        finished = len({(r["row"], r["seed"]) for r in paper["records"] if r["decoding"] == "protocol"})
-        planned = sum(len(row.get("seeds", ())) for row in paper["rows"])
         text += (
-            f" **Partial: {finished} of {planned} (row, seed) runs finished** (the study runs in seed-major chunks; "
-            f"`morbench study {paper['study']}` continues it): no verdict yet. {_remaining(paper)}"
+            f" **Partial: {_progress(paper)}** (the study runs in seed-major chunks; `morbench study "
+            f"{paper['study']}` continues it): its verdicts are provisional. {_remaining(paper)}"
         )
     cost = measured_cost(study)
     if cost.runs:
@@ -971,7 +983,7 @@ def study_report_files(payload: dict[str, Any], out: Path) -> Path:
     """``out/findings.md`` and ``out/plots/`` for one study (smoke studies included: never docs/)."""
     links = plot_study(payload, out / "plots", "plots/")
     lines, verdicts = study_report(payload, links)
-    summary = _summary([(payload["study"], claim, verdict) for claim, verdict in verdicts]) if verdicts else ""
+    summary = _summary(_verdict_rows(payload, verdicts)) if verdicts else ""
     scale_note = (
         "**Smoke scale: a test of the pipeline, not a finding.**\n\n" if payload.get("scale") == "smoke" else ""
     )

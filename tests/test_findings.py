@@ -237,7 +237,30 @@ def test_the_readme_block_says_a_study_is_partial():
         row["seeds"] = list(range(5))
     payload["records"] = [r for r in payload["records"] if r["seed"] == 0]
     payload.update(complete=False, missing=12)
-    assert "**Partial: 3 of 15 (row, seed) runs finished**" in render_readme_block([payload]).replace("\n", " ")
+    block = render_readme_block([payload]).replace("\n", " ")
+    assert "**Partial: 3 of 15 (row, seed) runs finished**" in block and "verdicts are provisional" in block
+
+
+def test_the_verdicts_of_an_unfinished_study_are_marked_provisional(tmp_path):
+    """A verdict drawn from some of a study's seeds may change with the rest: the summary and the study's section say
+    which part it rests on (the summary used to state them bare, as if final)."""
+    from morbench.findings import render_findings, study_report_files
+
+    payload = _methods([0.5] * 5, [0.4] * 5, [0.3] * 5)
+    complete = render_findings([payload])
+    assert "provisional" not in complete and "complete." in complete
+    for row in payload["rows"]:
+        row["seeds"] = list(range(6))
+    payload.update(complete=False, missing=6)
+    page = render_findings([payload])
+    verdicts = page.split("## Verdicts")[1].split("## Studies")[0].splitlines()
+    rows = [line for line in verdicts if line.startswith("| `")]
+    assert rows and all("(provisional: 15 of 18 (row, seed) runs finished)" in line for line in rows)
+    assert rows[0].endswith("| **holds** (provisional: 15 of 18 (row, seed) runs finished) |")  # the verdict stays
+    text = " ".join(page.split())
+    assert "**incomplete: 15 of 18 (row, seed) runs finished**" in text and "verdicts are provisional" in text
+    report = study_report_files(payload, tmp_path).read_text()  # the study command's own report says so too
+    assert "| **holds** (provisional: 15 of 18 (row, seed) runs finished) |" in report
 
 
 def test_measured_cost_counts_a_shared_run_once_and_names_the_machine():
