@@ -304,13 +304,13 @@ def methods_section(study: StudyResults) -> tuple[list[str], list[tuple[str, str
                 "",
                 _comparison_table(list(zip(reward, reward_verdicts, strict=True))),
                 "",
-                f"**Verdict ({where}): IterativeRS > RS > MORLHF {claim1}.**",
+                _verdict_line(where, "IterativeRS > RS > MORLHF", claim1),
                 "",
                 "Claim 2, IterativeRS has the lowest variability (highest ICV over samples) of the three:",
                 "",
                 _comparison_table(list(zip(icv, icv_verdicts, strict=True)), 2),
                 "",
-                f"**Verdict ({where}): IterativeRS has a higher ICV than RS and MORLHF {claim2}.**",
+                _verdict_line(where, "IterativeRS has a higher ICV than RS and MORLHF", claim2),
                 "",
             ]
             verdicts += [
@@ -318,6 +318,11 @@ def methods_section(study: StudyResults) -> tuple[list[str], list[tuple[str, str
                 (f"IterativeRS has a higher ICV than RS and MORLHF ({where})", claim2),
             ]
     return lines, verdicts
+
+
+def _verdict_line(where: str, claim: str, verdict: str) -> str:
+    """The bold line under a claim's table: ``**Verdict (<where>), <claim>: <verdict>.**``."""
+    return f"**Verdict ({where}), {claim}: {verdict}.**"
 
 
 def _versus(
@@ -379,7 +384,7 @@ def m_sweep_section(study: StudyResults) -> tuple[list[str], list[tuple[str, str
                 "",
                 _comparison_table(list(zip(comparisons, [*beats, greater_verdict(comparisons[2])], strict=True))),
                 "",
-                f"**Verdict ({where}): an intermediate m is optimal {claim3}.**",
+                _verdict_line(where, "an intermediate m is optimal", claim3),
                 "",
             ]
             verdicts.append((f"an intermediate m is optimal ({where})", claim3))
@@ -409,7 +414,7 @@ def m_sweep_section(study: StudyResults) -> tuple[list[str], list[tuple[str, str
             ]
             for comparison, verdict in zip(special, special_verdicts, strict=True):
                 claim = comparison.label.replace(" - ", " ~ ")
-                lines += [f"**Verdict ({where}): {claim} {verdict}.**", ""]
+                lines += [_verdict_line(where, claim, verdict), ""]
                 verdicts.append((f"{claim} ({where})", verdict))
         if subsets:
             reference = next(

@@ -117,7 +117,7 @@ def test_claim_one_holds_on_a_clear_ordering_and_not_on_identical_methods():
     irs = [0.60 + n for n in NOISE[1:] + NOISE[:1]]
     lines, verdicts = methods_section(StudyResults(_methods(irs, rs, morlhf)))
     assert verdicts[0][1] == HOLDS, "\n".join(lines)
-    assert "IterativeRS > RS > MORLHF holds" in "\n".join(lines)
+    assert "IterativeRS > RS > MORLHF: holds." in "\n".join(lines)
     _, verdicts = methods_section(StudyResults(_methods(rs, rs, rs)))
     assert verdicts[0][1] == FAILS  # identical: the claim does not hold
     _, verdicts = methods_section(StudyResults(_methods(morlhf, rs, irs)))
@@ -169,6 +169,25 @@ def test_an_interior_peak_holds_and_a_monotone_sweep_does_not():
     found = dict(verdicts)
     assert next(v for k, v in found.items() if k.startswith("an intermediate m")) == FAILS
     assert next(v for k, v in found.items() if "MORLHF" in k) == FAILS  # 0.40 vs 0.55
+
+
+def test_every_verdict_line_reads_claim_colon_verdict():
+    """Each bold verdict line under a claim's table reads '<claim>: <verdict>.' (the ICV and m lines read 'IterativeRS
+    has a higher ICV than RS and MORLHF inconclusive at this power.' before)."""
+    import re
+
+    def noisy(level: float, shift: int = 0) -> list[float]:
+        return [level + NOISE[(i + shift) % 5] for i in range(5)]
+
+    methods, _ = methods_section(StudyResults(_methods(noisy(0.6), noisy(0.55, 1), noisy(0.5, 2))))
+    sweep = {1: noisy(0.50), 4: noisy(0.60, 1), 16: noisy(0.52, 2), 32: noisy(0.50, 3)}
+    m_lines, _ = m_sweep_section(StudyResults(_sweep(sweep, noisy(0.50, 4), noisy(0.50, 3))))
+    lines = [line for line in [*methods, *m_lines] if line.startswith("**Verdict")]
+    assert len(lines) >= 5
+    shape = re.compile(rf"\*\*Verdict \(.+\), .+: ({HOLDS}|{FAILS}|{INCONCLUSIVE})\.\*\*")
+    assert all(shape.fullmatch(line) for line in lines), lines
+    assert any("has a higher ICV than RS and MORLHF: " in line for line in lines)
+    assert any("an intermediate m is optimal: " in line for line in lines)
 
 
 def test_the_page_says_when_no_results_are_committed():
