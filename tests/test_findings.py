@@ -135,6 +135,11 @@ def test_claim_two_reads_the_sample_icv():
     assert verdicts[1] == (verdicts[1][0], HOLDS)
 
 
+def noisy(level: float, shift: int = 0) -> list[float]:
+    """Five seeds' values around ``level``: NOISE rotated by ``shift``."""
+    return [level + NOISE[(i + shift) % 5] for i in range(5)]
+
+
 def _sweep(rewards_by_m: dict[int, list[float]], morlhf: list[float], rs: list[float]) -> dict:
     t = max(rewards_by_m)
     rows = {
@@ -153,9 +158,6 @@ def _sweep(rewards_by_m: dict[int, list[float]], morlhf: list[float], rs: list[f
 
 
 def test_an_interior_peak_holds_and_a_monotone_sweep_does_not():
-    def noisy(level: float, shift: int = 0) -> list[float]:
-        return [level + NOISE[(i + shift) % 5] for i in range(5)]
-
     peak = {1: noisy(0.50), 4: noisy(0.60, 1), 16: noisy(0.52, 2), 32: noisy(0.50, 3)}
     lines, verdicts = m_sweep_section(StudyResults(_sweep(peak, noisy(0.50, 4), noisy(0.50, 3))))
     found = dict(verdicts)
@@ -175,9 +177,6 @@ def test_every_verdict_line_reads_claim_colon_verdict():
     """Each bold verdict line under a claim's table reads '<claim>: <verdict>.' (the ICV and m lines read 'IterativeRS
     has a higher ICV than RS and MORLHF inconclusive at this power.' before)."""
     import re
-
-    def noisy(level: float, shift: int = 0) -> list[float]:
-        return [level + NOISE[(i + shift) % 5] for i in range(5)]
 
     methods, _ = methods_section(StudyResults(_methods(noisy(0.6), noisy(0.55, 1), noisy(0.5, 2))))
     sweep = {1: noisy(0.50), 4: noisy(0.60, 1), 16: noisy(0.52, 2), 32: noisy(0.50, 3)}
