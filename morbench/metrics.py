@@ -10,7 +10,8 @@
 * :func:`served_utility` - ``mean_w w . p_w``: the utility each preference gets from its own samples.
 * :func:`expected_utility` - ``mean_w max_{p in F} w . p`` over a weight set (EUM, Zintgraf et al. 2015).
 * :func:`igd`, :func:`maximum_utility_loss` - distances / utility losses to a known true front.
-* :func:`icv`, :func:`icv_samples` - inverse coefficients of variation across objectives / across samples.
+* :func:`icv`, :func:`icv_samples` - inverse coefficients of variation across objectives / across samples;
+  :func:`cv_samples` - the latter's inverse, the form to average over seeds.
 * :func:`t_interval`, :func:`paired_t_interval` - Student-t confidence intervals over seeds.
 """
 
@@ -29,6 +30,7 @@ __all__ = [
     "crossfit_expected_utility",
     "crossfit_hypervolume",
     "crossfit_maximum_utility_loss",
+    "cv_samples",
     "expected_utility",
     "hypervolume",
     "icv",
@@ -282,26 +284,63 @@ def noise_aware_cardinality(rewards: Sequence[np.ndarray], confidence: float = 0
 
 
 # -- per-run summaries -----------------------------------------------------------------------------------------
+ROUNDING_SPREAD = 1e-12  # a spread below this fraction of the mean is float rounding of equal values
+
+
+def _spread(values: np.ndarray) -> tuple[float, float]:
+    """``(mean, std (ddof=1))`` of ``values``, the std set to 0 where it is float rounding of equal values.
+
+    Averaging 1,024 copies of one number does not give that number back exactly, so a policy that emits one
+    sequence over and over shows a std of ~1e-16 instead of 0; without the floor its inverse coefficient of
+    variation would read ~1e15 for one seed and inf for another, by luck of rounding.
+    """
+    mean, std = float(values.mean()), float(values.std(ddof=1))
+    return mean, (0.0 if std <= ROUNDING_SPREAD * abs(mean) else std)
+
+
+def _inverse_cv(values: np.ndarray) -> float:
+    """``mean / std (ddof=1)``: +inf when all values are equal and positive, NaN when equal and not positive.
+
+    NaN with fewer than two values.
+    """
+    if values.size < 2:
+        return float("nan")
+    mean, std = _spread(values)
+    if std > 0:
+        return mean / std
+    return float("inf") if mean > 0 else float("nan")
+
+
 def icv(objective_means: Sequence[float]) -> float:
     """Inverse coefficient of variation across objectives: ``mean / std (ddof=1)`` of the per-objective means.
 
-    Higher means the objectives are served more evenly; infinite when all means are equal and positive, NaN
-    with fewer than two objectives.
+    Higher means the objectives are served more evenly; +inf when all means are equal (to float rounding) and
+    positive, NaN with fewer than two objectives.
     """
-    m = np.asarray(objective_means, dtype=np.float64)
-    if m.size < 2:
-        return float("nan")
-    std = m.std(ddof=1)
-    return float(m.mean() / std) if std > 0 else (float("inf") if m.mean() > 0 else float("nan"))
+    return _inverse_cv(np.asarray(objective_means, dtype=np.float64))
 
 
 def icv_samples(rewards: np.ndarray) -> float:
-    """``mean / std (ddof=1)`` over samples of each sample's mean reward (concentration of the distribution)."""
+    """``mean / std (ddof=1)`` over samples of each sample's mean reward (concentration of the distribution).
+
+    +inf when every sample scores the same (to float rounding): a policy collapsed onto one sequence. Unbounded,
+    so never average it over seeds: intervals and paired tests use its inverse, :func:`cv_samples`.
+    """
+    return _inverse_cv(np.asarray(rewards, dtype=np.float64).mean(axis=1))
+
+
+def cv_samples(rewards: np.ndarray) -> float:
+    """Coefficient of variation over samples of each sample's mean reward: ``std (ddof=1) / mean``.
+
+    The inverse of :func:`icv_samples` (lower is more concentrated): 0 for a collapsed policy, where the ICV is
+    infinite, so it stays finite and can be averaged over seeds. NaN with fewer than two samples or a non-positive
+    mean.
+    """
     per_sample = np.asarray(rewards, dtype=np.float64).mean(axis=1)
     if per_sample.size < 2:
         return float("nan")
-    std = per_sample.std(ddof=1)
-    return float(per_sample.mean() / std) if std > 0 else float("nan")
+    mean, std = _spread(per_sample)
+    return std / mean if mean > 0 else float("nan")
 
 
 # -- intervals over seeds --------------------------------------------------------------------------------------

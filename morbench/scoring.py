@@ -55,6 +55,9 @@ HEADLINE_METRICS = (
     "judge_gap_vs_prior",
     "kl_to_prior",
 )
+# unbounded ratios (+inf for a policy collapsed onto one sequence): over seeds they are averaged as their inverse,
+# the coefficient of variation, so a collapsed seed counts (as CV 0) and cannot dominate or vanish from a mean
+AVERAGED_AS_INVERSE = ("icv", "icv_samples")
 PRIOR_METHOD = "prior"  # the method name of the untuned prior's runs (baselines.reference.train_prior)
 
 # shipped in every report.md (a pip install has no docs/ folder); docs/metrics.md has the full text
@@ -77,7 +80,10 @@ samples drawn at preference `w`; `u`: the uniform preference; the grid has `P` p
 - `average_reward`, `icv`, `validity`, `uniqueness` (distinct canonical forms among valid samples), `judge_gap`,
   `kl_to_prior`: at `u`. `judge_gap_vs_prior` = the run's judge gap minus the prior's judge gap (same task and
   seed; the prior run of that seed in the scored set, else the prior sampled with the protocol at `u`).
-- Over seeds: mean, std (ddof=1) and `ci95` = `mean -/+ t_{0.975, n-1} std / sqrt(n)` (Student t).
+- `icv_samples`: `mean_n s_n / std_n s_n` of the per-sample mean rewards `s_n` at `u`; `cv_samples` is its inverse
+  (`inf` and 0 for a policy collapsed onto one sequence; spreads below 1e-12 of the mean count as 0).
+- Over seeds: mean, std (ddof=1) and `ci95` = `mean -/+ t_{0.975, n-1} std / sqrt(n)` (Student t). `icv` and
+  `icv_samples` are averaged as their inverse (the CV): mean = 1 / mean CV, `ci95` the inverted CV interval.
 """
 
 
@@ -190,6 +196,7 @@ def score_evaluation(
         "average_reward": float(uniform_means.mean()),
         "icv": metrics.icv(uniform_means),
         "icv_samples": metrics.icv_samples(uniform_rewards),
+        "cv_samples": metrics.cv_samples(uniform_rewards),
         "hypervolume": (
             metrics.crossfit_hypervolume(rewards_per_preference, reference) if crossfit else hypervolume_plugin
         ),
@@ -371,16 +378,37 @@ def aggregate(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
             for key, value in _scalars(run).items():
                 scalars[key].append(value)
         for key, values in scalars.items():
-            finite = [v for v in values if v is not None and math.isfinite(v)]
-            low, high = metrics.t_interval(finite)
-            summary[key] = {
-                "mean": float(np.mean(finite)) if finite else None,
-                "std": float(np.std(finite, ddof=1)) if len(finite) > 1 else None,
-                "ci95": [_finite(low), _finite(high)],
-                "n": len(finite),
-            }
+            summary[key] = _over_inverse_seeds(values) if key in AVERAGED_AS_INVERSE else _over_seeds(values)
         out[f"{env_id}::{method}"] = summary
     return out
+
+
+def _over_seeds(values: Sequence[float]) -> dict[str, Any]:
+    """Mean, std (ddof=1), 95% t-interval and count of the finite ``values``."""
+    finite = [v for v in values if v is not None and math.isfinite(v)]
+    low, high = metrics.t_interval(finite)
+    return {
+        "mean": float(np.mean(finite)) if finite else None,
+        "std": float(np.std(finite, ddof=1)) if len(finite) > 1 else None,
+        "ci95": [_finite(low), _finite(high)],
+        "n": len(finite),
+    }
+
+
+def _over_inverse_seeds(values: Sequence[float]) -> dict[str, Any]:
+    """An inverse coefficient of variation over seeds, averaged as its inverse (the CV, :data:`AVERAGED_AS_INVERSE`).
+
+    ``mean`` is 1 / (mean CV) and ``ci95`` the inverted CV interval (its upper end null when the CV interval
+    reaches 0); ``std`` is null (an ICV's spread over seeds is not a meaningful number); ``cv`` holds the CV's
+    own summary. A collapsed seed (ICV +inf) counts with CV 0 instead of dropping out.
+    """
+    cv = _over_seeds([1.0 / v for v in values if v is not None and not math.isnan(v) and v != 0])
+    mean, (low, high) = cv["mean"], cv["ci95"]
+
+    def inverse(x: float | None) -> float | None:
+        return None if x is None or x <= 0 else 1.0 / x
+
+    return {"mean": inverse(mean), "std": None, "ci95": [inverse(high), inverse(low)], "n": cv["n"], "cv": cv}
 
 
 def _scalars(result: dict[str, Any]) -> dict[str, float]:

@@ -69,6 +69,28 @@ def test_icv_definitions_by_hand():
     assert np.isnan(metrics.icv([0.3]))
     rewards = np.array([[0.0, 0.2], [0.4, 0.4], [0.6, 0.8]])  # sample means 0.1, 0.4, 0.7: mean .4, std .3
     assert metrics.icv_samples(rewards) == pytest.approx(0.4 / 0.3)
+    assert metrics.cv_samples(rewards) == pytest.approx(0.3 / 0.4)
+
+
+def test_a_collapsed_policy_has_an_infinite_sample_icv_and_a_zero_cv_whatever_the_rounding():
+    """Rewards-in-Context `total`, paper-qm9 seeds 3 and 4 (temperature 0.7): one molecule 1,024 times at the
+    uniform preference. Seed 4's per-sample means were exactly equal (icv_samples was NaN, and dropped out of the
+    mean over seeds); seed 3's differed by float rounding (icv_samples was 4.05e15). Both are the same policy
+    behaviour: an infinite ICV, a CV of 0."""
+    molecule = np.array([0.971305, 0.999816, 0.731063])
+    exact = np.tile(molecule, (1024, 1))
+    rounded = exact.copy()
+    rounded[::3, 0] = np.nextafter(rounded[::3, 0], 1.0)  # the same scores, one ulp apart (batched arithmetic)
+    assert rounded.mean(axis=1).std(ddof=1) > 0
+    for rewards in (exact, rounded):
+        assert metrics.icv_samples(rewards) == float("inf")
+        assert metrics.cv_samples(rewards) == 0.0
+    # means equal to rounding across objectives count as equal too; a real spread is kept
+    assert metrics.icv([0.3, np.nextafter(0.3, 1.0)]) == float("inf")
+    near = exact.copy()
+    near[0] = 0.0  # one poor sample in 1,024 is a spread, not rounding
+    assert 0 < metrics.cv_samples(near) < 0.1 and np.isfinite(metrics.icv_samples(near))
+    assert np.isnan(metrics.icv_samples(np.zeros((4, 2)))) and np.isnan(metrics.cv_samples(np.zeros((4, 2))))
 
 
 # -- hypervolume from moocore, cross-checked against the former hand-written algorithm ----------------------

@@ -285,3 +285,23 @@ def test_judge_gap_relative_to_the_prior(tmp_path):
     alone = _variant(other)
     add_judge_gap_vs_prior([alone])  # no prior run in the set: the scorer samples the prior
     assert alone["judge_gap_vs_prior"] == pytest.approx(0.05) and "sampled" in alone["prior_judge_gap_source"]
+
+
+def test_a_collapsed_seed_counts_in_the_icv_over_seeds():
+    """An ICV over seeds is averaged as its inverse (the CV): a seed collapsed onto one sequence (ICV +inf, or ~1e15
+    by float rounding) counts as CV 0. Before, the mean of (2, 4, inf) dropped the inf seed (3.0 from two of three
+    seeds) and the mean of (2, 4, 4.05e15) was 1.35e15."""
+    from morbench.scoring import aggregate
+
+    def run(seed: int, icv_samples: float) -> dict:
+        return {"env": ENV, "method": "m", "seed": seed, "samples_per_preference": 8, "icv_samples": icv_samples}
+
+    for collapsed in (float("inf"), 4.05e15):
+        entry = aggregate([run(0, 2.0), run(1, 4.0), run(2, collapsed)])[f"{ENV}::m"]["icv_samples"]
+        cv_mean = (0.5 + 0.25 + 1 / collapsed) / 3
+        assert entry["n"] == 3 and entry["mean"] == pytest.approx(1 / cv_mean)  # 4.0: one seed in three collapsed
+        assert entry["cv"]["mean"] == pytest.approx(cv_mean) and entry["std"] is None
+        low, high = entry["ci95"]
+        assert low == pytest.approx(1 / entry["cv"]["ci95"][1]) and high is None  # the CV interval reaches below 0
+    entry = aggregate([run(0, 2.0), run(1, 2.5), run(2, float("nan"))])[f"{ENV}::m"]["icv_samples"]
+    assert entry["n"] == 2 and entry["mean"] == pytest.approx(1 / 0.45)  # an undefined ICV (NaN) is left out
