@@ -730,12 +730,15 @@ def _difference(here: Any, there: Any, path: str = "") -> str | None:
 
 def check_reproduced(records: Sequence[dict[str, Any]], committed: Sequence[dict[str, Any]]) -> None:
     """Raise :class:`~morbench.errors.ConfigError` naming the first difference unless the re-run's ``records`` equal
-    the ``committed`` ones (:func:`reproducible`: seconds and machine aside), decoding by decoding."""
+    the ``committed`` ones (:func:`reproducible`: seconds and machine aside), decoding by decoding. A metric that
+    records gained after the committed one was written (absent from it) has nothing to be compared with."""
     made = {record["decoding"]: record for record in records}
     for old in committed:
         new = made.get(old["decoding"])
         if new is None:
             raise ConfigError(f"the re-run has no {old['decoding']} record to compare with the committed one")
+        known = old.get("metrics") or {}
+        new = {**new, "metrics": {key: value for key, value in (new.get("metrics") or {}).items() if key in known}}
         if (found := _difference(reproducible(new), reproducible(old))) is not None:
             raise ConfigError(
                 f"the re-run does not reproduce the record committed for it ({old['decoding']} decoding, "
@@ -999,6 +1002,7 @@ METRICS = (
     "average_reward",
     "icv",
     "icv_samples",
+    "cv_samples",
     "hypervolume",
     "expected_utility",
     "served_utility",
@@ -1080,8 +1084,10 @@ def compact_records(job: StudyJob) -> tuple[list[dict[str, Any]], int]:
     """The run's compact records (protocol decoding first, then each extra evaluation) and how many are missing.
 
     Every evaluation is re-scored with its task (``morbench.verification``) before its metrics are computed; the
-    records are cached in ``job.compact`` under the sha256 of the evaluation file, so each is scored once.
+    records are cached in ``job.compact`` under the sha256 of the evaluation file and of the code that scores it
+    (the leaderboard cache's :func:`~morbench.leaderboard.cache.code_fingerprint`), so each is scored once.
     """
+    from morbench.leaderboard.cache import code_fingerprint
     from morbench.runs import EVALUATION_FILE, read_evaluation
     from morbench.scoring import score_evaluation
     from morbench.verification import verify_evaluation
@@ -1104,6 +1110,7 @@ def compact_records(job: StudyJob) -> tuple[list[dict[str, Any]], int]:
         for t, folder in zip(job.eval_temperatures, job.evaluations, strict=True)
     ]
     records, missing = [], 0
+    scorer = code_fingerprint()
     for decoding, path in sources:
         if not path.is_file():
             missing += 1
@@ -1116,7 +1123,11 @@ def compact_records(job: StudyJob) -> tuple[list[dict[str, Any]], int]:
                 cached = json.loads(cache.read_text())
             except (OSError, ValueError):
                 cached = {}
-            if cached.get("evaluation_sha256") == digest and cached.get("identity") == identity:
+            if (cached.get("evaluation_sha256"), cached.get("identity"), cached.get("scorer")) == (
+                digest,
+                identity,
+                scorer,
+            ):
                 records.append({**cached["record"], "identity": identity, "hardware": hardware})
                 continue
         if decoding == "protocol":
@@ -1141,7 +1152,8 @@ def compact_records(job: StudyJob) -> tuple[list[dict[str, Any]], int]:
             **extra,
         }
         cache.parent.mkdir(parents=True, exist_ok=True)
-        text = json.dumps({"evaluation_sha256": digest, "identity": identity, "record": record}, sort_keys=True)
+        cached = {"evaluation_sha256": digest, "identity": identity, "scorer": scorer, "record": record}
+        text = json.dumps(cached, sort_keys=True)
         atomic_write_bytes(cache, text.encode())
         records.append(record)
     return records, missing

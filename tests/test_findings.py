@@ -135,6 +135,44 @@ def test_claim_two_reads_the_sample_icv():
     assert verdicts[1] == (verdicts[1][0], HOLDS)
 
 
+def test_a_collapsed_seed_neither_blows_up_nor_drops_out_of_the_icv_claim():
+    """paper-qm9's Rewards-in-Context `total` seeds 3 and 4 collapsed onto one molecule: their sample ICVs were
+    stored as 4.05e15 (float rounding) and null (exactly equal: NaN, dropped from the mean), and the table showed
+    1.01e15 [-2.2e15, 4.2e15]. The tables and tests now run on the CV (1 / ICV, 0 when collapsed), keep every seed,
+    and flag the collapse."""
+    flat = [0.5] * 5
+    icv = {
+        "iterative_rs/per_expert": [3.0 + n for n in NOISE],
+        "rewarded_soups/per_expert": [2.0 + n for n in NOISE[::-1]],
+        "morlhf/per_expert": [2.5 + n for n in NOISE],
+    }
+    payload = _methods(flat, flat, flat, icv)
+    for record in payload["records"]:
+        record["metrics"]["uniqueness"] = 0.9
+        if record["row"] == "rewarded_soups/per_expert" and record["seed"] in (3, 4):
+            # as stored before (seed 3: rounding; seed 4: null), and as stored now (+ cv_samples, the flag's input)
+            record["metrics"].update(icv_samples=[4.05e15, None][record["seed"] - 3], uniqueness=0.000977)
+    study = StudyResults(payload)
+    assert study.values("rewarded_soups/per_expert", "cv_samples", "protocol") == pytest.approx(
+        {0: 1 / 2.0005, 1: 1 / 1.9990, 2: 1 / 2.0015, 3: 1 / 4.05e15}
+    )  # a record of the old layout: 1 / icv_samples where finite (the null one was re-scored, see below)
+    payload["records"] = [
+        {**r, "metrics": {**r["metrics"], "cv_samples": 0.0}}
+        if r["row"] == "rewarded_soups/per_expert" and r["seed"] in (3, 4)
+        else r
+        for r in payload["records"]
+    ]
+    lines = "\n".join(methods_section(StudyResults(payload))[0]).splitlines()
+    page = "\n".join(lines)
+    assert "e+15" not in page and "000000000" not in page, page
+    table = next(line for line in lines if line.startswith("| `rewarded_soups/per_expert`"))
+    assert "(collapsed: seeds 3, 4)" in table and "(n = 5)" not in table
+    assert "collapsed" not in next(line for line in lines if line.startswith("| `iterative_rs/per_expert`"))
+    # RS's CV is now 0 on two seeds: "IterativeRS has a lower CV than RS" no longer holds on five seeds
+    claim2 = [c for c in lines if c.startswith("| RS - IterativeRS (CV)")]
+    assert claim2 and claim2[0].split("|")[5].strip() == "5", claim2
+
+
 def noisy(level: float, shift: int = 0) -> list[float]:
     """Five seeds' values around ``level``: NOISE rotated by ``shift``."""
     return [level + NOISE[(i + shift) % 5] for i in range(5)]

@@ -467,6 +467,11 @@ def test_collecting_again_without_the_score_cache_gives_the_same_study_json(smok
     stale["record"]["metrics"]["average_reward"] = 99.0  # a cache of another evaluation file is never used
     cache.write_text(json.dumps(stale))
     assert _without_study_files(smoke_root, collect) == before
+    stale = json.loads(cache.read_text())
+    stale["scorer"] = "0" * 64  # nor one scored by other code (icv_samples was 4.05e15 there, now inf)
+    stale["record"]["metrics"]["average_reward"] = 99.0
+    cache.write_text(json.dumps(stale))
+    assert _without_study_files(smoke_root, collect) == before
 
 
 def test_committed_records_are_final_even_when_the_run_is_here(smoke_root, tmp_path):
@@ -519,6 +524,13 @@ def test_a_rerun_must_reproduce_its_committed_records_before_its_part_is_banked(
         dropped = copy.deepcopy(committed[0])
         del dropped["metrics"]["validity"]
         check_reproduced([dropped], committed[:1])
+    # a committed record written before records carried cv_samples: nothing to compare that metric with; the rest is
+    older = copy.deepcopy(committed[0])
+    del older["metrics"]["cv_samples"]
+    check_reproduced([committed[0]], [older])
+    older["metrics"]["icv_samples"] = 4.05e15  # the old rounding-level ICV of a collapsed policy is a difference
+    with pytest.raises(ConfigError, match=r"metrics\.icv_samples: "):
+        check_reproduced([committed[0]], [older])
 
 
 def test_bank_parts_reruns_the_committed_runs_without_a_verified_part_and_only_those(tmp_path, monkeypatch):
