@@ -19,6 +19,7 @@ from scratch.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -35,8 +36,13 @@ _DROPPED_SEED_FIELDS = ("preferences",)  # the samples: scored already, and the 
 _BUILD_FIELDS = ("rank", "group", "vs_leader")  # set by ranking, from all of an env's entries: never cached
 
 
+@functools.cache
 def code_fingerprint() -> str:
-    """sha256 over morbench's version and every file (path and bytes) of the installed package."""
+    """sha256 over morbench's version and every file (path and bytes) of the installed package.
+
+    Computed once per process (it reads every file, seconds on a loaded CPU; a study asks for it per run): the
+    code a process scores with is the code it loaded, not what is on disk later.
+    """
     import morbench
     import morbench.baselines
     import morbench.envs
