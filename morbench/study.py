@@ -564,6 +564,33 @@ def estimate(name: str) -> dict[str, float]:
     }
 
 
+# a run resumed from its checkpoint is charged at least this share of its estimate (what its checkpoint says it
+# spent is wall time, on cores that may have been shared; its protocol evaluations are still to come)
+RESUMED_MIN_SHARE = 0.1
+
+
+def seconds_left(run_dir: Path, estimate: float) -> float:
+    """Estimated seconds still to spend on the run in ``run_dir`` whose whole run is estimated at ``estimate``.
+
+    A run finished in this checkout only has its leftovers to do (scoring, its part): 0. A run with a checkpoint is
+    charged its estimate less the training seconds its checkpoint's compute ledger records, but at least
+    :data:`RESUMED_MIN_SHARE` of it (a damaged or unreadable checkpoint: the whole estimate, as the run may start
+    over). Anything else: the whole estimate.
+    """
+    from morbench.baselines.checkpoint import load_checkpoint
+
+    if (run_dir / RUN_FILE).is_file():
+        return 0.0
+    try:
+        saved = load_checkpoint(run_dir / "checkpoint")
+        spent = 0.0 if saved is None else float(saved["ledger"]["wall_seconds"])
+    except (MorbenchError, OSError, KeyError, TypeError, ValueError):
+        return estimate
+    if not spent > 0 or spent == float("inf"):
+        return estimate
+    return max(estimate - spent, RESUMED_MIN_SHARE * estimate)
+
+
 def remaining_core_hours(payload: dict[str, Any]) -> float:
     """Estimated core-hours of the runs a (paper, m-sweep or frontier scale) study.json does not hold yet: each
     (row, seed) without a protocol record, runs shared by several rows once."""
@@ -936,8 +963,8 @@ def run_study(
     before its part is banked, and the committed records stay in study.json.
 
     ``max_hours``: no run starts after that many hours, nor one whose estimate (:func:`row_estimates`; a run
-    resumed from a checkpoint is charged its whole estimate) says it would end after them: the next run that fits
-    starts instead, and the rest are left for the next call. Within a seed the runs go longest first. The compact
+    resumed from a checkpoint is charged what its checkpoint has not yet spent: :func:`seconds_left`) says it would
+    end after them: the next run that fits starts instead, and the rest are left for the next call. Within a seed the runs go longest first. The compact
     results cover every run finished so far.
     """
     from morbench.runs import resolve_device
@@ -976,8 +1003,8 @@ def run_study(
     expected = None
     if estimates is not None:  # longest first within a seed, so that a chunk starts its long runs while it has time
         unique.sort(key=lambda job: (job.job.seed, -estimates[job.row]))
-        # a run finished in this checkout only has its leftovers to do (scoring, its part): seconds
-        expected = lambda job: 0.0 if (Path(job.job.out) / RUN_FILE).is_file() else estimates[job.row]  # noqa: E731
+        left = {job.job.out: seconds_left(Path(job.job.out), estimates[job.row]) for job in unique}
+        expected = lambda job: left[job.job.out]  # noqa: E731
     deadline = None if max_hours is None else time.monotonic() + max_hours * 3600
     start = time.perf_counter()
     with RunLock(out, what="study"):

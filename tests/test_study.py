@@ -244,6 +244,51 @@ def test_a_paper_scale_chunk_starts_its_longest_runs_first_and_none_that_would_o
     assert f"start only in a chunk of at least {longest:.2f} h" in capsys.readouterr().out
 
 
+def test_a_resumed_run_is_charged_what_its_checkpoint_has_not_spent(tmp_path):
+    from morbench.baselines.checkpoint import save_checkpoint
+    from morbench.study import RESUMED_MIN_SHARE, seconds_left
+
+    run = tmp_path / "run"
+    assert seconds_left(run, 9864.0) == 9864.0  # nothing done yet
+    save_checkpoint(run / "checkpoint", {"state": {}, "ledger": {"wall_seconds": 7200.0, "sampled_tokens": 5}})
+    assert seconds_left(run, 9864.0) == pytest.approx(2664.0)
+    assert seconds_left(run, 7300.0) == pytest.approx(RESUMED_MIN_SHARE * 7300.0)  # overran: still its evaluations
+    state = run / "checkpoint" / "state.json"
+    state.write_text(state.read_text().replace("7200.0", "1.0"))  # edited: the run may start over
+    assert seconds_left(run, 9864.0) == 9864.0
+    (run / "run.json").write_text("{}")  # finished here: only its leftovers
+    assert seconds_left(run, 9864.0) == 0.0
+
+
+def test_a_checkpointed_run_longer_than_the_chunk_resumes_when_what_it_has_left_fits(tmp_path, monkeypatch):
+    """paper-qm9's Rewards-in-Context `total` run (estimated 2.74 h) was charged its whole estimate when resumed,
+    so a chunk of `--max-hours 2` could never finish it, however far its checkpoint had got."""
+    import morbench.study as study_module
+    from morbench.baselines.checkpoint import save_checkpoint
+    from morbench.study import row_estimates
+
+    started = []
+
+    def pretend(job):
+        started.append(job)
+        return _ran(job)
+
+    monkeypatch.setattr(study_module, "run_study_job", pretend)
+    out = tmp_path / "paper-qm9"
+    estimates = row_estimates(get_study("paper-qm9"))
+    assert estimates["rewards_in_context/total"] > 2 * 3600
+    ric = next(
+        j for j in study_jobs(get_study("paper-qm9"), out) if j.row == "rewards_in_context/total" and j.job.seed == 0
+    )
+    spent = estimates["rewards_in_context/total"] - 1800.0  # half an hour left
+    save_checkpoint(Path(ric.job.out) / "checkpoint", {"state": {}, "ledger": {"wall_seconds": spent}})
+    result = run_study("paper-qm9", out, workers=1, threads=1, progress=False, max_hours=2.0)
+    assert ric.job.out in {job.job.out for job in started}
+    assert result["outcomes"][0]["job"] == ric.name  # the longest of seed 0, and it fits now
+    refused = [o for o in result["outcomes"] if o["job"] == ric.name.replace("seed=0", "seed=1")]
+    assert refused and refused[0]["status"].startswith("not started (estimated 2.7")  # seed 1 has no checkpoint
+
+
 def test_the_runs_of_paper_studies_bank_a_leaderboard_part_that_is_verified_when_made(smoke_root, tmp_path):
     """A paper study's runs lose their weights with their checkout: each gets a part, verified right away
     (merging verified parts into a ranked entry: tests/leaderboard/test_parts.py)."""
