@@ -8,13 +8,18 @@ Every method of a suite gets the same compute budget (sampled tokens) on a given
 The output defaults to ``results/<suite>``. Each run directory records its run identity (env id and version,
 method, config, budget, seed, evaluation samples: ``morbench.runs.run_identity``); re-running into a directory
 whose runs have another identity is refused before any work starts, so stale results are never mixed in.
-While it runs, the progress bar names the runs in flight and a line reports each finished run's wall time.
+While it runs, the progress bar names the runs in flight and a line reports each finished run's wall time, and
+``benchmark.json`` (:class:`SuiteLog`) is rewritten as each run ends: every invocation in the directory with its wall
+time and hardware, and each run's outcome from the invocation that ran it, so a suite finished over several
+invocations (or killed in one) still says what it cost.
 """
 
 from __future__ import annotations
 
 import concurrent.futures as futures
 import dataclasses
+import datetime
+import json
 import multiprocessing
 import os
 import sys
@@ -423,6 +428,7 @@ def _run_local(
     fn: Callable[[Any], dict[str, Any]] = run_job,
     deadline: float | None = None,
     expected: Expected | None = None,
+    on_outcome: Callable[[dict[str, Any]], None] | None = None,
 ) -> list[dict[str, Any]]:
     results = []
     bar = tqdm(total=len(jobs), desc="benchmark", unit="run", disable=not progress)
@@ -432,6 +438,8 @@ def _run_local(
         bar.update(1)
         if progress:
             bar.write(_finished_line(outcome, len(results), len(jobs)), file=sys.stderr)
+        if on_outcome is not None:
+            on_outcome(outcome)
 
     if workers <= 1:
         for job in jobs:
@@ -474,6 +482,7 @@ def _run_ray(
     deadline: float | None = None,
     workers: int | None = None,
     expected: Expected | None = None,
+    on_outcome: Callable[[dict[str, Any]], None] | None = None,
 ) -> list[dict[str, Any]]:
     try:
         import ray
@@ -496,6 +505,8 @@ def _run_ray(
                 if refused := _refused_start(job, deadline, expected):
                     results.append(refused)
                     bar.update(1)
+                    if on_outcome is not None:
+                        on_outcome(refused)
                 else:
                     refs.append(remote.remote(job))
             if not refs:
@@ -505,6 +516,8 @@ def _run_ray(
             bar.update(1)
             if progress:
                 bar.write(_finished_line(results[-1], len(results), len(jobs)), file=sys.stderr)
+            if on_outcome is not None:
+                on_outcome(results[-1])
         bar.close()
         return results
     finally:
@@ -521,6 +534,7 @@ def run_jobs(
     fn: Callable[[Any], dict[str, Any]] = run_job,
     deadline: float | None = None,
     expected: Expected | None = None,
+    on_outcome: Callable[[dict[str, Any]], None] | None = None,
 ) -> list[dict[str, Any]]:
     """Run ``fn(job)`` (default :func:`run_job`) for every job on the local pool or Ray; one outcome per job.
 
@@ -528,12 +542,100 @@ def run_jobs(
     "seconds", ...}``. With ``deadline`` (a ``time.monotonic()`` value) no run starts after it, nor one that
     ``expected(job)`` (its estimated seconds, or None) says would end after it; the next job in order that fits
     starts instead. Jobs left get a status starting with ``"not started"``; the same command continues them later.
+    ``on_outcome(outcome)`` is called in this process as each job ends (or is not started), in that order.
     """
     if executor == "local":
-        return _run_local(list(jobs), workers or 1, progress, fn, deadline, expected)
+        return _run_local(list(jobs), workers or 1, progress, fn, deadline, expected, on_outcome)
     if executor == "ray":
-        return _run_ray(list(jobs), ray_address, progress, fn, deadline, workers, expected)
+        return _run_ray(list(jobs), ray_address, progress, fn, deadline, workers, expected, on_outcome)
     raise ConfigError(f"unknown executor {executor!r}; use 'local' or 'ray'")
+
+
+LOG_FILE, LOG_FORMAT = "benchmark.json", 2
+
+
+class SuiteLog:
+    """``<out>/benchmark.json``: what running a suite in ``out`` has cost, over every invocation.
+
+    ``invocations``: one entry per ``morbench benchmark`` call into the directory (UTC start, executor, workers,
+    wall seconds so far, whether it ended, hardware and versions). ``jobs``: one outcome per run, from the
+    invocation that ran it (``invocation`` is its index); a later invocation that skips the finished run keeps that
+    record. ``wall_seconds`` sums the invocations (the suite's wall time if it ran in one go, or the time its
+    pieces took), ``run_seconds`` the finished runs' own seconds, and ``complete`` says whether every run of the
+    last invocation's suite has finished. The file is rewritten as each run ends, so a killed invocation leaves the
+    runs it finished recorded. A log of format 1 (the last invocation only) is read as one invocation; one that is
+    not a log of this suite is kept aside as ``benchmark.json.unreadable`` (never overwritten) and a new log starts.
+    """
+
+    def __init__(self, out: Path, suite: str, names: Sequence[str], *, executor: str, workers: int) -> None:
+        from morbench.runs import hardware_info
+
+        self.path, self.suite, self.names = Path(out) / LOG_FILE, suite, list(names)
+        jobs, self.invocations = self._previous()
+        self.jobs = {job["job"]: job for job in jobs}
+        self._start = time.perf_counter()
+        self.current = {
+            "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "executor": executor,
+            "workers": workers,
+            "runs": len(self.names),
+            "wall_seconds": 0.0,
+            "finished": False,
+            "hardware": hardware_info(),
+        }
+        self.invocations.append(self.current)
+        self.write()
+
+    def _previous(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        if not self.path.is_file():
+            return [], []
+        try:
+            log = json.loads(self.path.read_text())
+            if not isinstance(log, dict) or log.get("suite") != self.suite:
+                found = log.get("suite") if isinstance(log, dict) else None
+                raise ValueError(f"it is not a log of suite {self.suite!r} (suite {found!r})")
+            if "invocations" not in log:  # format 1: the last invocation only
+                log["invocations"] = [{k: log.get(k) for k in ("executor", "workers", "wall_seconds")}]
+            jobs, invocations = log["jobs"], log["invocations"]
+            if not all(isinstance(x, list) and all(isinstance(e, dict) for e in x) for x in (jobs, invocations)):
+                raise ValueError("its jobs and invocations must be lists of objects")
+            if not all(isinstance(job.get("job"), str) and isinstance(job.get("status"), str) for job in jobs):
+                raise ValueError("every job needs a name and a status")
+            return jobs, invocations
+        except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
+            aside = self.path.with_name(LOG_FILE + ".unreadable")
+            while aside.exists():
+                aside = aside.with_name(aside.name + "~")
+            os.replace(self.path, aside)
+            print(f"{self.path}: not read ({exc}); kept as {aside}, a new log starts", file=sys.stderr)
+            return [], []
+
+    def record(self, outcome: dict[str, Any]) -> None:
+        """Record one run's outcome (a skip keeps the record of the invocation that ran it) and rewrite the file."""
+        earlier = self.jobs.get(outcome["job"])
+        ran_before = earlier is not None and earlier["status"] == "ok"
+        if not (ran_before and outcome["status"].startswith(("skipped", "not started"))):
+            self.jobs[outcome["job"]] = {**outcome, "invocation": len(self.invocations) - 1}
+        self.write()
+
+    def write(self, finished: bool = False) -> None:
+        """Rewrite ``benchmark.json`` (atomically); ``finished``: this invocation has ended."""
+        self.current.update(wall_seconds=time.perf_counter() - self._start, finished=finished)
+        jobs = list(self.jobs.values())
+        atomic_write_json(
+            self.path,
+            {
+                "format": LOG_FORMAT,
+                "suite": self.suite,
+                "complete": all(
+                    self.jobs.get(name, {}).get("status") in ("ok", "skipped (already complete)") for name in self.names
+                ),
+                "wall_seconds": sum(float(i.get("wall_seconds") or 0.0) for i in self.invocations),
+                "run_seconds": sum(float(job.get("seconds") or 0.0) for job in jobs if job["status"] == "ok"),
+                "invocations": self.invocations,
+                "jobs": jobs,
+            },
+        )
 
 
 def run_benchmark(
@@ -582,17 +684,10 @@ def _run_and_score(
     progress: bool,
     plots: bool,
 ) -> dict[str, Any]:
-    start = time.perf_counter()
-    outcomes = run_jobs(jobs, executor, workers, ray_address, progress)
+    log = SuiteLog(out, suite, [job.name for job in jobs], executor=executor, workers=workers)
+    outcomes = run_jobs(jobs, executor, workers, ray_address, progress, on_outcome=log.record)
+    log.write(finished=True)
     failed = [o for o in outcomes if o["status"] == "failed"]
-    log = {
-        "suite": suite,
-        "executor": executor,
-        "workers": workers,
-        "jobs": outcomes,
-        "wall_seconds": time.perf_counter() - start,
-    }
-    atomic_write_json(out / "benchmark.json", log)
 
     from morbench.scoring import report_markdown, score_directory
 

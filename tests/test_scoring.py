@@ -133,10 +133,53 @@ def test_benchmark_smoke_suite_runs_and_resumes(tmp_path):
     assert not payload["failed"]
     assert {f"{ENV}::{m}" for m in ("iterative_rs", "morlhf", "prior")} == set(payload["summary"])
     assert "| iterative_rs |" in (tmp_path / "results.md").read_text()
+    first = json.loads((tmp_path / "benchmark.json").read_text())
     again = run_benchmark("smoke", tmp_path, workers=1, threads=1, progress=False, plots=False)
     log = json.loads((tmp_path / "benchmark.json").read_text())
-    assert all(job["status"].startswith("skipped") for job in log["jobs"])
     assert again["summary"].keys() == payload["summary"].keys()
+    # the resumed invocation ran nothing, and the log still says what the first one ran and what it cost (it was
+    # overwritten by "skipped" outcomes and the second call's wall time)
+    assert [i["finished"] for i in log["invocations"]] == [True, True] and log["complete"]
+    assert log["jobs"] == first["jobs"] and {job["status"] for job in log["jobs"]} == {"ok"}
+    assert all(job["invocation"] == 0 and job["seconds"] > 0 for job in log["jobs"])
+    assert log["wall_seconds"] == pytest.approx(sum(i["wall_seconds"] for i in log["invocations"]))
+    assert log["wall_seconds"] > first["wall_seconds"] and log["run_seconds"] == first["run_seconds"]
+    assert log["invocations"][0]["hardware"]["cpu_count"] and log["invocations"][0]["runs"] == 3
+
+
+def test_the_suite_log_keeps_what_a_killed_invocation_finished_and_never_overwrites_a_foreign_file(tmp_path, capsys):
+    from morbench.benchmark import SuiteLog
+
+    names = ["a seed=0", "a seed=1"]
+    log = SuiteLog(tmp_path, "smoke", names, executor="local", workers=2)
+    log.record({"job": "a seed=0", "status": "ok", "seconds": 12.5})  # then the process is killed
+    killed = json.loads((tmp_path / "benchmark.json").read_text())
+    assert killed["jobs"][0]["seconds"] == 12.5 and not killed["invocations"][0]["finished"]
+    assert not killed["complete"] and killed["run_seconds"] == 12.5
+    resumed = SuiteLog(tmp_path, "smoke", names, executor="local", workers=2)
+    resumed.record({"job": "a seed=0", "status": "skipped (already complete)", "seconds": 0.0})
+    resumed.record({"job": "a seed=1", "status": "ok", "seconds": 7.0})
+    resumed.write(finished=True)
+    both = json.loads((tmp_path / "benchmark.json").read_text())
+    assert [(j["job"], j["invocation"], j["seconds"]) for j in both["jobs"]] == [
+        ("a seed=0", 0, 12.5),
+        ("a seed=1", 1, 7.0),
+    ]
+    assert both["complete"] and both["run_seconds"] == 19.5 and len(both["invocations"]) == 2
+
+    old = {"suite": "smoke", "executor": "local", "workers": 1, "jobs": both["jobs"][:1], "wall_seconds": 30.0}
+    (tmp_path / "benchmark.json").write_text(json.dumps(old))  # format 1: the last invocation only
+    SuiteLog(tmp_path, "smoke", names, executor="local", workers=1).write(finished=True)
+    upgraded = json.loads((tmp_path / "benchmark.json").read_text())
+    assert upgraded["invocations"][0]["wall_seconds"] == 30.0 and upgraded["jobs"] == old["jobs"]
+
+    for text in ("{not json", json.dumps({"suite": "standard", "jobs": [], "invocations": []})):
+        (tmp_path / "benchmark.json").write_text(text)
+        SuiteLog(tmp_path, "smoke", names, executor="local", workers=1)
+        assert "a new log starts" in capsys.readouterr().err
+    kept = sorted(p.name for p in tmp_path.glob("benchmark.json.unreadable*"))
+    assert kept == ["benchmark.json.unreadable", "benchmark.json.unreadable~"]
+    assert (tmp_path / "benchmark.json.unreadable").read_text() == "{not json"
 
 
 def test_benchmark_selection_errors(tmp_path):
