@@ -24,6 +24,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import sys
 import time
 from collections.abc import Callable, Sequence
 from functools import partial
@@ -452,7 +453,8 @@ class RunContext:
 
     def checkpoint(self) -> None:
         """Save everything a resumed run needs as ``<out>/checkpoint``: the schedule's position and learners
-        (``run.state``), the oracle (counters; its cache as an appended log), the curve and the compute ledger."""
+        (``run.state``), the oracle (counters; its cache as an appended log), the curve, the compute ledger and the
+        torch thread count (:meth:`resume` continues with it)."""
         self._sync_wall()
         if self.oracle.cached_count() < self._cache_log.entries:  # the cache was cleared: start the log afresh
             self._cache_log = AppendLog(self._cache_log.path)
@@ -471,6 +473,7 @@ class RunContext:
                 "curve": json.dumps(self.curve),
                 "ledger": dict(self.ledger),
                 "identity": self._identity(),
+                "torch_threads": torch.get_num_threads(),
             },
             links=(self._cache_log.path,),
         )
@@ -491,6 +494,10 @@ class RunContext:
         The checkpoint is verified (checksums, structure, run identity) completely before anything is restored:
         on any error the run's state is untouched and :class:`CheckpointError` / :class:`InvalidRunError` says
         which file is wrong and what to do.
+
+        The run continues with the torch thread count its checkpoint was made with (this process is switched to
+        it, and says so): the thread count changes the last bits of CPU gradients (backward reductions split
+        differently), so a run resumed with another would silently diverge from the uninterrupted run.
         """
         where = self.out / "checkpoint"
         saved = load_checkpoint(where)
@@ -514,6 +521,9 @@ class RunContext:
                     f"its schedule position has format {state.get('schedule_format')!r}, this morbench reads "
                     f"{SCHEDULE_FORMAT} (it was written by another version)"
                 )
+            threads = saved.get("torch_threads")  # None: a checkpoint made before it was recorded
+            if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+                raise ValueError(f"its torch thread count {threads!r} is not a positive integer")
             if set(ledger) != set(self.ledger) or not all(
                 isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in ledger.values()
             ):
@@ -532,6 +542,13 @@ class RunContext:
                 f"delete {where} to start the run over"
             ) from None
         self.state, self.curve, self.ledger = state, curve, ledger
+        if threads is not None and threads != torch.get_num_threads():
+            print(
+                f"{self.out}: resuming with {threads} torch thread(s) as its checkpoint was made, not this process's "
+                f"{torch.get_num_threads()} (the thread count changes the last bits of CPU gradients)",
+                file=sys.stderr,
+            )
+            torch.set_num_threads(threads)
         return True
 
     def _identity(self) -> dict[str, Any]:

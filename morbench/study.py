@@ -975,11 +975,12 @@ def run_study(
         raise ConfigError(f"workers={workers!r} must be a positive integer")
     if max_hours is not None and not max_hours > 0:
         raise ConfigError(f"max_hours={max_hours!r} must be > 0 (or None: no limit)")
-    if executor == "ray":  # one run per Ray worker CPU; --workers (default: the cluster's CPUs) caps runs in flight
-        threads = threads or 1
-    else:
+    # one torch thread per run, whatever the cores and workers: the thread count changes the last bits of CPU
+    # gradients, and a study's runs must reproduce across chunks and machines (--bank-parts re-runs are checked
+    # exactly against the committed records); more cores run more runs at once (--workers, --executor ray)
+    threads = threads or 1
+    if executor != "ray":  # Ray: one run per worker CPU; --workers (default: the cluster's CPUs) caps runs in flight
         workers = workers or max(1, min(2, os.cpu_count() or 1))
-        threads = threads or max(1, (os.cpu_count() or 1) // workers)
     device = str(resolve_device(device))
     jobs = study_jobs(study, out, threads=threads, device=device, ledger=default_ledger() if ledger is None else ledger)
     if bank_parts and not any(job.part for job in jobs):

@@ -244,6 +244,24 @@ def test_a_paper_scale_chunk_starts_its_longest_runs_first_and_none_that_would_o
     assert f"start only in a chunk of at least {longest:.2f} h" in capsys.readouterr().out
 
 
+def test_every_study_run_uses_one_torch_thread_whatever_the_cores_and_workers(tmp_path, monkeypatch):
+    """The thread count changes the last bits of CPU gradients, and a study's records must reproduce across chunks
+    and machines: a `--workers 1` chunk on 2 cores gave its runs 2 threads (and 8 on a 16-core machine's default)."""
+    import morbench.study as study_module
+
+    started = []
+
+    def pretend(jobs, executor, workers, *args, **kwargs):
+        started.extend(jobs)
+        return [_ran(job) for job in jobs]
+
+    monkeypatch.setattr(study_module, "run_jobs", pretend)
+    monkeypatch.setattr(study_module.os, "cpu_count", lambda: 16)
+    for workers in (1, None):
+        run_study("paper-qm9", tmp_path / f"w{workers}", workers=workers, progress=False)
+    assert started and {job.job.threads for job in started} == {1}
+
+
 def test_a_resumed_run_is_charged_what_its_checkpoint_has_not_spent(tmp_path):
     from morbench.baselines.checkpoint import save_checkpoint
     from morbench.study import RESUMED_MIN_SHARE, seconds_left

@@ -3,6 +3,7 @@
 import gzip
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -184,6 +185,12 @@ DAMAGE = {
         "oracle-cache.jsonl: holds 10 bytes",
     ),
     "checkpoint is a file": (_as_file, "is not a directory"),
+    "thread count edited, checksums recomputed": (
+        lambda c: _with_checksums(
+            c / "state.json", re.sub(r'"torch_threads", \d+', '"torch_threads", 0', (c / "state.json").read_text())
+        ),
+        "its torch thread count 0 is not a positive integer",
+    ),
 }
 
 
