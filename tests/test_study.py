@@ -209,17 +209,24 @@ def test_a_log_file_gets_a_progress_line_only_when_the_runs_in_flight_change(cap
     assert capsys.readouterr().err == ""
 
 
-def test_a_paper_scale_chunk_starts_its_longest_runs_first_and_none_that_would_overrun(tmp_path, monkeypatch, capsys):
+@pytest.fixture
+def started(monkeypatch):
+    """The study jobs that ``run_study`` starts, in order; each only pretends to run (``_ran``)."""
     import morbench.study as study_module
-    from morbench.study import row_estimates
 
-    started = []
+    jobs = []
 
     def pretend(job):
-        started.append(job)
+        jobs.append(job)
         return _ran(job)
 
     monkeypatch.setattr(study_module, "run_study_job", pretend)
+    return jobs
+
+
+def test_a_paper_scale_chunk_starts_its_longest_runs_first_and_none_that_would_overrun(tmp_path, capsys, started):
+    from morbench.study import row_estimates
+
     result = run_study("paper-qm9", tmp_path / "paper-qm9", workers=1, threads=1, progress=False, max_hours=1.0)
     estimates = row_estimates(get_study("paper-qm9"))
     assert max(estimates, key=estimates.get) == "rewards_in_context/total"
@@ -278,20 +285,12 @@ def test_a_resumed_run_is_charged_what_its_checkpoint_has_not_spent(tmp_path):
     assert seconds_left(run, 9864.0) == 0.0
 
 
-def test_a_checkpointed_run_longer_than_the_chunk_resumes_when_what_it_has_left_fits(tmp_path, monkeypatch):
+def test_a_checkpointed_run_longer_than_the_chunk_resumes_when_what_it_has_left_fits(tmp_path, started):
     """paper-qm9's Rewards-in-Context `total` run (estimated 2.74 h) was charged its whole estimate when resumed,
     so a chunk of `--max-hours 2` could never finish it, however far its checkpoint had got."""
-    import morbench.study as study_module
     from morbench.baselines.checkpoint import save_checkpoint
     from morbench.study import row_estimates
 
-    started = []
-
-    def pretend(job):
-        started.append(job)
-        return _ran(job)
-
-    monkeypatch.setattr(study_module, "run_study_job", pretend)
     out = tmp_path / "paper-qm9"
     estimates = row_estimates(get_study("paper-qm9"))
     assert estimates["rewards_in_context/total"] > 2 * 3600
@@ -596,26 +595,22 @@ def test_a_rerun_must_reproduce_its_committed_records_before_its_part_is_banked(
         check_reproduced([committed[0]], [older])
 
 
-def test_bank_parts_reruns_the_committed_runs_without_a_verified_part_and_only_those(tmp_path, monkeypatch):
+def test_bank_parts_reruns_the_committed_runs_without_a_verified_part_and_only_those(tmp_path, monkeypatch, started):
     """On the committed paper-qm9 study.json (runs stubbed): without --bank-parts a run finished elsewhere is kept;
     with it, each one whose part is not verified re-runs with its committed records to reproduce."""
     import morbench.study as study_module
     from morbench.study import committed_records
 
-    started = []
-
-    def pretend(job):
-        started.append(job)
-        return _ran(job)
-
-    monkeypatch.setattr(study_module, "run_study_job", pretend)
     out = tmp_path / "paper-qm9"
     out.mkdir()
-    shutil.copy(Path(__file__).parents[1] / "results" / "studies" / "paper-qm9" / "study.json", out / "study.json")
+    payload = json.loads((Path(__file__).parents[1] / "results" / "studies" / "paper-qm9" / "study.json").read_text())
+    # one run not finished yet (the committed study is complete): it is the one a chunk without --bank-parts runs
+    payload["records"] = [r for r in payload["records"] if (r["row"], r["seed"]) != ("iterative_rs/total", 4)]
+    (out / "study.json").write_text(json.dumps(payload))
     identities = set(committed_records(out))
     ledger = tmp_path / "verified.json"
     run_study("paper-qm9", out, workers=1, threads=1, progress=False, ledger=ledger)
-    assert started and not any(j.committed or job_identity(j.job)["hash"] in identities for j in started)
+    assert [j.row for j in started] == ["iterative_rs/total"] and started[0].job.seed == 4 and not started[0].committed
 
     started.clear()
     monkeypatch.setattr(study_module, "_part_is_verified", lambda job: job.job.seed == 1)  # seed 1's are banked
