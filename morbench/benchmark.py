@@ -558,7 +558,7 @@ class SuiteLog:
     """``<out>/benchmark.json``: what running a suite in ``out`` has cost, over every invocation.
 
     ``invocations``: one entry per ``morbench benchmark`` call into the directory (UTC start, executor, workers,
-    wall seconds so far, whether it ended, hardware and versions). ``jobs``: one outcome per run, from the
+    torch threads per run, wall seconds so far, whether it ended, hardware and versions). ``jobs``: one outcome per run, from the
     invocation that ran it (``invocation`` is its index); a later invocation that skips the finished run keeps that
     record. ``wall_seconds`` sums the invocations (the suite's wall time if it ran in one go, or the time its
     pieces took), ``run_seconds`` the finished runs' own seconds, and ``complete`` says whether every run of the
@@ -567,7 +567,9 @@ class SuiteLog:
     not a log of this suite is kept aside as ``benchmark.json.unreadable`` (never overwritten) and a new log starts.
     """
 
-    def __init__(self, out: Path, suite: str, names: Sequence[str], *, executor: str, workers: int) -> None:
+    def __init__(
+        self, out: Path, suite: str, names: Sequence[str], *, executor: str, workers: int, threads: int = 1
+    ) -> None:
         from morbench.runs import hardware_info
 
         self.path, self.suite, self.names = Path(out) / LOG_FILE, suite, list(names)
@@ -578,6 +580,7 @@ class SuiteLog:
             "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "executor": executor,
             "workers": workers,
+            "threads_per_run": threads,  # each run's torch threads (the hardware's torch_threads is this process's)
             "runs": len(self.names),
             "wall_seconds": 0.0,
             "finished": False,
@@ -684,7 +687,8 @@ def _run_and_score(
     progress: bool,
     plots: bool,
 ) -> dict[str, Any]:
-    log = SuiteLog(out, suite, [job.name for job in jobs], executor=executor, workers=workers)
+    threads = jobs[0].threads if jobs else 1
+    log = SuiteLog(out, suite, [job.name for job in jobs], executor=executor, workers=workers, threads=threads)
     outcomes = run_jobs(jobs, executor, workers, ray_address, progress, on_outcome=log.record)
     log.write(finished=True)
     failed = [o for o in outcomes if o["status"] == "failed"]

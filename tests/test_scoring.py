@@ -145,6 +145,7 @@ def test_benchmark_smoke_suite_runs_and_resumes(tmp_path):
     assert log["wall_seconds"] == pytest.approx(sum(i["wall_seconds"] for i in log["invocations"]))
     assert log["wall_seconds"] > first["wall_seconds"] and log["run_seconds"] == first["run_seconds"]
     assert log["invocations"][0]["hardware"]["cpu_count"] and log["invocations"][0]["runs"] == 3
+    assert log["invocations"][0]["threads_per_run"] == 1  # the runs' threads, not this process's
 
 
 def test_the_suite_log_keeps_what_a_killed_invocation_finished_and_never_overwrites_a_foreign_file(tmp_path, capsys):
