@@ -964,8 +964,8 @@ def run_study(
 
     ``max_hours``: no run starts after that many hours, nor one whose estimate (:func:`row_estimates`; a run
     resumed from a checkpoint is charged what its checkpoint has not yet spent: :func:`seconds_left`) says it would
-    end after them: the next run that fits starts instead, and the rest are left for the next call. Within a seed the runs go longest first. The compact
-    results cover every run finished so far.
+    end after them: the next run that fits starts instead, and the rest are left for the next call. Within a seed
+    the runs go longest first. The compact results cover every run finished so far.
     """
     from morbench.runs import resolve_device
 
