@@ -9,7 +9,7 @@ The output defaults to ``results/<suite>``. Each run directory records its run i
 method, config, budget, seed, evaluation samples: ``morbench.runs.run_identity``); re-running into a directory
 whose runs have another identity is refused before any work starts, so stale results are never mixed in.
 While it runs, the progress bar names the runs in flight and a line reports each finished run's wall time, and
-``benchmark.json`` (:class:`SuiteLog`) is rewritten as each run ends: every invocation in the directory with its wall
+``benchmark.json`` (:class:`SuiteLog`) is rewritten as each run ends and every minute: every invocation in the directory with its wall
 time and hardware, and each run's outcome from the invocation that ran it, so a suite finished over several
 invocations (or killed in one) still says what it cost.
 """
@@ -23,6 +23,7 @@ import json
 import multiprocessing
 import os
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -552,23 +553,34 @@ def run_jobs(
 
 
 LOG_FILE, LOG_FORMAT = "benchmark.json", 2
+HEARTBEAT_SECONDS = 60.0  # how often benchmark.json's wall time is refreshed while runs are in flight
 
 
 class SuiteLog:
     """``<out>/benchmark.json``: what running a suite in ``out`` has cost, over every invocation.
 
     ``invocations``: one entry per ``morbench benchmark`` call into the directory (UTC start, executor, workers,
-    torch threads per run, wall seconds so far, whether it ended, hardware and versions). ``jobs``: one outcome per run, from the
-    invocation that ran it (``invocation`` is its index); a later invocation that skips the finished run keeps that
-    record. ``wall_seconds`` sums the invocations (the suite's wall time if it ran in one go, or the time its
-    pieces took), ``run_seconds`` the finished runs' own seconds, and ``complete`` says whether every run of the
-    last invocation's suite has finished. The file is rewritten as each run ends, so a killed invocation leaves the
-    runs it finished recorded. A log of format 1 (the last invocation only) is read as one invocation; one that is
-    not a log of this suite is kept aside as ``benchmark.json.unreadable`` (never overwritten) and a new log starts.
+    torch threads per run, wall seconds so far, whether it ended, hardware and versions). ``jobs``: one outcome per
+    run, from the invocation that ran it (``invocation`` is its index); a later invocation that skips the finished
+    run keeps that record. ``wall_seconds`` sums the invocations (the suite's wall time if it ran in one go, or the
+    time its pieces took), ``run_seconds`` the finished runs' own seconds, and ``complete`` says whether every run
+    of the last invocation's suite has finished. The file is rewritten as each run ends, so a killed invocation
+    leaves the runs it finished recorded, and every ``heartbeat`` seconds in between, so the wall time of a killed
+    invocation misses at most that much (what its runs in flight had done resumes from their checkpoints). A log of
+    format 1 (the last invocation only) is read as one invocation; one that is not a log of this suite is kept
+    aside as ``benchmark.json.unreadable`` (never overwritten) and a new log starts.
     """
 
     def __init__(
-        self, out: Path, suite: str, names: Sequence[str], *, executor: str, workers: int, threads: int = 1
+        self,
+        out: Path,
+        suite: str,
+        names: Sequence[str],
+        *,
+        executor: str,
+        workers: int,
+        threads: int = 1,
+        heartbeat: float = HEARTBEAT_SECONDS,
     ) -> None:
         from morbench.runs import hardware_info
 
@@ -587,7 +599,16 @@ class SuiteLog:
             "hardware": hardware_info(),
         }
         self.invocations.append(self.current)
+        self._lock, self._stop = threading.Lock(), threading.Event()
         self.write()
+        self._beat = threading.Thread(target=self._heartbeat, args=(heartbeat,), name="benchmark.json", daemon=True)
+        self._beat.start()
+
+    def _heartbeat(self, seconds: float) -> None:
+        while not self._stop.wait(seconds):
+            with self._lock:
+                if not self._stop.is_set():  # the final write may have happened while this one waited
+                    self._write(finished=False)
 
     def _previous(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         if not self.path.is_file():
@@ -617,12 +638,19 @@ class SuiteLog:
         """Record one run's outcome (a skip keeps the record of the invocation that ran it) and rewrite the file."""
         earlier = self.jobs.get(outcome["job"])
         ran_before = earlier is not None and earlier["status"] == "ok"
-        if not (ran_before and outcome["status"].startswith(("skipped", "not started"))):
-            self.jobs[outcome["job"]] = {**outcome, "invocation": len(self.invocations) - 1}
-        self.write()
+        with self._lock:
+            if not (ran_before and outcome["status"].startswith(("skipped", "not started"))):
+                self.jobs[outcome["job"]] = {**outcome, "invocation": len(self.invocations) - 1}
+            self._write(finished=False)
 
     def write(self, finished: bool = False) -> None:
-        """Rewrite ``benchmark.json`` (atomically); ``finished``: this invocation has ended."""
+        """Rewrite ``benchmark.json`` (atomically); ``finished``: this invocation has ended (the heartbeat stops)."""
+        if finished:
+            self._stop.set()
+        with self._lock:
+            self._write(finished)
+
+    def _write(self, finished: bool) -> None:
         self.current.update(wall_seconds=time.perf_counter() - self._start, finished=finished)
         jobs = list(self.jobs.values())
         atomic_write_json(

@@ -4,6 +4,7 @@ import gzip
 import json
 import re
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -181,6 +182,24 @@ def test_the_suite_log_keeps_what_a_killed_invocation_finished_and_never_overwri
     kept = sorted(p.name for p in tmp_path.glob("benchmark.json.unreadable*"))
     assert kept == ["benchmark.json.unreadable", "benchmark.json.unreadable~"]
     assert (tmp_path / "benchmark.json.unreadable").read_text() == "{not json"
+
+
+def test_the_suite_log_counts_the_wall_time_of_runs_still_in_flight_when_an_invocation_is_killed(tmp_path):
+    """Regression: the wall time was written only when a run ended, so an invocation killed an hour into a long
+    run (whose work the next invocation resumes from its checkpoint) under-reported the suite's wall time."""
+    from morbench.benchmark import SuiteLog
+
+    log = SuiteLog(tmp_path, "smoke", ["a seed=0"], executor="local", workers=1, heartbeat=0.02)
+    path, deadline = tmp_path / "benchmark.json", time.monotonic() + 10
+    while json.loads(path.read_text())["wall_seconds"] < 0.1 and time.monotonic() < deadline:
+        time.sleep(0.02)  # no run ends: only the heartbeat rewrites the file
+    beating = json.loads(path.read_text())
+    assert beating["wall_seconds"] >= 0.1 and beating["invocations"][0]["finished"] is False
+    log.write(finished=True)
+    final = path.read_text()
+    time.sleep(0.1)
+    assert path.read_text() == final and json.loads(final)["invocations"][0]["finished"] is True  # it stopped
+    assert not log._beat.is_alive()
 
 
 def test_benchmark_selection_errors(tmp_path):
