@@ -793,7 +793,8 @@ def submit_study(
     """Merge each row's verified parts into a leaderboard entry and verify it from the ledger (``how="parts"``).
 
     Rows with a verified part for every seed are written to ``<board>/submissions/<env>/`` as
-    ``<method> <study> <convention>`` (``force``: replace an entry of that name); the prior's rows are skipped
+    ``<method> <study> <convention>``; an entry of that name that is byte for byte the merge stays, another one is
+    replaced only with ``force``. The prior's rows are skipped
     (its samples do not depend on the scale: the board's untuned-prior entry is the same policy). Returns one
     ``{"row", "status", ...}`` per row.
     """
@@ -822,18 +823,22 @@ def submit_study(
         method, convention = row.method, row.convention
         entry = f"{method} {name} {convention}"
         description = (
-            f"morbench study {name}, row {row.label}: {study.description} Budget {row.sampled_tokens:,} sampled "
-            f"tokens ({convention} convention), {row.eval_samples:,} samples per preference, seeds "
-            f"{', '.join(map(str, row.seeds))}; merged from one-seed parts verified when their runs finished"
+            f"morbench study {name}, row {row.label}: {study.description.rstrip('.')}. Budget "
+            f"{row.sampled_tokens:,} sampled tokens ({convention} convention), {row.eval_samples:,} samples per "
+            f"preference, seeds {', '.join(map(str, row.seeds))}; merged from one-seed parts verified when their "
+            "runs finished"
         )
         folder = board / "submissions" / env_stem(row.env_id)
         target = folder / f"{submission_slug(entry)}.json.gz"
-        replaced = _check_target(folder, target, entry, row.env_id, force)
-        folder.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(target, dumps_submission(merge_parts(parts, entry, description)))
-        for old in replaced:
-            if old != target:
-                old.unlink()
+        merged = dumps_submission(merge_parts(parts, entry, description))
+        if not (target.is_file() and not target.is_symlink() and target.read_bytes() == merged):
+            # an entry already submitted byte for byte stays (submitting again as parts arrive adds the new rows)
+            replaced = _check_target(folder, target, entry, row.env_id, force)
+            folder.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(target, merged)
+            for old in replaced:
+                if old != target:
+                    old.unlink()
         verified = verify_file(target, ledger=ledger)
         outcomes.append(
             {

@@ -118,7 +118,7 @@ def test_the_study_command_submits_each_row_whose_every_seed_has_a_verified_part
         StudyRow("morlhf/total", "morlhf", ENV_ID, 10_000, 512, dict(SOUP)),
         StudyRow("prior/total", "prior", ENV_ID, 10_000, 512, {}),
     )
-    study = Study("paper-qm9", "paper", ENV_ID, "A stand-in for the paper study.", rows)
+    study = Study("paper-qm9", "paper", ENV_ID, "A stand-in for the paper study", rows)  # no full stop, as ours
     monkeypatch.setattr(study_module, "get_study", lambda name, smoke=False: study)
     out = tmp_path / "studies" / "paper-qm9"
     for job in study_jobs(study, out, ledger=board / "verified.json"):
@@ -136,5 +136,14 @@ def test_the_study_command_submits_each_row_whose_every_seed_has_a_verified_part
     assert "prior/total: skipped (the untuned prior" in printed
     entry = board / "submissions" / STEM / "rewarded_soups-paper-qm9-total.json.gz"
     assert [s["seed"] for s in read_submission(entry)["seeds"]] == [0, 1, 2, 3, 4]
+    assert read_submission(entry)["description"].startswith(
+        "morbench study paper-qm9, row rewarded_soups/total: A stand-in for the paper study. Budget 10,000 sampled"
+    )  # regression: the study's description and the budget ran together ("...study Budget")
+    # submitting again as more rows' parts arrive keeps the entries already submitted byte for byte ...
+    unchanged = entry.read_bytes()
+    assert main(submit) == 0 and "rewarded_soups/total: verified (" in capsys.readouterr().out
+    assert entry.read_bytes() == unchanged
+    # ... and an entry of that name with other contents is replaced only with --force
+    entry.write_bytes(b"an edited entry")
     assert main(submit) == 2 and "pass --force to replace it" in capsys.readouterr().err
-    assert main([*submit, "--force"]) == 0
+    assert main([*submit, "--force"]) == 0 and entry.read_bytes() == unchanged
