@@ -9,9 +9,9 @@ The output defaults to ``results/<suite>``. Each run directory records its run i
 method, config, budget, seed, evaluation samples: ``morbench.runs.run_identity``); re-running into a directory
 whose runs have another identity is refused before any work starts, so stale results are never mixed in.
 While it runs, the progress bar names the runs in flight and a line reports each finished run's wall time, and
-``benchmark.json`` (:class:`SuiteLog`) is rewritten as each run ends and every minute: every invocation in the directory with its wall
-time and hardware, and each run's outcome from the invocation that ran it, so a suite finished over several
-invocations (or killed in one) still says what it cost.
+``benchmark.json`` (:class:`SuiteLog`) is rewritten as each run ends and every minute: every invocation in the
+directory with its wall time and hardware, and each run's outcome from the invocation that ran it, so a suite
+finished over several invocations (or killed in one) still says what it cost.
 """
 
 from __future__ import annotations
@@ -604,6 +604,11 @@ class SuiteLog:
         self._beat = threading.Thread(target=self._heartbeat, args=(heartbeat,), name="benchmark.json", daemon=True)
         self._beat.start()
 
+    def close(self) -> None:
+        """Stop the heartbeat (``write(finished=True)`` also does); the file keeps its last write."""
+        self._stop.set()
+        self._beat.join()
+
     def _heartbeat(self, seconds: float) -> None:
         while not self._stop.wait(seconds):
             with self._lock:
@@ -717,8 +722,11 @@ def _run_and_score(
 ) -> dict[str, Any]:
     threads = jobs[0].threads if jobs else 1
     log = SuiteLog(out, suite, [job.name for job in jobs], executor=executor, workers=workers, threads=threads)
-    outcomes = run_jobs(jobs, executor, workers, ray_address, progress, on_outcome=log.record)
-    log.write(finished=True)
+    try:
+        outcomes = run_jobs(jobs, executor, workers, ray_address, progress, on_outcome=log.record)
+        log.write(finished=True)
+    finally:
+        log.close()  # an error or Ctrl-C leaves the invocation unfinished, and no heartbeat behind
     failed = [o for o in outcomes if o["status"] == "failed"]
 
     from morbench.scoring import report_markdown, score_directory
