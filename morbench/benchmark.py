@@ -11,7 +11,9 @@ whose runs have another identity is refused before any work starts, so stale res
 While it runs, the progress bar names the runs in flight and a line reports each finished run's wall time, and
 ``benchmark.json`` (:class:`SuiteLog`) is rewritten as each run ends and every minute: every invocation in the
 directory with its wall time and hardware, and each run's outcome from the invocation that ran it, so a suite
-finished over several invocations (or killed in one) still says what it cost.
+finished over several invocations (or killed in one) still says what it cost. Each finished run also leaves a
+scored record (:func:`bank_scored`, ``scored/<env>/<method>/seed_<s>.json``): a few kB that are committed, so a
+checkout without the run folders (a fresh clone) resumes the suite and scores it from them.
 """
 
 from __future__ import annotations
@@ -222,6 +224,9 @@ class Job:
     threads: int = 1
     convention: str = "total"  # the budget convention (SuiteEntry.convention)
     device: str = "cpu"  # where policies and priors live (morbench.runs.resolve_device); part of the run identity
+    # where the finished run's scored record goes (:func:`bank_scored`; "" for none): what a checkout without the
+    # run's folder (a fresh clone: weights and samples are never committed) keeps of it
+    scored: str = ""
 
     @property
     def name(self) -> str:
@@ -261,13 +266,13 @@ def suite_jobs(
             if methods and method not in methods:
                 continue
             for seed in seeds if seeds is not None else entry.seeds:
-                run_dir = out / "runs" / entry.env_id.replace("/", "_") / method / f"seed_{seed}"
+                relative = Path(entry.env_id.replace("/", "_")) / method / f"seed_{seed}"
                 jobs.append(
                     Job(
                         entry.env_id,
                         method,
                         int(seed),
-                        str(run_dir),
+                        str(out / "runs" / relative),
                         dict(entry.overrides.get(method, {})),
                         entry.sampled_tokens,
                         entry.eval_samples,
@@ -275,6 +280,7 @@ def suite_jobs(
                         threads,
                         convention or entry.convention,
                         device,
+                        str(out / SCORED_DIR / relative.with_suffix(".json")),
                     )
                 )
     if not jobs:
@@ -315,6 +321,14 @@ def check_existing_runs(jobs: Sequence[Job]) -> None:
     """
     problems = []
     for job in jobs:
+        if job.scored and Path(job.scored).is_file():
+            try:
+                recorded = read_scored(job.scored)["identity"]
+            except InvalidRunError as exc:
+                problems.append(str(exc))
+            else:
+                if recorded != job_identity(job):
+                    problems.append(f"{job.scored}: {identity_difference(recorded, job_identity(job))}")
         if not (Path(job.out) / RUN_FILE).exists():
             continue
         try:
@@ -329,7 +343,8 @@ def check_existing_runs(jobs: Sequence[Job]) -> None:
         shown = "\n  ".join(problems[:10]) + (f"\n  ... and {len(problems) - 10} more" if len(problems) > 10 else "")
         raise ConfigError(
             f"{len(problems)} existing run(s) in this output directory were made with other settings, so they "
-            f"cannot be resumed or reused:\n  {shown}\nuse another --out, or delete those run directories"
+            f"cannot be resumed or reused:\n  {shown}\nuse another --out, or delete those run directories and scored "
+            "records"
         )
 
 
@@ -351,6 +366,15 @@ def run_job(job: Job) -> dict[str, Any]:
                     f"{out} holds a run with other settings ({identity_difference(recorded, job_identity(job))}); "
                     "delete it or use another --out"
                 )
+            bank_scored(job)  # a run finished before its scored record was written (or by an older morbench)
+            return {"job": job.name, "status": "skipped (already complete)", "seconds": 0.0}
+        if job.scored and Path(job.scored).is_file():
+            recorded = read_scored(job.scored)["identity"]
+            if recorded != job_identity(job):
+                raise InvalidRunError(
+                    f"{job.scored} is the record of a run with other settings "
+                    f"({identity_difference(recorded, job_identity(job))}); delete it or use another --out"
+                )
             return {"job": job.name, "status": "skipped (already complete)", "seconds": 0.0}
         run_method(
             job.method,
@@ -365,7 +389,9 @@ def run_job(job: Job) -> dict[str, Any]:
             progress=False,
             device=job.device,
         )
-        return {"job": job.name, "status": "ok", "seconds": time.perf_counter() - start}
+        seconds = time.perf_counter() - start
+        bank_scored(job)
+        return {"job": job.name, "status": "ok", "seconds": seconds}
     except Exception as exc:
         return {
             "job": job.name,
@@ -374,6 +400,105 @@ def run_job(job: Job) -> dict[str, Any]:
             "traceback": traceback.format_exc(),
             "seconds": time.perf_counter() - start,
         }
+
+
+# -- scored records: what a fresh clone keeps of a finished run -------------------------------------------------
+SCORED_DIR, SCORED_FORMAT = "scored", 1
+SCORED_CURVE_POINTS = 100  # learning-curve points kept per trained policy
+_CURVE_KEYS = ("sampled_tokens", "score_mean", "kl_to_prior")
+
+
+def thinned_curve(run_dir: Path, points: int = SCORED_CURVE_POINTS) -> list[dict[str, Any]]:
+    """The run's learning curve, thinned for a scored record.
+
+    The ``curve.jsonl`` entries that carry a training score, reduced to the policy tag, sampled tokens, score and KL,
+    at most ``points`` per trained policy (its first and last kept).
+    """
+    from morbench.plots import POLICY_TAGS
+    from morbench.runs import CURVE_FILE
+
+    path = run_dir / CURVE_FILE
+    if not path.is_file():
+        return []
+    by_policy: dict[Any, list[dict[str, Any]]] = {}
+    for text in path.read_text().splitlines():
+        if not text.strip():
+            continue
+        entry = json.loads(text)
+        if "score_mean" not in entry:
+            continue
+        tags = {t: entry[t] for t in POLICY_TAGS if entry.get(t) is not None}
+        by_policy.setdefault(json.dumps(tags, sort_keys=True), []).append(
+            {**tags, **{k: entry[k] for k in _CURVE_KEYS if k in entry}}
+        )
+    kept = []
+    for entries in by_policy.values():
+        step = max(1, -(-len(entries) // points))
+        thinned = entries[::step]
+        if thinned[-1] is not entries[-1]:
+            thinned.append(entries[-1])
+        kept += thinned
+    return kept
+
+
+def bank_scored(job: Job) -> None:
+    """Write ``job.scored``: the finished run's identity, score and thinned learning curve.
+
+    The score is :func:`morbench.scoring.score_run`'s result without the run's folder, the curve :func:`thinned_curve`.
+    Suites run for hours over several sessions, and a checkout keeps only what is committed: never the runs' weights
+    or samples (megabytes each). These records (a few kB) are committed as runs finish; a later invocation, in a
+    fresh clone, counts a run whose record matches its identity as finished and scores the suite from the records
+    of the runs that are not here (their samples plot aside). Nothing to do without ``job.scored`` or when the
+    record exists.
+    """
+    if not job.scored or Path(job.scored).is_file():
+        return
+    from morbench.scoring import _jsonable, score_run
+
+    run_dir = Path(job.out)
+    result = score_run(run_dir)
+    result.pop("run_dir", None)
+    record = {
+        "format": SCORED_FORMAT,
+        "job": job.name,
+        "identity": job_identity(job),
+        "result": _jsonable(result),
+        "curve": thinned_curve(run_dir),
+    }
+    atomic_write_json(job.scored, record)
+
+
+def read_scored(path: str | Path) -> dict[str, Any]:
+    """A scored record (:func:`bank_scored`), checked for its format and fields."""
+    path = Path(path)
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise InvalidRunError(f"{path}: not a readable scored record ({exc})") from None
+    fields_ok = isinstance(record, dict) and all(
+        isinstance(record.get(k), t) for k, t in (("identity", dict), ("result", dict), ("curve", list))
+    )
+    if not fields_ok or record.get("format") != SCORED_FORMAT:
+        raise InvalidRunError(
+            f"{path}: not a scored record of format {SCORED_FORMAT} (it needs identity, result and curve); "
+            "delete it and re-run its job"
+        )
+    return record
+
+
+def restored_results(out: Path) -> list[dict[str, Any]]:
+    """The results of the runs under ``out`` whose folder is gone but whose scored record is here (a fresh clone).
+
+    Each result is the record's score with its ``run_dir`` (the folder the run had) and its thinned ``curve``.
+    """
+    results = []
+    for path in sorted((Path(out) / SCORED_DIR).glob("*/*/*.json")):
+        run_dir = Path(out) / "runs" / path.relative_to(Path(out) / SCORED_DIR).with_suffix("")
+        if (run_dir / RUN_FILE).is_file():
+            continue  # the run itself is here: it is scored from its folder
+        record = read_scored(path)
+        results.append({**record["result"], "run_dir": str(run_dir), "curve": record["curve"]})
+    return results
 
 
 def _finished_line(outcome: dict[str, Any], done: int, total: int) -> str:
@@ -731,7 +856,7 @@ def _run_and_score(
 
     from morbench.scoring import report_markdown, score_directory
 
-    payload = score_directory(out / "runs", out=out, plots=plots)
+    payload = score_directory(out / "runs", out=out, plots=plots, restored=restored_results(out))
     (out / "results.md").write_text(report_markdown(payload["summary"], payload["runs"], [], out))
     payload["failed"] = failed
     return payload

@@ -140,9 +140,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_score(args: argparse.Namespace) -> int:
+    from morbench.benchmark import restored_results
     from morbench.scoring import format_table, score_directory
 
-    payload = score_directory(args.run_dir, out=args.out, plots=not args.no_plots)
+    # a suite's folder in a fresh clone: the runs that are not here are scored from their committed records
+    restored = restored_results(Path(args.run_dir))
+    payload = score_directory(args.run_dir, out=args.out, plots=not args.no_plots, restored=restored)
     print(format_table(payload))
     out = args.out or args.run_dir
     print(f"scored {len(payload['runs'])} run(s): {out}/metrics.json, {out}/report.md")

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 
 from morbench.metrics import non_dominated
-from morbench.runs import CURVE_FILE, read_evaluation
+from morbench.runs import CURVE_FILE, EVALUATION_FILE, read_evaluation
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -137,17 +137,24 @@ def plot_fronts(results: list[dict[str, Any]], path: Path, true_front: np.ndarra
     return path
 
 
-def plot_samples(results: list[dict[str, Any]], path: Path, max_points: int = 1500) -> Path:
-    """Scatter of individual samples at the uniform preference, one row per method (as the paper's Figs 1-3)."""
+def plot_samples(results: list[dict[str, Any]], path: Path, max_points: int = 1500) -> Path | None:
+    """Scatter of individual samples at the uniform preference, one row per method (as the paper's Figs 1-3).
+
+    None when no run's samples are here (every result restored from a suite's scored records).
+    """
     plt = _pyplot()
     names = results[0]["objective_names"]
     pairs = _pairs(len(names))
     by_method: dict[str, list[np.ndarray]] = defaultdict(list)
     for result in results:
+        if not (Path(result["run_dir"]) / EVALUATION_FILE).is_file():
+            continue  # restored from a suite's scored record: its samples were not kept
         evaluation = read_evaluation(result["run_dir"])
         k = len(names)
         uniform = min(evaluation["preferences"], key=lambda e: float(np.abs(np.asarray(e["weights"]) - 1.0 / k).sum()))
         by_method[result["method"]].append(np.asarray(uniform["rewards"]))
+    if not by_method:
+        return None
     methods = sorted(by_method)
     colors = _colors(methods)
     fig, axes = plt.subplots(
@@ -193,9 +200,10 @@ def learning_curves_figure(results: list[dict[str, Any]]) -> Figure | None:
     curves: dict[str, list[list[dict[str, Any]]]] = defaultdict(list)
     for result in results:
         curve_file = Path(result["run_dir"]) / CURVE_FILE
-        if not curve_file.is_file():
-            continue
-        entries = [json.loads(line) for line in curve_file.read_text().splitlines() if line.strip()]
+        if curve_file.is_file():
+            entries = [json.loads(line) for line in curve_file.read_text().splitlines() if line.strip()]
+        else:  # restored from a suite's scored record: its thinned curve
+            entries = list(result.get("curve") or [])
         entries = [e for e in entries if "score_mean" in e]
         if entries:
             curves[result["method"]].append(entries)
@@ -251,8 +259,10 @@ def plot_all(results: list[dict[str, Any]], root: Path, out: Path) -> list[Path]
         task = cast("TokenEnv", make(env_id).unwrapped)
         true_front = task.pareto_front()
         figures.append(plot_fronts(env_results, out / f"{stem}_fronts.png", true_front))
-        figures.append(plot_samples(env_results, out / f"{stem}_samples.png"))
-        curve = plot_learning_curves(env_results, out / f"{stem}_learning_curves.png")
-        if curve is not None:
-            figures.append(curve)
+        for figure in (
+            plot_samples(env_results, out / f"{stem}_samples.png"),
+            plot_learning_curves(env_results, out / f"{stem}_learning_curves.png"),
+        ):
+            if figure is not None:
+                figures.append(figure)
     return figures

@@ -444,7 +444,11 @@ def table_warnings(summary: dict[str, Any]) -> list[str]:
 
 
 def score_directory(
-    root: str | Path, out: str | Path | None = None, plots: bool = True, sample_prior: bool = True
+    root: str | Path,
+    out: str | Path | None = None,
+    plots: bool = True,
+    sample_prior: bool = True,
+    restored: Sequence[dict[str, Any]] = (),
 ) -> dict[str, Any]:
     """Score every run under ``root``; write metrics.json, results.csv/.md, report.md and plots to ``out``.
 
@@ -453,13 +457,16 @@ def score_directory(
 
     The returned payload has ``runs`` (one result per run), ``summary`` (per env and method, over seeds) and
     ``warnings`` (mixed sample counts); :func:`format_table` renders it for a terminal.
+
+    ``restored``: results of runs whose folders are not here (a suite's scored records,
+    :func:`morbench.benchmark.restored_results`), scored with the others.
     """
     root = Path(root)
     out = Path(out) if out is not None else root
-    run_dirs = find_runs(root)
-    if not run_dirs:
+    run_dirs = find_runs(root) if root.exists() or not restored else []
+    if not run_dirs and not restored:
         raise InvalidRunError(f"{root}: no run directories (no run.json) found")
-    results = [score_run(d) for d in run_dirs]
+    results = [score_run(d) for d in run_dirs] + [dict(r) for r in restored]
     add_judge_gap_vs_prior(results, sample_prior=sample_prior)
     summary = aggregate(results)
     payload = {"runs": results, "summary": summary, "warnings": table_warnings(summary)}
