@@ -139,8 +139,9 @@ class PPOConfig:
 def identity_config(config: Any) -> Any:
     """A config dict as the run identity records it.
 
-    The LoRA fields of a full fine-tuning ``ppo``, and its ``precision`` when it is ``"fp32"``, are left out, so
-    the identity of every run made before LoRA (or the precision option) existed is unchanged.
+    The LoRA fields of a full fine-tuning ``ppo``, its ``precision`` when it is ``"fp32"``, and Rewards-in-Context's
+    ``online_steps`` when it is None (epochs over the data), are left out, so the identity of every run made
+    before those options existed is unchanged.
     """
     if isinstance(config, dict):
         out = {key: identity_config(value) for key, value in config.items()}
@@ -148,6 +149,8 @@ def identity_config(config: Any) -> Any:
             out = {key: value for key, value in out.items() if not key.startswith("lora_")}
         if "lora_rank" in config and out.get("precision") == "fp32":  # a PPOConfig's dict
             out.pop("precision")
+        if "online_epochs" in config and out.get("online_steps", 0) is None:  # a RewardsInContextConfig's dict
+            out.pop("online_steps")
         return out
     return config
 

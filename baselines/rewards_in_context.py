@@ -9,7 +9,9 @@
 2. **Online stage** (rounds). Generate at targeted preferences (one objective at a random level, the others at
    the top level, as RiC's goal sampling), score, relabel each valid sample with the levels it *achieved*
    (hindsight), keep those with any reward at or above the ``quantile`` of its objective over the round's valid
-   samples (multi-objective rejection sampling), add them to the data and continue fine-tuning.
+   samples (multi-objective rejection sampling), add them to the data and continue fine-tuning: ``online_epochs``
+   epochs over all the data (the default; the supervised work grows with the square of the rounds), or
+   ``online_steps`` batches drawn from it, as RiC's own code (``online_training_steps``).
 3. **Inference.** A preference ``w`` maps to RiC's ``linf`` target: objectives with ``w_k >= 1/K`` get the top
    level ``L-1``, the others ``round(K * w_k * (L-1))``; the target is then moved to the nearest level
    combination that occurs in the training data (Euclidean distance over levels; ties: higher ``w . levels``, then
@@ -27,7 +29,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import partial
 from typing import Any
 
@@ -61,7 +63,16 @@ class RewardsInContextConfig:
         default=0.5, metadata={"help": "with a budget: the share of it the offline data may spend"}
     )
     online_samples: int = dataclasses.field(default=512, metadata={"help": "generations per online round"})
-    online_epochs: int = dataclasses.field(default=2, metadata={"help": "SFT epochs after each online round"})
+    online_epochs: int = dataclasses.field(
+        default=2, metadata={"help": "SFT epochs over the whole data after each online round (without online_steps)"}
+    )
+    online_steps: int | None = dataclasses.field(
+        default=None,
+        metadata={
+            "help": "SFT gradient steps after each online round, batches drawn from the whole data (RiC's "
+            "online_training_steps); None: online_epochs epochs over the data"
+        },
+    )
     quantile: float = dataclasses.field(
         default=0.7, metadata={"help": "MORS filter: keep if any reward >= this quantile"}
     )
@@ -82,6 +93,8 @@ class RewardsInContextConfig:
             raise ConfigError(f"RewardsInContextConfig.offline_fraction must be in (0, 1], got {self.offline_fraction}")
         if (self.online_iterations is not None and self.online_iterations < 0) or self.online_epochs < 0:
             raise ConfigError("online_iterations and online_epochs must be >= 0")
+        if self.online_steps is not None and self.online_steps < 1:
+            raise ConfigError(f"RewardsInContextConfig.online_steps must be >= 1 or None, got {self.online_steps}")
         if not 0 < self.quantile < 1:
             raise ConfigError(f"RewardsInContextConfig.quantile must be in (0, 1), got {self.quantile}")
 
@@ -229,44 +242,65 @@ def _sft(
     epochs: int,
     batch_size: int,
     generator: torch.Generator,
+    steps: int | None = None,
 ) -> tuple[float, int]:
     """Fine-tune by next-token NLL on ``prompt reward-tokens sequence``, the loss on the sequence tokens only.
 
-    The prompt length is explicit (no template search). Returns the mean loss and the number of gradient steps.
+    ``epochs`` passes over the rows, or with ``steps`` that many full batches (fewer if the rows are fewer than a
+    batch) drawn from consecutive shuffles of the rows. The prompt length is explicit (no template search).
+    Returns the mean loss and the number of gradient steps.
     """
     task = run.task
     model.train()
-    losses, steps = [], 0
-    for _ in range(epochs):
-        order = torch.randperm(len(rows), generator=generator).tolist()
-        for start in range(0, len(order), batch_size):
-            idx = order[start : start + batch_size]
-            prompts = [_prompt_ids(task, context_ids[i]) for i in idx]
-            prompts = [[*p, *prefix_fn(labels[i])] for p, i in zip(prompts, idx, strict=True)]
-            bodies = [[*p, *rows[i]] for p, i in zip(prompts, idx, strict=True)]
-            width = max(len(b) for b in bodies)
-            ids = torch.full((len(idx), width), task.pad_token_id, dtype=torch.long)
-            mask = torch.zeros((len(idx), width), dtype=torch.long)
-            target_mask = torch.zeros((len(idx), width - 1), dtype=torch.long)
-            for j, (p, b) in enumerate(zip(prompts, bodies, strict=True)):
-                ids[j, : len(b)] = torch.tensor(b)
-                mask[j, : len(b)] = 1
-                target_mask[j, len(p) - 1 : len(b) - 1] = 1  # predict the sequence tokens only
-            device = model_device(model)
-            ids, mask, target_mask = ids.to(device), mask.to(device), target_mask.to(device)
-            logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1]
-            nll = torch.nn.functional.cross_entropy(
-                logits.reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1), reduction="none"
-            ).view_as(target_mask)
-            loss = (nll * target_mask).sum() / target_mask.sum().clamp(min=1)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            losses.append(loss.item())
-            steps += 1
+    losses = []
+    for idx in _batches(len(rows), batch_size, generator, epochs, steps):
+        prompts = [_prompt_ids(task, context_ids[i]) for i in idx]
+        prompts = [[*p, *prefix_fn(labels[i])] for p, i in zip(prompts, idx, strict=True)]
+        bodies = [[*p, *rows[i]] for p, i in zip(prompts, idx, strict=True)]
+        width = max(len(b) for b in bodies)
+        ids = torch.full((len(idx), width), task.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(idx), width), dtype=torch.long)
+        target_mask = torch.zeros((len(idx), width - 1), dtype=torch.long)
+        for j, (p, b) in enumerate(zip(prompts, bodies, strict=True)):
+            ids[j, : len(b)] = torch.tensor(b)
+            mask[j, : len(b)] = 1
+            target_mask[j, len(p) - 1 : len(b) - 1] = 1  # predict the sequence tokens only
+        device = model_device(model)
+        ids, mask, target_mask = ids.to(device), mask.to(device), target_mask.to(device)
+        logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1]
+        nll = torch.nn.functional.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1), reduction="none"
+        ).view_as(target_mask)
+        loss = (nll * target_mask).sum() / target_mask.sum().clamp(min=1)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        losses.append(loss.item())
     model.eval()
-    return float(np.mean(losses)) if losses else float("nan"), steps
+    return float(np.mean(losses)) if losses else float("nan"), len(losses)
+
+
+def _batches(
+    rows: int, batch_size: int, generator: torch.Generator, epochs: int, steps: int | None
+) -> Iterator[list[int]]:
+    """The row indices of each SFT batch.
+
+    ``epochs`` shuffled passes (the last batch of each may be short), or, with ``steps``, that many batches of
+    ``min(batch_size, rows)`` cut from consecutive shuffles (every row once per shuffle; none without rows).
+    """
+    if steps is None:
+        for _ in range(epochs):
+            order = torch.randperm(rows, generator=generator).tolist()
+            yield from (order[start : start + batch_size] for start in range(0, rows, batch_size))
+        return
+    width = min(batch_size, rows)
+    pool: list[int] = []
+    for _ in range(steps if rows else 0):
+        while len(pool) < width:
+            pool += torch.randperm(rows, generator=generator).tolist()
+        yield pool[:width]
+        pool = pool[width:]
 
 
 def _mors_filter(rewards: np.ndarray, quantile: float) -> np.ndarray:
@@ -442,7 +476,7 @@ def _online_round(
     labels = quantizer(np.asarray(data["rewards"], dtype=np.float32))
     loss, steps = _sft(
         run, model, optimizer, data["rows"], data["context_ids"], labels, policy.prefix,
-        config.online_epochs, config.batch_size, generator,
+        config.online_epochs, config.batch_size, generator, config.online_steps,
     )  # fmt: skip
     stats = {
         "loss": loss,

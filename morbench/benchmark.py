@@ -153,6 +153,26 @@ _ENHANCER = {
 }
 
 
+# The standard suite's Rewards-in-Context trains a fixed number of steps after each online round, as RiC's own code
+# does (online_training_steps: 4,000 steps of 8 sequences per round of 20,000 generations, 1.6 sequences trained
+# per generation), instead of epochs over everything kept so far: those make a run's supervised work grow with
+# the square of its rounds (QM9-v0: 5,264 steps of 64 sequences and 1,422 s a run against 304-379 s for the PPO
+# methods at the same budget). docs/baselines.md, "Rewards-in-Context".
+RIC_SEQUENCES_PER_GENERATION = 1.6
+
+
+def _ric_online_steps(overrides: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """``overrides`` with Rewards-in-Context's ``online_steps`` set to RiC's sequences-per-generation ratio."""
+    from morbench.baselines.rewards_in_context import RewardsInContextConfig
+
+    ric = overrides["rewards_in_context"]
+    defaults = RewardsInContextConfig()
+    batch = ric.get("batch_size", defaults.batch_size)
+    samples = ric.get("online_samples", defaults.online_samples)
+    steps = -(-round(RIC_SEQUENCES_PER_GENERATION * samples) // batch)  # ceil
+    return {**overrides, "rewards_in_context": {**ric, "online_steps": steps}}
+
+
 _SUMMARIZE_PPO = _ppo(16, 8, 1e-5, 0.05)
 _SUMMARIZE = {
     "iterative_rs": {**_SUMMARIZE_PPO, "iterations": 1000, "merge_every": 4},
@@ -192,10 +212,16 @@ SUITES: dict[str, list[SuiteEntry]] = {
         _ppo_task("morbench/CNS-v1", 30, 1024, WITHOUT_BEST_OF_N),
     ],
     "standard": [  # hours on 2 CPU cores; every method of an env gets the same sampled-token budget
-        SuiteEntry("morbench/Motifs-v0", seeds=SEEDS, sampled_tokens=32 * 8 * 400, eval_samples=512, overrides=_MOTIFS),
-        _ppo_task("morbench/QM9-v0", 150, 1024),  # about 300 actual PPO iterations, as before
-        _ppo_task("morbench/CNS-v0", 80, 1024),  # about 200
-        _ppo_task("morbench/Enhancer-v0", 200, 1024, overrides=_ENHANCER),
+        SuiteEntry(
+            "morbench/Motifs-v0",
+            seeds=SEEDS,
+            sampled_tokens=32 * 8 * 400,
+            eval_samples=512,
+            overrides=_ric_online_steps(_MOTIFS),
+        ),
+        _ppo_task("morbench/QM9-v0", 150, 1024, overrides=_ric_online_steps(_QM9)),  # about 300 PPO iterations
+        _ppo_task("morbench/CNS-v0", 80, 1024, overrides=_ric_online_steps(_QM9)),  # about 200
+        _ppo_task("morbench/Enhancer-v0", 200, 1024, overrides=_ric_online_steps(_ENHANCER)),
     ],
     "text": [  # SmolLM2-135M: a GPU machine (about 30 sampled tokens/s on one CPU core)
         SuiteEntry(

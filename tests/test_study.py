@@ -98,6 +98,26 @@ def test_every_study_defines_buildable_unique_runs(name, tmp_path):
         assert study.decodings == ("protocol",)  # the standard scale keeps the protocol's decoding
 
 
+COMMITTED = sorted((Path(__file__).parents[1] / "results" / "studies").glob("*/study.json"))
+
+
+@pytest.mark.parametrize("path", COMMITTED, ids=[p.parent.name for p in COMMITTED])
+def test_every_committed_record_is_still_a_run_of_its_study(path):
+    """A change to a study's settings (or to a config the suites share, e.g. QM9's Rewards-in-Context) changes the
+    identities of its runs: the committed records would be orphaned and the study would re-run them (paper-qm9:
+    about 60 core-hours). Changes that must keep results keep identities; this says which record broke."""
+    from morbench.study import _committed_for, committed_records, read_study
+
+    payload = read_study(path)
+    jobs = study_jobs(get_study(path.parent.name), path.parent)
+    hashes = {job_identity(job.job)["hash"]: job for job in jobs}
+    orphans = [(r["row"], r["seed"]) for r in payload["records"] if r.get("identity") not in hashes]
+    assert not orphans, f"{path}: committed records no study run has: {orphans[:5]}"
+    if payload["complete"]:
+        committed = committed_records(path.parent)
+        assert all(_committed_for(job, committed) is not None for job in jobs)
+
+
 def test_unknown_studies_are_refused():
     with pytest.raises(ConfigError, match="unknown study 'nope'"):
         get_study("nope")

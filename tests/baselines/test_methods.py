@@ -160,3 +160,48 @@ def test_bad_method_config_and_reuse_of_a_finished_run(tmp_path):
     run_method("prior", ENV, tmp_path, eval_samples=8, progress=False)
     with pytest.raises(ConfigError, match="finished run"):
         run_method("prior", ENV, tmp_path, eval_samples=8, progress=False)
+
+
+def _ric_online_steps(tmp_path, **overrides):
+    """Rewards-in-Context's gradient steps in each of three online rounds on a small Motifs run."""
+    config = {
+        "offline_samples": 64,
+        "online_samples": 32,
+        "offline_epochs": 1,
+        "online_iterations": 3,
+        "online_epochs": 1,
+        "batch_size": 16,
+        "levels": 5,
+        **overrides,
+    }
+    out = tmp_path / "-".join(f"{k}{v}" for k, v in overrides.items())
+    run_method("rewards_in_context", ENV, out, config=build_config("rewards_in_context", config), eval_samples=4,
+               progress=False)  # fmt: skip
+    curve = [json.loads(line) for line in (out / "curve.jsonl").read_text().splitlines() if line.strip()]
+    identity = json.loads((out / "run.json").read_text())["identity"]["fields"]["config"]
+    return [e["gradient_steps"] for e in curve if e.get("stage", "").startswith("online-")], identity
+
+
+def test_ric_online_steps_fix_each_rounds_sft_however_the_data_grows(tmp_path):
+    # epochs over the whole data: each round trains on everything kept so far, so a run's supervised cost grows
+    # with the square of its rounds (the standard suite's QM9 runs: 5,264 steps, 42% of its run-seconds)
+    grown, identity = _ric_online_steps(tmp_path)
+    assert grown == sorted(grown) and grown[-1] > grown[0]
+    assert "online_steps" not in identity  # runs made before the option keep their identity
+    fixed, identity = _ric_online_steps(tmp_path, online_steps=2)
+    assert fixed == [2, 2, 2]  # RiC's online_training_steps: the same SFT work every round
+    assert identity["online_steps"] == 2
+    with pytest.raises(ConfigError, match="online_steps"):
+        build_config("rewards_in_context", {"online_steps": 0})
+
+
+def test_ric_fixed_step_batches_draw_every_row_once_per_shuffle():
+    from morbench.baselines.rewards_in_context import _batches
+
+    batches = list(_batches(10, 4, torch.Generator().manual_seed(0), epochs=1, steps=5))
+    assert [len(b) for b in batches] == [4] * 5  # full batches, across shuffle boundaries
+    drawn = [i for b in batches for i in b]
+    assert sorted(drawn[:10]) == list(range(10)) and sorted(drawn[10:20]) == list(range(10))
+    assert list(_batches(3, 4, torch.Generator().manual_seed(0), epochs=1, steps=2)) != []
+    assert all(len(b) == 3 for b in _batches(3, 4, torch.Generator().manual_seed(0), epochs=1, steps=2))
+    assert list(_batches(0, 4, torch.Generator().manual_seed(0), epochs=1, steps=2)) == []

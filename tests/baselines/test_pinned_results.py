@@ -54,6 +54,7 @@ VARIANTS = {
     "morlhf_uniform": ("morlhf_uniform", {**PPO, "iterations": 3}, None),
     "rewards_in_context": ("rewards_in_context", RIC, None),
     "rewards_in_context_budget": ("rewards_in_context", {**RIC, "online_iterations": 20}, 2000),
+    "rewards_in_context_steps": ("rewards_in_context", {**RIC, "online_steps": 3}, None),
     "best_of_n": ("best_of_n", {"n": 3}, None),
     "prior": ("prior", {}, None),
 }
