@@ -205,3 +205,14 @@ def test_ric_fixed_step_batches_draw_every_row_once_per_shuffle():
     assert list(_batches(3, 4, torch.Generator().manual_seed(0), epochs=1, steps=2)) != []
     assert all(len(b) == 3 for b in _batches(3, 4, torch.Generator().manual_seed(0), epochs=1, steps=2))
     assert list(_batches(0, 4, torch.Generator().manual_seed(0), epochs=1, steps=2)) == []
+
+
+def test_the_ric_online_check_compares_the_standard_suites_setting_with_epochs():
+    from morbench.baselines.ric_online_check import variant_config
+
+    steps = variant_config("morbench/QM9-v0", "online_steps")
+    epochs = variant_config("morbench/QM9-v0", "epochs")
+    assert steps["online_steps"] == 13 and "online_steps" not in epochs  # ceil(1.6 * 512 / 64)
+    assert {k: v for k, v in steps.items() if k != "online_steps"} == epochs
+    with pytest.raises(ConfigError, match="QM9-v1"):
+        variant_config("morbench/QM9-v1", "epochs")  # the paper studies' task is not the suite's
