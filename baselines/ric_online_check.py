@@ -24,18 +24,26 @@ VARIANTS = ("online_steps", "epochs")
 METRICS = ("average_reward", "hypervolume", "kl_to_prior", "validity", "uniqueness")
 
 
-def variant_config(env_id: str, variant: str) -> dict[str, Any]:
-    """The standard suite's Rewards-in-Context overrides for ``env_id``, as they are or without ``online_steps``."""
+def standard_entry(env_id: str) -> Any:
+    """The standard suite's entry (a ``SuiteEntry``) for ``env_id``; a clear error for a task not in it."""
     from morbench.benchmark import SUITES
     from morbench.errors import ConfigError
 
-    entries = [entry for entry in SUITES["standard"] if entry.env_id == env_id]
-    if not entries:
-        names = [entry.env_id for entry in SUITES["standard"]]
-        raise ConfigError(f"{env_id!r} is not a task of the standard suite; choose one of {names}")
+    for entry in SUITES["standard"]:
+        if entry.env_id == env_id:
+            return entry
+    names = [entry.env_id for entry in SUITES["standard"]]
+    raise ConfigError(f"{env_id!r} is not a task of the standard suite; choose one of {names}")
+
+
+def variant_config(env_id: str, variant: str) -> dict[str, Any]:
+    """The standard suite's Rewards-in-Context overrides for ``env_id``, as they are or without ``online_steps``."""
+    from morbench.errors import ConfigError
+
+    entry = standard_entry(env_id)
     if variant not in VARIANTS:
         raise ConfigError(f"unknown variant {variant!r}; choose one of {list(VARIANTS)}")
-    ric = dict(entries[0].overrides["rewards_in_context"])
+    ric = dict(entry.overrides["rewards_in_context"])
     if variant == "epochs":
         ric.pop("online_steps", None)
     return ric
@@ -45,11 +53,10 @@ def run_variant(env_id: str, variant: str, seed: int, out: Path) -> dict[str, An
     """Train (unless ``out`` holds the finished run) and score one run; its line of the comparison."""
     from morbench.baselines import build_config, run_method
     from morbench.baselines.training import Budget
-    from morbench.benchmark import SUITES
     from morbench.runs import RUN_FILE, read_run
     from morbench.scoring import score_run
 
-    entry = next(entry for entry in SUITES["standard"] if entry.env_id == env_id)
+    entry = standard_entry(env_id)
     if not (out / RUN_FILE).exists():
         run_method(
             "rewards_in_context",

@@ -22,6 +22,7 @@ import concurrent.futures as futures
 import dataclasses
 import datetime
 import json
+import math
 import multiprocessing
 import os
 import sys
@@ -157,7 +158,7 @@ _ENHANCER = {
 # does (online_training_steps: 4,000 steps of 8 sequences per round of 20,000 generations, 1.6 sequences trained
 # per generation), instead of epochs over everything kept so far: those make a run's supervised work grow with
 # the square of its rounds (QM9-v0: 5,264 steps of 64 sequences and 1,422 s a run against 304-379 s for the PPO
-# methods at the same budget). docs/baselines.md, "Rewards-in-Context".
+# methods at the same budget). docs/baselines.md, "Budgets and compute accounting".
 RIC_SEQUENCES_PER_GENERATION = 1.6
 
 
@@ -169,7 +170,7 @@ def _ric_online_steps(overrides: dict[str, dict[str, Any]]) -> dict[str, dict[st
     defaults = RewardsInContextConfig()
     batch = ric.get("batch_size", defaults.batch_size)
     samples = ric.get("online_samples", defaults.online_samples)
-    steps = -(-round(RIC_SEQUENCES_PER_GENERATION * samples) // batch)  # ceil
+    steps = math.ceil(round(RIC_SEQUENCES_PER_GENERATION * samples) / batch)
     return {**overrides, "rewards_in_context": {**ric, "online_steps": steps}}
 
 
