@@ -14,6 +14,9 @@ Every claim gets a table with 95% Student-t intervals over seeds, seed-paired co
 * "an intermediate m is optimal" **holds** when the best interior m beats both m = 1 and m = T, **does not hold**
   when the better endpoint beats the best interior m, and is inconclusive otherwise. (Picking the best m from the
   same seeds favours the claim; "holds" is therefore optimistic, "does not hold" is not.)
+
+The m-sweep also gets a descriptive trend (:func:`m_trend`): each seed's least-squares slope of average reward on
+log2 m, whose seed-paired interval says whether reward falls or rises with m.
 """
 
 from __future__ import annotations
@@ -360,6 +363,27 @@ def _versus(
     )
 
 
+def m_trend(reward_by_m: dict[int, dict[int, float]]) -> Comparison:
+    """The seed-paired trend of average reward in m: per seed, the least-squares slope on ``log2 m`` over every m
+    that seed has a finite value for (at least three), compared with 0 like a paired difference."""
+    slopes: dict[int, float] = {}
+    for seed in sorted({s for values in reward_by_m.values() for s in values}):
+        points = [(math.log2(m), values[seed]) for m, values in reward_by_m.items() if _finite(values.get(seed))]
+        if len(points) >= 3:
+            x, y = np.asarray(points, dtype=float).T
+            slopes[seed] = float(np.polyfit(x, y, 1)[0])
+    return compare("slope per doubling of m", slopes, dict.fromkeys(slopes, 0.0))
+
+
+def trend_verdict(c: Comparison) -> str:
+    """``falls with m``, ``rises with m`` or inconclusive, from the slope comparison of :func:`m_trend`."""
+    if c.n >= 2 and _finite(c.high) and c.high < 0:
+        return "falls with m"
+    if c.n >= 2 and _finite(c.low) and c.low > 0:
+        return "rises with m"
+    return INCONCLUSIVE
+
+
 def m_sweep_section(study: StudyResults) -> tuple[list[str], list[tuple[str, str]]]:
     """Claims 3 and 4 (an intermediate optimal m; m = 1 ~ MORLHF, m = T = RS) and the subsampling rows."""
     lines: list[str] = []
@@ -414,6 +438,18 @@ def m_sweep_section(study: StudyResults) -> tuple[list[str], list[tuple[str, str
                 "",
             ]
             verdicts.append((f"an intermediate m is optimal ({where})", claim3))
+        trend = m_trend({study.rows[label]["tags"]["m"]: reward[label] for label in sweep})
+        if trend.n >= 2:
+            lines += [
+                _wrap(
+                    "Trend in m (descriptive; no claim of the paper): for each seed the least-squares slope of "
+                    "average reward on log2 m over every m of the sweep, then its mean over seeds; reward falls (or "
+                    "rises) with m when the interval lies below (above) 0:"
+                ),
+                "",
+                _comparison_table([(trend, trend_verdict(trend))], digits=4),
+                "",
+            ]
         special = []
         if "morlhf" in references:
             special.append(
@@ -617,7 +653,7 @@ def cost_section(study: StudyResults) -> list[str]:
         _wrap(
             f"Wall-clock seconds each finished run recorded; whatever else ran on the machine at the time is in "
             f"them. Training once per run, evaluation summed over the decodings ({', '.join(study.decodings)}). "
-            f"So far {cost.summary}."
+            f"{'In all' if study.payload['complete'] else 'So far'} {cost.summary}."
         ),
         "",
         _table(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -342,9 +343,37 @@ def test_measured_cost_counts_a_shared_run_once_and_names_the_machine():
     assert "10 runs: 1.0 h of training and 0.2 h of evaluation, 1.2 run-hours" in block
     page = render_findings([payload])
     assert "x86_64, 2 cores, 1 torch thread per run" in page.replace("\n", " ")
+    # a finished study's cost is its total ("So far" read as if runs were missing from a complete study)
+    assert payload["complete"] and "In all 10 runs:" in page.replace("\n", " ") and "So far" not in page
+    payload["complete"] = False
+    assert "So far 10 runs:" in render_findings([payload]).replace("\n", " ")
+    payload["complete"] = True
     assert (
         "| sampled tokens | gradient steps | PPO iterations / policy |" in page and "| 1,000 | 4,800 | 10.0 |" in page
     )
     for record in payload["records"]:  # records collected before they named their machine say so
         del record["hardware"]
     assert measured_cost(StudyResults(payload)).machines[0].startswith("a machine its record does not name")
+
+
+def test_the_trend_in_m_is_the_mean_per_seed_slope_on_log2_m():
+    """The m-sweep's descriptive trend: each seed's least-squares slope of reward on log2 m, then a t-interval."""
+    from morbench.findings import m_trend, trend_verdict
+
+    # reward = 0.6 - 0.01 * log2(m) + seed noise that is constant in m: every seed's slope is exactly -0.01
+    falling = {m: {s: 0.6 - 0.01 * math.log2(m) + NOISE[s] for s in range(5)} for m in (1, 2, 4, 8, 16, 100)}
+    trend = m_trend(falling)
+    assert trend.n == 5 and trend.mean == pytest.approx(-0.01) and trend.high < 0
+    assert trend_verdict(trend) == "falls with m"
+    rising = {m: {s: 0.5 + 0.02 * math.log2(m) * (1 + NOISE[s]) for s in range(5)} for m in (1, 4, 32)}
+    assert m_trend(rising).mean == pytest.approx(0.02 * (1 + sum(NOISE) / 5))
+    assert trend_verdict(m_trend(rising)) == "rises with m"
+    # a peak symmetric in log2 m has no trend, and a seed with fewer than three finite m is left out
+    peak = {1: noisy(0.50), 4: noisy(0.60, 1), 16: noisy(0.50, 2)}
+    peak_by_m = {m: dict(enumerate(values)) for m, values in peak.items()}
+    peak_by_m[4][0] = float("nan")
+    trend = m_trend(peak_by_m)
+    assert trend.n == 4 and trend_verdict(trend) == INCONCLUSIVE
+    lines, verdicts = m_sweep_section(StudyResults(_sweep(peak, noisy(0.50, 4), noisy(0.50, 3))))
+    assert "\n| slope per doubling of m | 0.0000 [" in "\n".join(lines), lines
+    assert not any("slope" in claim for claim, _ in verdicts)  # descriptive: not one of the paper's claims
