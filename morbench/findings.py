@@ -909,7 +909,7 @@ def render_readme_block(payloads: Sequence[dict[str, Any]]) -> str:
         )
     cost = measured_cost(study)
     if cost.runs:
-        text += f" Measured cost so far: {cost.summary}."
+        text += f" Measured cost{'' if paper['complete'] else ' so far'}: {cost.summary}."
     return f"{README_START}\n{_wrap(text)}\n\n{table}\n{README_END}"
 
 

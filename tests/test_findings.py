@@ -345,8 +345,10 @@ def test_measured_cost_counts_a_shared_run_once_and_names_the_machine():
     assert "x86_64, 2 cores, 1 torch thread per run" in page.replace("\n", " ")
     # a finished study's cost is its total ("So far" read as if runs were missing from a complete study)
     assert payload["complete"] and "In all 10 runs:" in page.replace("\n", " ") and "So far" not in page
+    assert "Measured cost: 10 runs:" in block
     payload["complete"] = False
     assert "So far 10 runs:" in render_findings([payload]).replace("\n", " ")
+    assert "Measured cost so far: 10 runs:" in render_readme_block([payload]).replace("\n", " ")
     payload["complete"] = True
     assert (
         "| sampled tokens | gradient steps | PPO iterations / policy |" in page and "| 1,000 | 4,800 | 10.0 |" in page
