@@ -503,10 +503,57 @@ def m_sweep_section(study: StudyResults) -> tuple[list[str], list[tuple[str, str
     return lines, verdicts
 
 
+def reward_gap_at_equal_kl(a: Sequence[tuple[float, float]], b: Sequence[tuple[float, float]]) -> float:
+    """Average reward of A minus B at equal KL to the prior, from each method's (KL, reward) points of one seed.
+
+    Every point of either method whose KL lies inside the other method's KL range is compared with the other's
+    reward there, interpolated linearly in log KL between its two neighbouring points (never extrapolated); the
+    result is the mean of those A - B differences (antisymmetric: swapping A and B negates it), or NaN when the two
+    ranges do not overlap. Points with a non-finite reward or a KL that is not finite and positive are left out.
+    """
+
+    def curve(points: Sequence[tuple[float, float]]) -> tuple[np.ndarray, np.ndarray]:
+        kept = np.asarray(sorted((math.log(k), r) for k, r in points if _finite(k) and k > 0 and _finite(r)))
+        return (kept[:, 0], kept[:, 1]) if kept.size else (np.empty(0), np.empty(0))
+
+    (xa, ya), (xb, yb) = curve(a), curve(b)
+    if not (xa.size and xb.size):
+        return float("nan")
+    gaps = [ya[i] - np.interp(x, xb, yb) for i, x in enumerate(xa) if xb[0] <= x <= xb[-1]]
+    gaps += [np.interp(x, xa, ya) - yb[i] for i, x in enumerate(xb) if xa[0] <= x <= xa[-1]]
+    return float(np.mean(gaps)) if gaps else float("nan")
+
+
+def _equal_kl_comparison(
+    study: StudyResults, names: dict[str, str], a: list[str], b: list[str], decoding: str
+) -> Comparison:
+    """Seed-paired :func:`reward_gap_at_equal_kl` of the frontier rows ``a`` and ``b`` (one per KL coefficient)."""
+
+    def points(labels: list[str], seed: int) -> list[tuple[float, float]]:
+        out = []
+        for label in labels:
+            reward = study.values(label, "average_reward", decoding).get(seed)
+            kl = study.values(label, "kl_to_prior", decoding).get(seed)
+            if reward is not None and kl is not None:
+                out.append((kl, reward))
+        return out
+
+    seeds = sorted({s for label in [*a, *b] for s in study.values(label, "average_reward", decoding)})
+    gaps = {seed: reward_gap_at_equal_kl(points(a, seed), points(b, seed)) for seed in seeds}
+    method_a, method_b = (study.rows[labels[0]]["method"] for labels in (a, b))
+    return compare(f"{names[method_a]} - {names[method_b]} at equal KL", gaps, dict.fromkeys(gaps, 0.0))
+
+
 def frontier_section(study: StudyResults) -> tuple[list[str], list[tuple[str, str]]]:
-    """Average reward against KL to the prior for every method and KL coefficient (descriptive)."""
+    """Average reward against KL to the prior for every method and KL coefficient, and claim 1 at equal KL."""
     labels = [label for label, row in study.rows.items() if row["tags"].get("group") == "frontier"]
     lines: list[str] = []
+    verdicts: list[tuple[str, str]] = []
+    curves: dict[str, list[str]] = defaultdict(list)  # PPO method -> its rows, one per KL coefficient
+    for label in labels:
+        if study.rows[label]["tags"].get("kl") is not None:
+            curves[study.rows[label]["method"]].append(label)
+    names = {"iterative_rs": "IterativeRS", "rewarded_soups": "RS", "morlhf": "MORLHF"}
     for decoding in study.decodings:
         if not any(study.values(label, "average_reward", decoding) for label in labels):
             continue
@@ -530,7 +577,29 @@ def frontier_section(study: StudyResults) -> tuple[list[str], list[tuple[str, st
             + (", ".join(f"`{label}`" for label in labels if label in front) or "none"),
             "",
         ]
-    return lines, []
+        if not all(curves.get(method) for method in names):
+            continue
+        pairs = (("iterative_rs", "rewarded_soups"), ("rewarded_soups", "morlhf"), ("iterative_rs", "morlhf"))
+        gaps = [_equal_kl_comparison(study, names, curves[a], curves[b], decoding) for a, b in pairs]
+        gap_verdicts = [greater_verdict(c) for c in gaps]
+        claim = all_of(gap_verdicts[:2])
+        where = study.decoding_label(decoding)
+        lines += [
+            _wrap(
+                "Claim 1 at equal KL to the prior (a method that wins reward by drifting further from the prior is "
+                "not better): per seed, each point of one method whose KL lies inside the range of KL the other "
+                "method spans over its KL coefficients is compared with the other's reward at that KL, interpolated "
+                "linearly in log KL between its neighbouring points; the seed's value is the mean of those "
+                "differences (a seed whose two ranges do not overlap drops out):"
+            ),
+            "",
+            _comparison_table(list(zip(gaps, gap_verdicts, strict=True))),
+            "",
+            _verdict_line(where, "IterativeRS > RS > MORLHF in average reward at equal KL to the prior", claim),
+            "",
+        ]
+        verdicts.append((f"IterativeRS > RS > MORLHF in average reward at equal KL to the prior ({where})", claim))
+    return lines, verdicts
 
 
 SECTIONS = {"paper": methods_section, "m-sweep": m_sweep_section, "frontier": frontier_section}

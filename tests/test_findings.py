@@ -20,10 +20,12 @@ from morbench.findings import (
     StudyResults,
     compare,
     equivalence_verdict,
+    frontier_section,
     greater_verdict,
     m_sweep_section,
     methods_section,
     render_findings,
+    reward_gap_at_equal_kl,
     write_findings,
 )
 from morbench.study import STUDY_FORMAT
@@ -379,3 +381,68 @@ def test_the_trend_in_m_is_the_mean_per_seed_slope_on_log2_m():
     lines, verdicts = m_sweep_section(StudyResults(_sweep(peak, noisy(0.50, 4), noisy(0.50, 3))))
     assert "\n| slope per doubling of m | 0.0000 [" in "\n".join(lines), lines
     assert not any("slope" in claim for claim, _ in verdicts)  # descriptive: not one of the paper's claims
+
+
+def test_the_reward_gap_at_equal_kl_interpolates_in_log_kl_and_never_extrapolates():
+    a = [(1.0, 0.5), (4.0, 0.7)]  # at KL 2 (halfway in log KL) A's reward is 0.6
+    assert math.isclose(reward_gap_at_equal_kl(a, [(2.0, 0.55)]), 0.05)
+    assert math.isclose(reward_gap_at_equal_kl([(2.0, 0.55)], a), -0.05)  # antisymmetric
+    # B's 0.5..8 range holds both of A's points: A - B at KL 1 (0.5 - 0.6) and 4 (0.7 - 0.8), B's 2 against A's 0.6
+    b = [(0.5, 0.5), (2.0, 0.7), (8.0, 0.9)]
+    assert math.isclose(reward_gap_at_equal_kl(a, b), ((0.5 - 0.6) + (0.7 - 0.8) + (0.6 - 0.7)) / 3)
+    assert math.isnan(reward_gap_at_equal_kl([(1.0, 0.5), (2.0, 0.6)], [(3.0, 0.9), (4.0, 0.9)]))  # no overlap
+    assert math.isnan(reward_gap_at_equal_kl([], a))
+    # a point with no positive finite KL (or no finite reward) is left out, not interpolated at log(0)
+    assert math.isclose(reward_gap_at_equal_kl([*a, (0.0, 9.0), (math.nan, 9.0), (3.0, math.nan)], [(2.0, 0.55)]), 0.05)
+
+
+def _frontier(curves: dict[str, list[tuple[float, list[float]]]]) -> dict:
+    """A frontier study.json: per PPO method, one row per KL coefficient with (KL to the prior, rewards per seed)."""
+    rows, rewards, kls = {}, {}, {}
+    for method, points in curves.items():
+        for coefficient, (kl, values) in zip((0.01, 0.05, 0.2), points, strict=True):
+            label = f"{method}/kl={coefficient:g}"
+            rows[label] = {
+                "method": method,
+                "convention": "per_expert",
+                "tags": {"group": "frontier", "kl": coefficient},
+            }
+            rewards[label], kls[label] = values, kl
+    rows["best_of_n/per_expert"] = {"method": "best_of_n", "convention": "per_expert", "tags": {"group": "frontier"}}
+    rewards["best_of_n/per_expert"] = noisy(0.45)
+    payload = _payload("frontier", rows, rewards)
+    for record in payload["records"]:
+        record["metrics"]["kl_to_prior"] = kls.get(record["row"], 0.2)
+    return payload
+
+
+def test_a_method_that_wins_reward_only_by_drifting_further_does_not_win_at_equal_kl():
+    """On one shared reward-KL curve r = 0.4 + 0.1 ln(KL), IterativeRS sits further out (more KL, more reward at every
+    coefficient): claim 1 would hold coefficient by coefficient, but at equal KL it does not; shifted up by 0.05 it
+    does."""
+
+    def on_curve(kls, shift=0.0, noise=0):
+        return [(kl, noisy(0.4 + 0.1 * math.log(kl) + shift, noise + i)) for i, kl in enumerate(kls)]
+
+    drifting = {
+        "iterative_rs": on_curve((2.0, 4.0, 8.0)),
+        "rewarded_soups": on_curve((1.0, 2.0, 4.0), 0.0, 1),
+        "morlhf": on_curve((0.5, 1.0, 2.0), 0.0, 2),
+    }
+    lines, verdicts = frontier_section(StudyResults(_frontier(drifting)))
+    assert len(verdicts) == 1 and verdicts[0][1] != HOLDS, "\n".join(lines)
+    assert "at equal KL" in verdicts[0][0]
+    assert any("IterativeRS - RS at equal KL" in line for line in lines)
+    better = {
+        **drifting,
+        "iterative_rs": on_curve((2.0, 4.0, 8.0), 0.05),
+        "rewarded_soups": on_curve((1.0, 2.0, 4.0), 0.03, 1),
+    }
+    _, verdicts = frontier_section(StudyResults(_frontier(better)))
+    assert verdicts[0][1] == HOLDS
+    worse = {**drifting, "iterative_rs": on_curve((2.0, 4.0, 8.0), -0.05)}
+    _, verdicts = frontier_section(StudyResults(_frontier(worse)))
+    assert verdicts[0][1] == FAILS
+    # a frontier with only some PPO methods run yet gives its tables and no verdict
+    lines, verdicts = frontier_section(StudyResults(_frontier({"iterative_rs": drifting["iterative_rs"]})))
+    assert verdicts == [] and any("iterative_rs/kl=0.01" in line for line in lines)
