@@ -63,10 +63,9 @@ class CNSOracle(Oracle):
     default one per core; ``workers=0`` works in this process without timeouts); the BBB classifier then
     scores the whole batch in one forward pass here. A vector env with deferred scoring hands each step's
     finished strings to :meth:`prefetch`, which starts their worker tasks without waiting, so RDKit runs while
-    the sampler goes on; the scoring call collects them (the same records either way). Strings already seen are
-    looked up without RDKit, and canonical molecules already scored come from the base class's cache, so
-    re-scoring costs no oracle call.
-    Any string that is not one valid molecule is invalid with a reason. Verdicts never depend on wall-clock
+    the sampler goes on; the scoring call collects them (the same records either way; ``prefetch=False`` turns
+    it off). Strings already seen are looked up without RDKit, and canonical molecules already scored come from
+    the base class's cache, so re-scoring costs no oracle call. Any string that is not one valid molecule is invalid with a reason. Verdicts never depend on wall-clock
     time: the pool's deadlines only find stuck workers, whose molecules are then scored alone and waited for
     (see :mod:`~morbench.envs.cns.pool`); the env's input bounds keep each molecule's work under a second.
     ``molecule_function`` replaces the per-molecule work (a test hook, e.g.
@@ -89,9 +88,11 @@ class CNSOracle(Oracle):
         startup_timeout: float = 60.0,
         hang_timeout: float = 300.0,
         molecule_function: MoleculeFunction = process_smiles,
+        prefetch: bool = True,
     ) -> None:
         super().__init__(budget=budget)
         self.model = model
+        self.prefetch_enabled = bool(prefetch)
         self.spec = model.config.spec
         self.molecule_function = molecule_function
         self.worker_settings = _PoolSettings(
@@ -138,7 +139,7 @@ class CNSOracle(Oracle):
 
     @property
     def prefetches(self) -> bool:
-        return self.pool.workers > 0
+        return self.prefetch_enabled and self.pool.workers > 0
 
     def prefetch(self, sequences: list[str]) -> None:
         """Start parsing, canonicalizing and featurizing the new, screened strings in the pool without waiting
@@ -376,6 +377,7 @@ class CNSEnv(TokenEnv):
     | `workers` | `int` or `None` | `None` | oracle worker processes (None: one per core; 0: score in this process, without deadlines) |
     | `chunk_timeout` | `float` | `60.0` | seconds one chunk of molecules may take before the pool is killed and the chunk re-scored one by one |
     | `molecule_timeout` | `float` | `10.0` | seconds one molecule may take in the pool when re-scored alone; past that it is scored in a process of its own and waited for (never made invalid by time) |
+    | `prefetch` | `bool` | `True` | a vector env with deferred scoring sends each step's finished strings to the pool at once, so RDKit overlaps sampling (same rewards; False: all at the end) |
     | `oracle_budget` | `int` or `None` | `None` | maximum number of oracle calls (unique valid molecules) |
     | `preference_divisions` | `int` | `3` | divisions of the simplex lattice of preferences |
     | `assets_dir` | `str` or `Path` or `None` | `None` | asset directory (None: the shipped `assets/`, or `assets_v1/` with `task_version=1`) |
@@ -392,7 +394,10 @@ class CNSEnv(TokenEnv):
     one forward pass. Strings already seen are looked up without RDKit, and canonical molecules already scored
     come from the base class's cache, so re-scoring costs no time and no oracle call. A chunk that misses its
     deadline has its pool killed; its molecules are re-scored one at a time with `molecule_timeout`, so only the
-    molecule that hangs is lost. The pool is not pickled (a copy starts its own), and `env.close()` stops it.
+    molecule that hangs is lost. With deferred scoring (the training path) the vector env hands the pool each
+    step's finished strings as they end (`prefetch`), so their RDKit work runs while the sampler goes on and the
+    scoring call only collects it; a job that misses its deadline is re-scored the normal way, so the records are
+    the same. The pool is not pickled (a copy starts its own), and `env.close()` stops it.
     Scripts that use the env do not need an `if __name__ == "__main__":` guard: workers do not re-import the
     caller's main module. `morbench.envs.cns.featurize.SimulatedHang` is a test hook that hangs on chosen strings.
 
@@ -571,6 +576,7 @@ class CNSEnv(TokenEnv):
         workers: int | None = None,
         chunk_timeout: float = 60.0,
         molecule_timeout: float = 10.0,
+        prefetch: bool = True,
         oracle_budget: int | None = None,
         preference_divisions: int = 3,
         assets_dir: str | Path | None = None,
@@ -603,7 +609,12 @@ class CNSEnv(TokenEnv):
                 f"max_length must be in 1..{longest} (the prior's context less [BOS] and {CONDITIONING_SLACK} "
                 f"conditioning positions), got {max_length}"
             )
-        settings = {"workers": workers, "chunk_timeout": chunk_timeout, "molecule_timeout": molecule_timeout}
+        settings = {
+            "workers": workers,
+            "chunk_timeout": chunk_timeout,
+            "molecule_timeout": molecule_timeout,
+            "prefetch": prefetch,
+        }
         if task_version == 0:
             oracle: CNSOracle = CNSOracle(oracle_model, budget=oracle_budget, **settings)  # type: ignore[arg-type]
         else:

@@ -348,6 +348,7 @@ def test_a_deferred_rollout_prefetches_in_the_pool_and_scores_exactly_as_in_proc
     oracle.pool.map = lambda smiles: mapped.extend(smiles) or pool_map(smiles)
     try:
         assert oracle.prefetches and not reference.oracle.prefetches
+        assert not CNSOracle(reference.oracle.model, workers=1, prefetch=False).prefetches  # the switch
         for seed in (0, 1):  # the second batch repeats strings the first one cached
             tokens = _prior_rollout(venv, seed)
             pending = dict(oracle._prefetched)
