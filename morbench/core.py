@@ -303,6 +303,17 @@ class Oracle(LazyAttributes, ABC):
         """Hook called with the batch's screened strings before they are canonicalized (e.g. to parse them all
         in a process pool at once). The default does nothing."""
 
+    @property
+    def prefetches(self) -> bool:
+        """Whether :meth:`prefetch` does any work (a vector env with deferred scoring then hands it each step's
+        finished strings); False by default."""
+        return False
+
+    def prefetch(self, sequences: list[str]) -> None:
+        """Hook: start the per-string work of scoring ``sequences`` in the background and return at once, so that
+        it overlaps what the caller does next (a sampler's next steps); the call that scores them later collects
+        it. A hint only: what any call returns never depends on it. The default does nothing."""
+
     def tokenizer_form(self, sequence: str) -> str:
         """The spelling of ``sequence`` that :attr:`input_check` tokenizes (e.g. upper-cased DNA)."""
         return sequence

@@ -38,6 +38,8 @@ class TokenVectorEnv(VectorEnv):
     :meth:`score_finished` scores every finished, not yet scored row in one oracle call, returning their rewards and
     terminal ``info``. Samplers stop calling the oracle on each step where a few rows end (QM9's prior ends rows on
     about half of its steps), at the price of the per-step reward; ``reset`` refuses to discard unscored rows.
+    Where the oracle :attr:`~morbench.core.Oracle.prefetches` (CNS's process pool), each step hands it the strings
+    that finished, so their parsing overlaps the next steps' sampling; the rewards are the same.
 
     Terminal ``info`` follows Gymnasium's vector convention: ``info["sequence"]``, ``info["valid"]``,
     ``info["reason"]``, ``info["length"]``, ``info["objectives"][name]`` and ``info["properties"][name]`` are
@@ -180,6 +182,13 @@ class TokenVectorEnv(VectorEnv):
         self._tokens[rows, self._lengths[rows]] = actions[rows]
         self._lengths[rows] += 1
         self._finished |= done
+        if self.defer_scoring and done.any() and self.env.oracle.prefetches:
+            # the oracle starts on these rows' per-string work (e.g. RDKit in its worker processes) while the
+            # sampler goes on; score_finished collects it. The rewards are the same as without it
+            sequences, reasons = self.env.decode_token_ids(
+                [self._tokens[i, : self._lengths[i]] for i in np.flatnonzero(done)]
+            )
+            self.env.oracle.prefetch([s for s, reason in zip(sequences, reasons, strict=True) if reason is None])
         return self._observation(), rewards, terminated, truncated, info
 
     def score_finished(self) -> tuple[np.ndarray, dict[str, Any]]:

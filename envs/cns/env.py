@@ -17,7 +17,7 @@ from morbench.core import Context, InvalidSequence, Oracle, OracleEvaluation, Sc
 from morbench.envs.cns.bbb import BBBModel, feature_matrix, load_bbb_model
 from morbench.envs.cns.data import read_smiles_gz
 from morbench.envs.cns.featurize import MoleculeRecord, canonicalize_smiles, process_smiles
-from morbench.envs.cns.pool import MoleculeFunction, RDKitPool
+from morbench.envs.cns.pool import MoleculeFunction, PoolJob, RDKitPool
 from morbench.errors import ConfigError
 from morbench.models import CONDITIONING_SLACK
 from morbench.preferences import simplex_lattice, uniform_preference
@@ -61,9 +61,11 @@ class CNSOracle(Oracle):
 
     Each new string is parsed, canonicalized and featurized once in a worker process (``workers`` processes,
     default one per core; ``workers=0`` works in this process without timeouts); the BBB classifier then
-    scores the whole batch in one forward pass here. Strings already seen are looked up without RDKit, and
-    canonical molecules already scored come from the base class's cache, so re-scoring costs no oracle call.
-    Any string that is not one valid molecule is invalid with a reason. Verdicts never depend on wall-clock
+    scores the whole batch in one forward pass here. A vector env with deferred scoring hands each step's
+    finished strings to :meth:`prefetch`, which starts their worker tasks without waiting, so RDKit runs while
+    the sampler goes on; the scoring call collects them (the same records either way; ``prefetch=False`` turns
+    it off). Strings already seen are looked up without RDKit, and canonical molecules already scored come from
+    the base class's cache, so re-scoring costs no oracle call. Any string that is not one valid molecule is invalid with a reason. Verdicts never depend on wall-clock
     time: the pool's deadlines only find stuck workers, whose molecules are then scored alone and waited for
     (see :mod:`~morbench.envs.cns.pool`); the env's input bounds keep each molecule's work under a second.
     ``molecule_function`` replaces the per-molecule work (a test hook, e.g.
@@ -72,7 +74,7 @@ class CNSOracle(Oracle):
 
     objective_names: tuple[str, ...] = ("qed", "sa", "bbb")
     property_names: tuple[str, ...] = ("qed", "sa_score", "bbb_probability")
-    not_pickled = ("pool",)  # a copy starts its own worker processes
+    not_pickled = ("pool", "_prefetched")  # a copy starts its own worker processes
 
     def __init__(
         self,
@@ -86,9 +88,11 @@ class CNSOracle(Oracle):
         startup_timeout: float = 60.0,
         hang_timeout: float = 300.0,
         molecule_function: MoleculeFunction = process_smiles,
+        prefetch: bool = True,
     ) -> None:
         super().__init__(budget=budget)
         self.model = model
+        self.prefetch_enabled = bool(prefetch)
         self.spec = model.config.spec
         self.molecule_function = molecule_function
         self.worker_settings = _PoolSettings(
@@ -114,11 +118,17 @@ class CNSOracle(Oracle):
     def pool(self) -> RDKitPool:
         return RDKitPool(self.spec, function=self.molecule_function, **self.worker_settings)
 
+    @functools.cached_property
+    def _prefetched(self) -> dict[str, PoolJob]:
+        """String -> the background job parsing it (:meth:`prefetch`), until a call collects it."""
+        return {}
+
     def close(self) -> None:
-        """Stop the worker processes (the next call starts them again)."""
+        """Stop the worker processes (the next call starts them again); background jobs are dropped."""
         pool = self.__dict__.get("pool")
         if pool is not None:
             pool.close()
+        self.__dict__.pop("_prefetched", None)
 
     # -- scoring ------------------------------------------------------------------------------------------
     def __call__(self, sequences: Sequence[str], contexts: Sequence[Context | None] | None = None) -> ScoreResult:
@@ -127,21 +137,54 @@ class CNSOracle(Oracle):
         finally:
             self._pending.clear()
 
-    def prepare(self, sequences: list[str]) -> None:
-        """Parse the batch's new, screened strings in the pool before the base class canonicalizes them."""
-        fresh = list(dict.fromkeys(s for s in sequences if s not in self._canonical))
-        if fresh:
-            self._prepare(fresh)
+    @property
+    def prefetches(self) -> bool:
+        return self.prefetch_enabled and self.pool.workers > 0
 
-    def _prepare(self, strings: list[str]) -> None:
-        """Parse, canonicalize and featurize new strings in the pool (one round trip for the whole batch)."""
-        for string, record in zip(strings, self.pool.map(strings), strict=True):
-            if record.canonical is None:
-                self._canonical[string] = (None, record.error or "invalid molecule")
-                continue
-            self._canonical[string] = (record.canonical, None)
-            if record.canonical not in self._cache:
-                self._pending[record.canonical] = record
+    def prefetch(self, sequences: list[str]) -> None:
+        """Start parsing, canonicalizing and featurizing the new, screened strings in the pool without waiting
+        (one background task); the call that scores them collects the records (:meth:`prepare`)."""
+        if not self.prefetches:
+            return
+        screened = self.screen(sequences)
+        fresh = list(
+            dict.fromkeys(
+                s
+                for s, reason in zip(sequences, screened, strict=True)
+                if reason is None and s not in self._canonical and s not in self._prefetched
+            )
+        )
+        if fresh:
+            job = self.pool.submit(fresh)
+            self._prefetched.update(dict.fromkeys(fresh, job))
+
+    def prepare(self, sequences: list[str]) -> None:
+        """Parse the batch's new, screened strings in the pool before the base class canonicalizes them: the
+        records of prefetched strings from their background jobs, the rest in one round trip."""
+        fresh = list(dict.fromkeys(s for s in sequences if s not in self._canonical))
+        if not fresh:
+            return
+        jobs = {id(job): job for s in fresh if (job := self._prefetched.get(s)) is not None}
+        self.pool.collect(list(jobs.values()))
+        records: dict[str, MoleculeRecord] = {}
+        for job in jobs.values():
+            if job.records is not None:
+                records.update(zip(job.smiles, job.records, strict=True))
+            for string in job.smiles:  # collected (or lost with a late job or a stopped pool): never again
+                self._prefetched.pop(string, None)
+        missing = [s for s in fresh if s not in records]
+        records.update(zip(missing, self.pool.map(missing), strict=True))
+        for string in fresh:
+            self._remember(string, records[string])
+
+    def _remember(self, string: str, record: MoleculeRecord) -> None:
+        """Record a string's verdict (and its features, for this call's evaluation, if its molecule is new)."""
+        if record.canonical is None:
+            self._canonical[string] = (None, record.error or "invalid molecule")
+            return
+        self._canonical[string] = (record.canonical, None)
+        if record.canonical not in self._cache:
+            self._pending[record.canonical] = record
 
     def canonicalize(self, sequence: str, context: Context | None = None) -> str:
         known = self._canonical.get(sequence)
@@ -334,6 +377,7 @@ class CNSEnv(TokenEnv):
     | `workers` | `int` or `None` | `None` | oracle worker processes (None: one per core; 0: score in this process, without deadlines) |
     | `chunk_timeout` | `float` | `60.0` | seconds one chunk of molecules may take before the pool is killed and the chunk re-scored one by one |
     | `molecule_timeout` | `float` | `10.0` | seconds one molecule may take in the pool when re-scored alone; past that it is scored in a process of its own and waited for (never made invalid by time) |
+    | `prefetch` | `bool` | `True` | a vector env with deferred scoring sends each step's finished strings to the pool at once, so RDKit overlaps sampling (same rewards; False: all at the end) |
     | `oracle_budget` | `int` or `None` | `None` | maximum number of oracle calls (unique valid molecules) |
     | `preference_divisions` | `int` | `3` | divisions of the simplex lattice of preferences |
     | `assets_dir` | `str` or `Path` or `None` | `None` | asset directory (None: the shipped `assets/`, or `assets_v1/` with `task_version=1`) |
@@ -350,7 +394,10 @@ class CNSEnv(TokenEnv):
     one forward pass. Strings already seen are looked up without RDKit, and canonical molecules already scored
     come from the base class's cache, so re-scoring costs no time and no oracle call. A chunk that misses its
     deadline has its pool killed; its molecules are re-scored one at a time with `molecule_timeout`, so only the
-    molecule that hangs is lost. The pool is not pickled (a copy starts its own), and `env.close()` stops it.
+    molecule that hangs is lost. With deferred scoring (the training path) the vector env hands the pool each
+    step's finished strings as they end (`prefetch`), so their RDKit work runs while the sampler goes on and the
+    scoring call only collects it; a job that misses its deadline is re-scored the normal way, so the records are
+    the same. The pool is not pickled (a copy starts its own), and `env.close()` stops it.
     Scripts that use the env do not need an `if __name__ == "__main__":` guard: workers do not re-import the
     caller's main module. `morbench.envs.cns.featurize.SimulatedHang` is a test hook that hangs on chosen strings.
 
@@ -529,6 +576,7 @@ class CNSEnv(TokenEnv):
         workers: int | None = None,
         chunk_timeout: float = 60.0,
         molecule_timeout: float = 10.0,
+        prefetch: bool = True,
         oracle_budget: int | None = None,
         preference_divisions: int = 3,
         assets_dir: str | Path | None = None,
@@ -561,7 +609,12 @@ class CNSEnv(TokenEnv):
                 f"max_length must be in 1..{longest} (the prior's context less [BOS] and {CONDITIONING_SLACK} "
                 f"conditioning positions), got {max_length}"
             )
-        settings = {"workers": workers, "chunk_timeout": chunk_timeout, "molecule_timeout": molecule_timeout}
+        settings = {
+            "workers": workers,
+            "chunk_timeout": chunk_timeout,
+            "molecule_timeout": molecule_timeout,
+            "prefetch": prefetch,
+        }
         if task_version == 0:
             oracle: CNSOracle = CNSOracle(oracle_model, budget=oracle_budget, **settings)  # type: ignore[arg-type]
         else:

@@ -13,6 +13,7 @@ hang) raises :class:`~morbench.errors.OracleTimeoutError`, and nothing is record
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import multiprocessing
 import os
@@ -21,13 +22,13 @@ import time
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from multiprocessing.connection import Connection
-from multiprocessing.pool import Pool
+from multiprocessing.pool import AsyncResult, Pool
 from typing import Any, NoReturn
 
 from morbench.envs.cns.featurize import FeatureSpec, MoleculeRecord, _load_sascorer, process_smiles
 from morbench.errors import OracleTimeoutError
 
-__all__ = ["MoleculeFunction", "RDKitPool", "default_workers"]
+__all__ = ["MoleculeFunction", "PoolJob", "RDKitPool", "default_workers"]
 
 MoleculeFunction = Callable[[str, FeatureSpec], MoleculeRecord]
 
@@ -89,6 +90,18 @@ def _score_alone(connection: Connection, function: MoleculeFunction, spec: Featu
         record = MoleculeRecord(None, f"oracle worker failed: {type(exc).__name__}: {exc}")
     connection.send(record)
     connection.close()
+
+
+@dataclasses.dataclass
+class PoolJob:
+    """Strings submitted with :meth:`RDKitPool.submit`, scored in the background; ``records`` is set by
+    :meth:`RDKitPool.collect` (None until then, and for good if the job missed its deadline or its pool was
+    stopped: the caller then scores the strings with :meth:`RDKitPool.map`)."""
+
+    smiles: list[str]
+    handle: AsyncResult
+    processes: Pool  # the pool that runs it: a job of a stopped pool never finishes
+    records: list[MoleculeRecord] | None = None
 
 
 class RDKitPool:
@@ -258,29 +271,70 @@ class RDKitPool:
     def _run(
         self, smiles: list[str], chunks: list[list[int]], records: list[MoleculeRecord | None], timeout: float
     ) -> list[list[int]]:
-        """Score ``chunks`` (index lists) into ``records``; return the chunks that missed their deadline.
-
-        Tasks are taken in order by ``workers`` processes, so if each takes at most ``timeout`` seconds the
-        i-th finishes by ``start + timeout * (i // workers + 1)``; missing that deadline means a hang.
-        """
+        """Score ``chunks`` (index lists) into ``records``; return the chunks that missed their deadline (see
+        :meth:`_gather`)."""
         pool = self._start()
-        start = time.monotonic() + self._grace
-        self._grace = 0.0
         handles = [pool.apply_async(_score_chunk, ([smiles[i] for i in chunk],)) for chunk in chunks]
         late: list[list[int]] = []
-        for number, (chunk, handle) in enumerate(zip(chunks, handles, strict=True)):
-            deadline = start + timeout * (number // self.workers + 1)
-            if not late:
-                handle.wait(max(0.0, deadline - time.monotonic()))
-            if not handle.ready():
+        for chunk, results in zip(chunks, self._gather(handles, [len(c) for c in chunks], timeout), strict=True):
+            if results is None:
                 late.append(chunk)
                 continue
-            try:
-                results = handle.get()
-            except Exception as exc:  # the worker raised (e.g. an injected function failed): mark the chunk
-                results = [MoleculeRecord(None, f"oracle worker failed: {type(exc).__name__}: {exc}")] * len(chunk)
             for i, record in zip(chunk, results, strict=True):
                 records[i] = record
         if late:
             self._kill()
         return late
+
+    def _gather(
+        self, handles: list[AsyncResult], sizes: list[int], timeout: float
+    ) -> list[list[MoleculeRecord] | None]:
+        """The records of each task (None for one that missed its deadline, counted from now, or came after one
+        that did).
+
+        Tasks are taken in order by ``workers`` processes, so if each takes at most ``timeout`` seconds the
+        i-th finishes by ``start + timeout * (i // workers + 1)``; missing that deadline means a hang.
+        """
+        start = time.monotonic() + self._grace
+        self._grace = 0.0
+        out: list[list[MoleculeRecord] | None] = []
+        late = False
+        for number, (handle, size) in enumerate(zip(handles, sizes, strict=True)):
+            if not late:
+                handle.wait(max(0.0, start + timeout * (number // self.workers + 1) - time.monotonic()))
+            if not handle.ready():
+                late = True
+                out.append(None)
+                continue
+            try:
+                out.append(handle.get())
+            except Exception as exc:  # the worker raised (e.g. an injected function failed): mark the task
+                out.append([MoleculeRecord(None, f"oracle worker failed: {type(exc).__name__}: {exc}")] * size)
+        return out
+
+    # -- background work ------------------------------------------------------------------------------------
+    def submit(self, smiles: Sequence[str]) -> PoolJob:
+        """Start scoring ``smiles`` (one task) in the background and return at once; :meth:`collect` gathers it.
+        Needs ``workers >= 1``."""
+        if self.workers == 0:
+            raise ValueError("submit needs worker processes (workers >= 1); workers=0 scores in this process")
+        processes = self._start()
+        smiles = list(smiles)
+        return PoolJob(smiles, processes.apply_async(_score_chunk, (smiles,)), processes)
+
+    def collect(self, jobs: Sequence[PoolJob]) -> None:
+        """Wait for submitted jobs under :meth:`map`'s chunk deadlines, counted from now, and set their records.
+
+        A job whose pool has been stopped since, or that misses its deadline (the pool is then killed), keeps
+        ``records = None``: its strings must be scored with :meth:`map`, which isolates a hang. So a job never
+        decides a verdict that :meth:`map` would not."""
+        waiting = [job for job in jobs if job.records is None and job.processes is self._processes]
+        if not waiting:
+            return
+        results = self._gather(
+            [job.handle for job in waiting], [len(job.smiles) for job in waiting], self.chunk_timeout
+        )
+        for job, records in zip(waiting, results, strict=True):
+            job.records = records
+        if any(records is None for records in results):
+            self._kill()

@@ -8,7 +8,9 @@ run):
 
 * ``bare``: the KV-cache sampling loop alone (no env, no scoring);
 * ``deferred``: the training path, the vector env with ``defer_scoring=True`` (one oracle call per rollout);
-* ``per_step``: the vector env scoring the rows that end on each step (one oracle call per such step).
+* ``per_step``: the vector env scoring the rows that end on each step (one oracle call per such step);
+* ``no_prefetch`` (tasks whose oracle prefetches: CNS): the training path with ``prefetch=False``, so the oracle's
+  worker processes parse every string at the end instead of while the sampler goes on.
 
 Target: deferred >= 0.90x bare tokens/s for every task. Time it with::
 
@@ -67,6 +69,11 @@ def _rollout(model, venv, path: str, seed: int) -> tuple[int, np.ndarray | None]
     return generation.num_tokens, rewards
 
 
+def _mode(path: str) -> str:
+    """The way ``_rollout`` drives a path's env: ``no_prefetch`` is the deferred path on another env."""
+    return "deferred" if path == "no_prefetch" else path
+
+
 @pytest.mark.parametrize("env_id", TASKS)
 def test_env_driven_sampling_with_the_tasks_own_prior(benchmark, env_id):
     batch = BATCH if benchmark.enabled else 16  # the normal test run checks correctness on a small batch
@@ -77,6 +84,10 @@ def test_env_driven_sampling_with_the_tasks_own_prior(benchmark, env_id):
         ),
     }
     venvs["bare"] = venvs["deferred"]
+    if venvs["deferred"].env.oracle.prefetches:
+        venvs["no_prefetch"] = morbench.make_vec(
+            env_id, num_envs=batch, autoreset_mode=AutoresetMode.DISABLED, defer_scoring=True, prefetch=False
+        )
     model = load_prior(venvs["bare"]).eval()
     if benchmark.disabled:  # the normal test run: both env paths sample the same tokens and rewards
         tokens, per_step = _rollout(model, venvs["per_step"], "per_step", 0)
@@ -84,30 +95,40 @@ def test_env_driven_sampling_with_the_tasks_own_prior(benchmark, env_id):
         deferred_tokens, deferred = _rollout(model, venvs["deferred"], "deferred", 0)
         assert deferred_tokens == tokens
         np.testing.assert_allclose(deferred, per_step, rtol=0, atol=1e-5)  # batch composition moves last bits
+        if "no_prefetch" in venvs:  # prefetching changes when strings are parsed, never what they score
+            np.testing.assert_array_equal(_rollout(model, venvs["no_prefetch"], "deferred", 0)[1], deferred)
         benchmark(lambda: None)
         for venv in venvs.values():
             venv.close()
         return
-    speeds: dict[str, list[float]] = {"bare": [], "deferred": [], "per_step": []}
-    _rollout(model, venvs["deferred"], "deferred", 10_000)  # warm-up (and CNS's worker pool start)
-    _rollout(model, venvs["per_step"], "per_step", 10_000)
+    speeds: dict[str, list[float]] = {
+        path: [] for path in ("bare", "deferred", "per_step", "no_prefetch") if path in venvs
+    }
+    for path in speeds:  # warm-up (and CNS's worker pool start)
+        _rollout(model, venvs[path], _mode(path), 10_000)
     for round_ in range(ROUNDS):
         for path, times in speeds.items():
             start = time.perf_counter()
-            tokens, _ = _rollout(model, venvs[path], path, round_)
+            tokens, _ = _rollout(model, venvs[path], _mode(path), round_)
             times.append(tokens / (time.perf_counter() - start))
     median = {path: statistics.median(times) for path, times in speeds.items()}
-    ratios = {path: median[path] / median["bare"] for path in ("deferred", "per_step")}
+    ratios = {path: median[path] / median["bare"] for path in speeds if path != "bare"}
     benchmark.extra_info.update(
         env_id=env_id,
         batch=BATCH,
         tokens_per_s=median,
         ratio_deferred=ratios["deferred"],
         ratio_per_step=ratios["per_step"],
+        ratio_no_prefetch=ratios.get("no_prefetch"),
     )
     print(
         f"\n{env_id}: bare {median['bare']:.0f} tok/s, deferred {median['deferred']:.0f} ({ratios['deferred']:.3f}x),"
         f" per-step {median['per_step']:.0f} ({ratios['per_step']:.3f}x)"
+        + (
+            f", without prefetch {median['no_prefetch']:.0f} ({ratios['no_prefetch']:.3f}x)"
+            if "no_prefetch" in median
+            else ""
+        )
     )
     benchmark.pedantic(_rollout, args=(model, venvs["deferred"], "deferred", 0), rounds=1, iterations=1)
     for venv in venvs.values():

@@ -305,3 +305,91 @@ def test_prior_context_holds_conditioning_tokens(env):
     assert task.max_length == 100
     assert task.max_length + 1 + CONDITIONING_SLACK <= n_positions
     assert task.max_prompt_length + 1 + task.reward_dim + task.max_length <= n_positions
+
+
+def _prior_rollout(venv, seed: int):
+    """Sample one synchronized batch of the prior through ``venv`` (deferred scoring); returns the token rows."""
+    import torch
+
+    from morbench.models import load_prior
+    from morbench.sampling import prompt_tensors, sample
+
+    task = venv.env
+    venv.reset(seed=seed)
+
+    def on_step(tokens):
+        _, _, terminated, truncated, _ = venv.step(tokens)
+        return terminated | truncated
+
+    with torch.no_grad():
+        generation = sample(
+            load_prior(venv).eval(),
+            *prompt_tensors(task, venv.current_contexts),
+            task.max_length,
+            eos_token_id=task.eos_token_id,
+            pad_token_id=task.pad_token_id,
+            generator=torch.Generator().manual_seed(seed),
+            on_step=on_step,
+            forbid_token_ids=list(task.forbidden_token_ids),
+        )
+    return [row[: int(n)] for row, n in zip(generation.tokens.numpy(), generation.lengths, strict=True)]
+
+
+def test_a_deferred_rollout_prefetches_in_the_pool_and_scores_exactly_as_in_process():
+    """With deferred scoring, each step hands the rows that finished to the oracle's pool (their RDKit work
+    overlaps the next steps' sampling); score_finished then collects it. Rewards, verdicts, properties and the
+    oracle's counters equal those of an oracle that scores the same strings in this process, at the end."""
+    venv = morbench.make_vec(ENV_ID, num_envs=24, autoreset_mode=AutoresetMode.DISABLED, defer_scoring=True, workers=1)
+    reference = morbench.make(ENV_ID, workers=0).unwrapped
+    oracle = venv.env.oracle
+    submitted, mapped = [], []
+    submit, pool_map = oracle.pool.submit, oracle.pool.map
+    oracle.pool.submit = lambda smiles: submitted.append(list(smiles)) or submit(smiles)
+    oracle.pool.map = lambda smiles: mapped.extend(smiles) or pool_map(smiles)
+    try:
+        assert oracle.prefetches and not reference.oracle.prefetches
+        assert not CNSOracle(reference.oracle.model, workers=1, prefetch=False).prefetches  # the switch
+        for seed in (0, 1):  # the second batch repeats strings the first one cached
+            tokens = _prior_rollout(venv, seed)
+            pending = dict(oracle._prefetched)
+            rewards, info = venv.score_finished()
+            expected = reference.score_token_ids(tokens)
+            assert pending and set(pending) <= set(expected.sequences)  # every prefetched string was asked for
+            assert not oracle._prefetched  # ... and collected: none was parsed again at the end
+            assert not set(pending) & set(mapped) and oracle.pool.restarts == 0
+            np.testing.assert_array_equal(rewards, expected.rewards)
+            np.testing.assert_array_equal(info["valid"], expected.valid)
+            for name, values in expected.properties.items():
+                np.testing.assert_array_equal(info["properties"][name], values)
+            assert (oracle.calls, oracle.requests) == (reference.oracle.calls, reference.oracle.requests)
+        assert len(submitted) >= 4  # several steps' worth of background tasks, not one call at the end
+        assert not (~np.asarray(info["valid"])).all()
+    finally:
+        venv.close()
+        reference.close()
+
+
+def test_a_lost_or_late_background_job_is_rescored_with_the_same_verdict(model):
+    """A prefetched job whose pool stopped since, or that misses its deadline (a molecule slower than the chunk
+    deadline on a loaded machine), is scored again by the pool's normal path: same records, nothing lost."""
+    reference = CNSOracle(model, workers=0)
+    slow = SimulatedHang(frozenset({"CCCC"}), seconds=2.0)
+    oracle = CNSOracle(model, workers=1, chunk_timeout=0.3, molecule_timeout=0.3, molecule_function=slow)
+    try:
+        oracle.prefetch(["CCO", "C1CC", "c1ccccc1"])  # C1CC: an unclosed ring, invalid
+        oracle.pool.close()  # the job's processes are gone: it can never finish
+        result = oracle(["CCO", "C1CC", "c1ccccc1"])
+        expected = reference(["CCO", "C1CC", "c1ccccc1"])
+        np.testing.assert_array_equal(result.rewards, expected.rewards)
+        assert result.reasons == expected.reasons and not oracle._prefetched
+        restarts = oracle.pool.restarts
+        oracle.prefetch(["CCCC", "CCN"])  # CCCC takes 2 s against a 0.3 s deadline
+        result = oracle(["CCN", "CCCC"])
+        assert oracle.pool.restarts > restarts  # the deadline fired ...
+        np.testing.assert_array_equal(result.rewards, reference(["CCN", "CCCC"]).rewards)  # ... and decided nothing
+        assert result.valid.all() and not oracle._prefetched
+        clone = pickle.loads(pickle.dumps(oracle))  # a copy carries no background job along
+        assert "_prefetched" not in clone.__dict__
+        clone.close()
+    finally:
+        oracle.close()
