@@ -65,9 +65,10 @@ class CNSOracle(Oracle):
     finished strings to :meth:`prefetch`, which starts their worker tasks without waiting, so RDKit runs while
     the sampler goes on; the scoring call collects them (the same records either way; ``prefetch=False`` turns
     it off). Strings already seen are looked up without RDKit, and canonical molecules already scored come from
-    the base class's cache, so re-scoring costs no oracle call. Any string that is not one valid molecule is invalid with a reason. Verdicts never depend on wall-clock
-    time: the pool's deadlines only find stuck workers, whose molecules are then scored alone and waited for
-    (see :mod:`~morbench.envs.cns.pool`); the env's input bounds keep each molecule's work under a second.
+    the base class's cache, so re-scoring costs no oracle call. Any string that is not one valid molecule is
+    invalid with a reason. Verdicts never depend on wall-clock time: the pool's deadlines only find stuck workers,
+    whose molecules are then scored alone and waited for (see :mod:`~morbench.envs.cns.pool`); the env's input
+    bounds keep each molecule's work under a second.
     ``molecule_function`` replaces the per-molecule work (a test hook, e.g.
     :class:`~morbench.envs.cns.featurize.SimulatedHang`).
     """
