@@ -27,7 +27,7 @@ import math
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -97,6 +97,19 @@ def compare(label: str, a: dict[int, float], b: dict[int, float]) -> Comparison:
         elif d.mean() != 0:
             t, p = math.copysign(math.inf, float(d.mean())), 0.0
     return Comparison(label, mean, low, high, t, p, len(seeds))
+
+
+class Verdict(NamedTuple):
+    """One claim's verdict and the seed-paired comparisons it rests on (the summary tables show them)."""
+
+    claim: str
+    verdict: str
+    evidence: tuple[Comparison, ...] = ()
+    decoding: str = ""  # the decoding the claim was tested at (a key of the study's ``decodings``)
+
+
+def _evidence(comparisons: Sequence[Comparison]) -> str:
+    return "; ".join(f"{c.label} {_num(c.mean)} [{_num(c.low)}, {_num(c.high)}]" for c in comparisons)
 
 
 def greater_verdict(c: Comparison) -> str:
@@ -297,10 +310,10 @@ def _ranked(labels: Sequence[str], method_of: dict[str, str]) -> list[str]:
     return sorted(labels, key=lambda label: (order.get(method_of[label], 99), label))
 
 
-def methods_section(study: StudyResults) -> tuple[list[str], list[tuple[str, str]]]:
+def methods_section(study: StudyResults) -> tuple[list[str], list[Verdict]]:
     """Claims 1 and 2 (average reward, ICV) per compute convention and decoding; returns (lines, verdicts)."""
     lines: list[str] = []
-    verdicts: list[tuple[str, str]] = []
+    verdicts: list[Verdict] = []
     method_of = {label: row["method"] for label, row in study.rows.items()}
     for decoding in study.decodings:
         for convention in ("per_expert", "total"):
@@ -343,8 +356,8 @@ def methods_section(study: StudyResults) -> tuple[list[str], list[tuple[str, str
                 "",
             ]
             verdicts += [
-                (f"IterativeRS > RS > MORLHF in average reward ({where})", claim1),
-                (f"IterativeRS has a higher ICV than RS and MORLHF ({where})", claim2),
+                Verdict(f"IterativeRS > RS > MORLHF in average reward ({where})", claim1, tuple(reward), decoding),
+                Verdict(f"IterativeRS has a higher ICV than RS and MORLHF ({where})", claim2, tuple(icv), decoding),
             ]
     return lines, verdicts
 
@@ -384,10 +397,10 @@ def trend_verdict(c: Comparison) -> str:
     return INCONCLUSIVE
 
 
-def m_sweep_section(study: StudyResults) -> tuple[list[str], list[tuple[str, str]]]:
+def m_sweep_section(study: StudyResults) -> tuple[list[str], list[Verdict]]:
     """Claims 3 and 4 (an intermediate optimal m; m = 1 ~ MORLHF, m = T = RS) and the subsampling rows."""
     lines: list[str] = []
-    verdicts: list[tuple[str, str]] = []
+    verdicts: list[Verdict] = []
     sweep = sorted(
         (label for label, row in study.rows.items() if row["tags"].get("group") == "m-sweep"),
         key=lambda label: study.rows[label]["tags"]["m"],
@@ -437,7 +450,7 @@ def m_sweep_section(study: StudyResults) -> tuple[list[str], list[tuple[str, str
                 _verdict_line(where, "an intermediate m is optimal", claim3),
                 "",
             ]
-            verdicts.append((f"an intermediate m is optimal ({where})", claim3))
+            verdicts.append(Verdict(f"an intermediate m is optimal ({where})", claim3, tuple(comparisons), decoding))
         trend = m_trend({study.rows[label]["tags"]["m"]: reward[label] for label in sweep})
         if trend.n >= 2:
             lines += [
@@ -477,7 +490,7 @@ def m_sweep_section(study: StudyResults) -> tuple[list[str], list[tuple[str, str
             for comparison, verdict in zip(special, special_verdicts, strict=True):
                 claim = comparison.label.replace(" - ", " ~ ")
                 lines += [_verdict_line(where, claim, verdict), ""]
-                verdicts.append((f"{claim} ({where})", verdict))
+                verdicts.append(Verdict(f"{claim} ({where})", verdict, (comparison,), decoding))
         if subsets:
             reference = next(
                 (label for label in sweep if label in {f"m={study.rows[s]['tags']['m']}" for s in subsets}), None
@@ -544,11 +557,11 @@ def _equal_kl_comparison(
     return compare(f"{names[method_a]} - {names[method_b]} at equal KL", gaps, dict.fromkeys(gaps, 0.0))
 
 
-def frontier_section(study: StudyResults) -> tuple[list[str], list[tuple[str, str]]]:
+def frontier_section(study: StudyResults) -> tuple[list[str], list[Verdict]]:
     """Average reward against KL to the prior for every method and KL coefficient, and claim 1 at equal KL."""
     labels = [label for label, row in study.rows.items() if row["tags"].get("group") == "frontier"]
     lines: list[str] = []
-    verdicts: list[tuple[str, str]] = []
+    verdicts: list[Verdict] = []
     curves: dict[str, list[str]] = defaultdict(list)  # PPO method -> its rows, one per KL coefficient
     for label in labels:
         if study.rows[label]["tags"].get("kl") is not None:
@@ -598,7 +611,14 @@ def frontier_section(study: StudyResults) -> tuple[list[str], list[tuple[str, st
             _verdict_line(where, "IterativeRS > RS > MORLHF in average reward at equal KL to the prior", claim),
             "",
         ]
-        verdicts.append((f"IterativeRS > RS > MORLHF in average reward at equal KL to the prior ({where})", claim))
+        verdicts.append(
+            Verdict(
+                f"IterativeRS > RS > MORLHF in average reward at equal KL to the prior ({where})",
+                claim,
+                tuple(gaps),
+                decoding,
+            )
+        )
     return lines, verdicts
 
 
@@ -613,7 +633,7 @@ def _kind(payload: dict[str, Any]) -> str:
     raise ConfigError(f"study {name!r}: no analysis is defined for it")
 
 
-def study_report(payload: dict[str, Any], plots: dict[str, str] | None = None) -> tuple[list[str], list]:
+def study_report(payload: dict[str, Any], plots: dict[str, str] | None = None) -> tuple[list[str], list[Verdict]]:
     """The markdown lines and the (claim, verdict) list of one study."""
     study = StudyResults(payload)
     lines, verdicts = SECTIONS[_kind(payload)](study)
@@ -907,15 +927,15 @@ def _curves(study: StudyResults) -> dict[str, dict[str, tuple[list[float], list[
 
 
 # -- pages -----------------------------------------------------------------------------------------------------
-def _verdict_rows(payload: dict[str, Any], verdicts: Sequence[tuple[str, str]]) -> list[list[str]]:
+def _verdict_rows(payload: dict[str, Any], verdicts: Sequence[Verdict]) -> list[list[str]]:
     """The summary rows of one study's verdicts; a verdict on an unfinished study, which its remaining seeds may still
     change, says which part it rests on."""
     note = "" if payload["complete"] else f" (provisional: {_progress(payload)})"
-    return [[f"`{payload['study']}`", claim, f"**{verdict}**{note}"] for claim, verdict in verdicts]
+    return [[f"`{payload['study']}`", v.claim, f"**{v.verdict}**{note}", _evidence(v.evidence)] for v in verdicts]
 
 
 def _summary(rows: Sequence[list[str]]) -> str:
-    return _table(["study", "claim", "verdict"], rows)
+    return _table(["study", "claim", "verdict", "paired by seed: mean difference [95% CI]"], rows)
 
 
 def render_findings(payloads: Sequence[dict[str, Any]], plots: dict[str, dict[str, str]] | None = None) -> str:
@@ -953,8 +973,20 @@ def render_findings(payloads: Sequence[dict[str, Any]], plots: dict[str, dict[st
     return "\n".join(lines).rstrip() + "\n"
 
 
+def headline_verdicts(payload: dict[str, Any]) -> list[list[str]]:
+    """The summary rows of one study's verdicts at its headline decoding, the decoding named once, not per claim."""
+    study = StudyResults(payload)
+    label = study.decoding_label(study.headline)
+    _, verdicts = study_report(payload)
+    kept = [v for v in verdicts if v.decoding == study.headline]
+    return _verdict_rows(
+        payload, [v._replace(claim=v.claim.replace(f" ({label})", "").replace(f"({label}, ", "(")) for v in kept]
+    )
+
+
 def render_readme_block(payloads: Sequence[dict[str, Any]]) -> str:
-    """The README's headline block: the first paper-scale methods table (headline decoding, ``per_expert``)."""
+    """The README's headline block: the first paper-scale methods table (headline decoding, ``per_expert``), then
+    every study's verdicts at its headline decoding."""
     paper = next((p for p in payloads if _kind(p) == "paper"), None)
     if paper is None:
         return f"{README_START}\n{_wrap(NO_RESULTS + ' See [docs/studies.md](docs/studies.md).')}\n{README_END}"
@@ -979,7 +1011,18 @@ def render_readme_block(payloads: Sequence[dict[str, Any]]) -> str:
     cost = measured_cost(study)
     if cost.runs:
         text += f" Measured cost{'' if paper['complete'] else ' so far'}: {cost.summary}."
-    return f"{README_START}\n{_wrap(text)}\n\n{table}\n{README_END}"
+    rows = [row for payload in payloads for row in headline_verdicts(payload)]
+    verdicts = (
+        ""
+        if not rows
+        else "\n\n"
+        + _wrap(
+            f"The paper's claims, {study.decoding_label(study.headline)} (verdict rules, the intervals behind each "
+            "verdict and the other decoding: [docs/findings.md](docs/findings.md)):"
+        )
+        + f"\n\n{_summary(rows)}"
+    )
+    return f"{README_START}\n{_wrap(text)}\n\n{table}{verdicts}\n{README_END}"
 
 
 def replace_block(text: str, block: str) -> str:

@@ -135,7 +135,7 @@ def test_claim_two_reads_the_sample_icv():
         "morlhf/per_expert": [2.5 + n for n in NOISE[1:] + NOISE[:1]],
     }
     _, verdicts = methods_section(StudyResults(_methods(flat, flat, flat, icv)))
-    assert verdicts[1] == (verdicts[1][0], HOLDS)
+    assert verdicts[1].verdict == HOLDS
 
 
 def test_a_collapsed_seed_neither_blows_up_nor_drops_out_of_the_icv_claim():
@@ -201,7 +201,7 @@ def _sweep(rewards_by_m: dict[int, list[float]], morlhf: list[float], rs: list[f
 def test_an_interior_peak_holds_and_a_monotone_sweep_does_not():
     peak = {1: noisy(0.50), 4: noisy(0.60, 1), 16: noisy(0.52, 2), 32: noisy(0.50, 3)}
     lines, verdicts = m_sweep_section(StudyResults(_sweep(peak, noisy(0.50, 4), noisy(0.50, 3))))
-    found = dict(verdicts)
+    found = {v.claim: v.verdict for v in verdicts}
     claim3 = next(v for k, v in found.items() if k.startswith("an intermediate m"))
     assert claim3 == HOLDS, "\n".join(lines)
     # m = 1 equals MORLHF and m = T equals RS exactly: both special cases hold
@@ -209,7 +209,7 @@ def test_an_interior_peak_holds_and_a_monotone_sweep_does_not():
     assert next(v for k, v in found.items() if "RS" in k and "MORLHF" not in k) == HOLDS
     monotone = {1: noisy(0.40), 4: noisy(0.45, 1), 16: noisy(0.50, 2), 32: noisy(0.60, 3)}
     _, verdicts = m_sweep_section(StudyResults(_sweep(monotone, noisy(0.55, 4), noisy(0.40, 3))))
-    found = dict(verdicts)
+    found = {v.claim: v.verdict for v in verdicts}
     assert next(v for k, v in found.items() if k.startswith("an intermediate m")) == FAILS
     assert next(v for k, v in found.items() if "MORLHF" in k) == FAILS  # 0.40 vs 0.55
 
@@ -241,13 +241,13 @@ def test_findings_are_regenerated_exactly_and_refuse_smoke_results(tmp_path):
     (root / "paper-qm9").mkdir(parents=True)
     (root / "paper-qm9" / "study.json").write_text(json.dumps(payload))
     readme = tmp_path / "README.md"
-    readme.write_text(f"# x\n\n{README_START}\nold\n{README_END}\n\nrest\n")
+    readme.write_text(f"# x\n\n{README_START}\nstale-block\n{README_END}\n\nrest\n")
     docs = tmp_path / "docs"
     written = write_findings(root, docs, readme)
     assert set(written) == {docs / "findings.md", readme}
     page, head = (docs / "findings.md").read_text(), readme.read_text()
     assert "IterativeRS > RS > MORLHF in average reward" in page and "**holds**" in page
-    assert "`iterative_rs/per_expert` | 0.600" in head and head.endswith("\n\nrest\n") and "old" not in head
+    assert "`iterative_rs/per_expert` | 0.600" in head and head.endswith("\n\nrest\n") and "stale-block" not in head
     assert (docs / "images" / "findings" / "paper-qm9-fronts.png").is_file()
     assert write_findings(root, docs, readme) == []  # the same inputs: byte-identical outputs
     write_findings(root, docs, readme, check=True)
@@ -315,7 +315,9 @@ def test_the_verdicts_of_an_unfinished_study_are_marked_provisional(tmp_path):
     verdicts = page.split("## Verdicts")[1].split("## Studies")[0].splitlines()
     rows = [line for line in verdicts if line.startswith("| `")]
     assert rows and all("(provisional: 15 of 18 (row, seed) runs finished)" in line for line in rows)
-    assert rows[0].endswith("| **holds** (provisional: 15 of 18 (row, seed) runs finished) |")  # the verdict stays
+    assert (
+        "| **holds** (provisional: 15 of 18 (row, seed) runs finished) | IterativeRS - RS " in rows[0]
+    )  # verdict stays
     text = " ".join(page.split())
     assert "**incomplete: 15 of 18 (row, seed) runs finished**" in text and "verdicts are provisional" in text
     report = study_report_files(payload, tmp_path).read_text()  # the study command's own report says so too
@@ -380,7 +382,7 @@ def test_the_trend_in_m_is_the_mean_per_seed_slope_on_log2_m():
     assert trend.n == 4 and trend_verdict(trend) == INCONCLUSIVE
     lines, verdicts = m_sweep_section(StudyResults(_sweep(peak, noisy(0.50, 4), noisy(0.50, 3))))
     assert "\n| slope per doubling of m | 0.0000 [" in "\n".join(lines), lines
-    assert not any("slope" in claim for claim, _ in verdicts)  # descriptive: not one of the paper's claims
+    assert not any("slope" in v.claim for v in verdicts)  # descriptive: not one of the paper's claims
 
 
 def test_the_reward_gap_at_equal_kl_interpolates_in_log_kl_and_never_extrapolates():
@@ -446,3 +448,31 @@ def test_a_method_that_wins_reward_only_by_drifting_further_does_not_win_at_equa
     # a frontier with only some PPO methods run yet gives its tables and no verdict
     lines, verdicts = frontier_section(StudyResults(_frontier({"iterative_rs": drifting["iterative_rs"]})))
     assert verdicts == [] and any("iterative_rs/kl=0.01" in line for line in lines)
+
+
+def test_the_readme_block_gives_the_verdicts_at_the_headline_decoding_with_their_intervals():
+    from morbench.findings import render_readme_block
+
+    morlhf = [0.50 + n for n in NOISE]
+    rs = [0.55 + n for n in NOISE[::-1]]
+    irs = [0.60 + n for n in NOISE[1:] + NOISE[:1]]
+    payload = _methods(irs, rs, morlhf)  # protocol decoding: the clear ordering holds
+    payload["decodings"] = ["t0.7", "protocol"]  # t0.7 (the headline): the reversed ordering, which does not hold
+    reversed_rewards = {"iterative_rs/per_expert": morlhf, "morlhf/per_expert": irs}
+    for record in list(payload["records"]):
+        hot = copy.deepcopy(record)
+        value = reversed_rewards.get(record["row"], rs)[SEEDS.index(record["seed"])]
+        hot.update(decoding="t0.7", temperature=0.7)
+        hot["metrics"]["average_reward"] = value
+        payload["records"].append(hot)
+    block = render_readme_block([payload])
+    claims = [line for line in block.splitlines() if line.startswith("| `paper-qm9` |")]
+    assert len(claims) == 2, block  # claims 1 and 2 at t0.7 only; the protocol decoding's are on the findings page
+    first = claims[0].split(" | ")
+    assert first[1] == "IterativeRS > RS > MORLHF in average reward (`per_expert` compute convention)", first
+    assert first[2] == "**does not hold**"
+    gap = StudyResults(payload).values("iterative_rs/per_expert", "average_reward", "t0.7")
+    rs_t07 = StudyResults(payload).values("rewarded_soups/per_expert", "average_reward", "t0.7")
+    expected = compare("IterativeRS - RS", gap, rs_t07)
+    assert first[3].startswith(f"IterativeRS - RS {expected.mean:.3f} [{expected.low:.3f}, {expected.high:.3f}]; RS - ")
+    assert "holds**" not in block.replace("does not hold**", "")
