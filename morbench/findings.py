@@ -634,7 +634,7 @@ def _kind(payload: dict[str, Any]) -> str:
 
 
 def study_report(payload: dict[str, Any], plots: dict[str, str] | None = None) -> tuple[list[str], list[Verdict]]:
-    """The markdown lines and the (claim, verdict) list of one study."""
+    """The markdown lines and the verdicts (claim, verdict, evidence, decoding) of one study."""
     study = StudyResults(payload)
     lines, verdicts = SECTIONS[_kind(payload)](study)
     head = [
