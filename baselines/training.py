@@ -47,6 +47,7 @@ from morbench.registry import make, spec_to_dict
 from morbench.runs import (
     CURVE_FILE,
     atomic_write_bytes,
+    cpu_kernels,
     git_commit,
     identity_difference,
     remove_tree,
@@ -182,6 +183,7 @@ class RunContext:
         self.state: dict[str, Any] = {"schedule_format": SCHEDULE_FORMAT}
         self.curve: list[dict[str, Any]] = []
         self.ledger = {"sampled_tokens": 0, "gradient_steps": 0, "ppo_iterations": 0, "wall_seconds": 0.0}
+        self.trained_on = [cpu_kernels()]  # the CPUs the run trained on, in order (several: resumed on another)
         self._started = time.perf_counter()
         git_commit()  # read the checkout's commit now: run.json records the code this run started with
         self._bar: tqdm | None = None
@@ -453,8 +455,8 @@ class RunContext:
 
     def checkpoint(self) -> None:
         """Save everything a resumed run needs as ``<out>/checkpoint``: the schedule's position and learners
-        (``run.state``), the oracle (counters; its cache as an appended log), the curve, the compute ledger and the
-        torch thread count (:meth:`resume` continues with it)."""
+        (``run.state``), the oracle (counters; its cache as an appended log), the curve, the compute ledger, the
+        torch thread count (:meth:`resume` continues with it) and the CPUs the run has trained on."""
         self._sync_wall()
         if self.oracle.cached_count() < self._cache_log.entries:  # the cache was cleared: start the log afresh
             self._cache_log = AppendLog(self._cache_log.path)
@@ -474,6 +476,7 @@ class RunContext:
                 "ledger": dict(self.ledger),
                 "identity": self._identity(),
                 "torch_threads": torch.get_num_threads(),
+                "trained_on": self.trained_on,
             },
             links=(self._cache_log.path,),
         )
@@ -498,6 +501,11 @@ class RunContext:
         The run continues with the torch thread count its checkpoint was made with (this process is switched to
         it, and says so): the thread count changes the last bits of CPU gradients (backward reductions split
         differently), so a run resumed with another would silently diverge from the uninterrupted run.
+
+        A checkpoint made on another CPU model, or one whose torch kernels use another instruction set
+        (:func:`~morbench.runs.cpu_kernels`), resumes with a warning: the run's floats round differently from here on,
+        so it will not be bit-identical to an uninterrupted run on either machine. ``run.json`` then lists every CPU
+        the run trained on (``hardware.trained_on``), and a study re-run that must reproduce a committed record says so.
         """
         where = self.out / "checkpoint"
         saved = load_checkpoint(where)
@@ -524,6 +532,12 @@ class RunContext:
             threads = saved.get("torch_threads")  # None: a checkpoint made before it was recorded
             if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
                 raise ValueError(f"its torch thread count {threads!r} is not a positive integer")
+            trained_on = saved.get("trained_on", [])  # []: a checkpoint made before the CPUs were recorded
+            if not isinstance(trained_on, list) or not all(
+                isinstance(cpu, dict) and cpu and all(isinstance(k, str) and isinstance(v, str) for k, v in cpu.items())
+                for cpu in trained_on
+            ):
+                raise ValueError(f"its list of CPUs the run trained on {trained_on!r} is malformed")
             if set(ledger) != set(self.ledger) or not all(
                 isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in ledger.values()
             ):
@@ -549,6 +563,16 @@ class RunContext:
                 file=sys.stderr,
             )
             torch.set_num_threads(threads)
+        here = cpu_kernels()
+        if trained_on and trained_on[-1] != here:
+            print(
+                f"{self.out}: WARNING: resuming on another CPU ({_cpu_name(here)}) than its checkpoint was made on "
+                f"({_cpu_name(trained_on[-1])}): torch's CPU kernels round differently across CPU models, so from "
+                "here on this run is not bit-identical to an uninterrupted one (run.json's hardware.trained_on will "
+                "list both); to reproduce a run exactly, finish it on the CPU model it started on",
+                file=sys.stderr,
+            )
+        self.trained_on = [*trained_on, here] if trained_on and trained_on[-1] != here else trained_on or [here]
         return True
 
     def _identity(self) -> dict[str, Any]:
@@ -612,11 +636,17 @@ class RunContext:
                 "compute": compute,
                 "outputs": outputs or {},
                 "device": str(self.device),
+                "trained_on": self.trained_on if len(self.trained_on) > 1 else None,
             },
         )
         remove_tree(self.out / "checkpoint")  # the run is complete; its evaluation and outputs are written
         self._cache_log.path.unlink(missing_ok=True)
         return path
+
+
+def _cpu_name(cpu: dict[str, str]) -> str:
+    """A CPU of :func:`~morbench.runs.cpu_kernels` in words, e.g. ``Intel(R) Xeon(R) Processor, AVX512 kernels``."""
+    return f"{cpu.get('cpu', '?')}, {cpu.get('cpu_capability', '?')} kernels"
 
 
 def _config_dict(config: Any) -> Any:

@@ -681,10 +681,18 @@ def _machine(record: dict[str, Any]) -> str:
     threads = hardware.get("torch_threads")
     accelerator = hardware.get("accelerator")
     return (
-        f"{hardware.get('processor')}, {hardware['cpu_count']} cores, {threads} torch thread"
+        f"{_cpu(hardware)}, {hardware['cpu_count']} cores, {threads} torch thread"
         f"{'' if threads == 1 else 's'} per run, device {hardware.get('device')}"
         + (f" ({accelerator})" if accelerator not in (None, "none") else "")
     )
+
+
+def _cpu(hardware: dict[str, Any]) -> str:
+    """The CPU a record names: its model and kernels' instruction set (since 2026-12-05), else the architecture."""
+    cpus = hardware.get("trained_on") or ([hardware] if hardware.get("cpu") else [])
+    if not cpus:
+        return str(hardware.get("processor"))
+    return " then ".join(f"{cpu.get('cpu')} ({cpu.get('cpu_capability')} kernels)" for cpu in cpus)
 
 
 @dataclasses.dataclass

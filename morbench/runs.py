@@ -51,6 +51,7 @@ __all__ = [
     "RunLock",
     "atomic_write_bytes",
     "atomic_write_json",
+    "cpu_kernels",
     "find_runs",
     "hardware_info",
     "read_evaluation",
@@ -100,6 +101,29 @@ def resolve_device(device: Any = "cpu") -> Any:
     return torch.device(text)
 
 
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``; elsewhere the platform's processor string or the architecture)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, sep, value = line.partition(":")
+            if sep and key.strip() == "model name" and value.strip():
+                return value.strip()
+    except OSError:  # pragma: no cover - not Linux
+        pass
+    return platform.processor() or platform.machine()
+
+
+def cpu_kernels() -> dict[str, str]:
+    """Which CPU computes a run's floats: its model and the instruction set torch's kernels use on it.
+
+    Torch's CPU kernels are chosen by instruction set (AVX2, AVX512, ...) and its matrix library by CPU model, so the
+    same run rounds differently on another CPU model: a CPU run is bit-exact on one model, not across models.
+    """
+    import torch
+
+    return {"cpu": cpu_model(), "cpu_capability": torch.backends.cpu.get_cpu_capability()}
+
+
 def hardware_info(device: Any = None) -> dict[str, Any]:
     """What the run used: CPU model and cores, accelerator, library versions, and the training device."""
     import torch
@@ -109,6 +133,7 @@ def hardware_info(device: Any = None) -> dict[str, Any]:
     info = {
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),
+        **cpu_kernels(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "python": platform.python_version(),
@@ -209,16 +234,21 @@ def write_evaluation(run_dir: str | Path, evaluation: dict[str, Any]) -> Path:
 def write_run(run_dir: str | Path, record: dict[str, Any]) -> Path:
     """Write ``run.json`` last: its ``status`` says whether the run directory is complete.
 
-    ``record["device"]`` (optional: the training device) is recorded under ``hardware``.
+    ``record["device"]`` (optional: the training device) and ``record["trained_on"]`` (optional: the CPUs a resumed
+    run trained on, :func:`cpu_kernels`, when there were several) are recorded under ``hardware``.
     """
     record = dict(record)
     device = record.pop("device", None)
+    trained_on = record.pop("trained_on", None)
+    hardware = hardware_info(device)
+    if trained_on:
+        hardware["trained_on"] = trained_on
     record = _clean(
         {
             "format": RUN_FORMAT,
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "commit": git_commit(),
-            "hardware": hardware_info(device),
+            "hardware": hardware,
             **record,
         }
     )

@@ -771,8 +771,30 @@ def check_reproduced(records: Sequence[dict[str, Any]], committed: Sequence[dict
                 f"the re-run does not reproduce the record committed for it ({old['decoding']} decoding, "
                 f"re-run vs committed: {found}); the committed record stays and no part is banked. Code that "
                 "changed the run's numbers since it was committed, or a machine that computes differently, makes "
-                "this; re-run the study in a new folder to measure it anew"
+                f"this{_machines(new.get('hardware'), old.get('hardware'))}; re-run the study in a new folder to "
+                "measure it anew"
             )
+
+
+def _machines(rerun: Any, committed: Any) -> str:
+    """What :func:`check_reproduced`'s error says of the CPUs of a re-run and of the committed record it missed."""
+    rerun, committed = rerun if isinstance(rerun, dict) else {}, committed if isinstance(committed, dict) else {}
+
+    def cpus(hardware: dict[str, Any]) -> list[str]:
+        trained_on = hardware.get("trained_on") or [hardware]
+        return [f"{cpu.get('cpu')} ({cpu.get('cpu_capability')} kernels)" for cpu in trained_on if cpu.get("cpu")]
+
+    here, there = cpus(rerun), cpus(committed)
+    notes = []
+    if len(here) > 1:
+        notes.append(f"the re-run was resumed across CPUs ({' then '.join(here)})")
+    if not there:
+        notes.append("the committed record does not name its CPU model (recorded since 2026-12-05)")
+    elif here and here[-1:] != there[-1:]:
+        notes.append(f"the committed run was made on {' then '.join(there)}, the re-run on {' then '.join(here)}")
+    if not notes:
+        return ""
+    return " (" + "; ".join(notes) + ": a CPU run is bit-exact on one CPU model, not across models)"
 
 
 def bank_study_part(job: StudyJob) -> bool:
@@ -1102,15 +1124,21 @@ def _curve(run_dir: Path) -> dict[str, list[list[Any]]]:
     return thinned
 
 
-HARDWARE = ("processor", "cpu_count", "torch_threads", "device", "accelerator", "torch", "morbench")
+HARDWARE = (
+    "processor", "cpu", "cpu_capability", "cpu_count", "torch_threads", "device", "accelerator", "torch", "morbench"
+)  # fmt: skip
 
 
 def run_hardware(recorded: dict[str, Any]) -> dict[str, Any]:
-    """What a compact record keeps of the machine that made a run (its run file's ``hardware``) and the commit."""
+    """What a compact record keeps of the machine that made a run (its run file's ``hardware``; ``trained_on`` too
+    where the run was resumed on another CPU) and the commit."""
     hardware = recorded.get("hardware")
     if not isinstance(hardware, dict):
         hardware = {}
-    return {**{key: hardware.get(key) for key in HARDWARE}, "commit": recorded.get("commit")}
+    kept = {key: hardware.get(key) for key in HARDWARE}
+    if hardware.get("trained_on"):
+        kept["trained_on"] = hardware["trained_on"]
+    return {**kept, "commit": recorded.get("commit")}
 
 
 def compact_records(job: StudyJob) -> tuple[list[dict[str, Any]], int]:

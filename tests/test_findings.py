@@ -357,6 +357,19 @@ def test_measured_cost_counts_a_shared_run_once_and_names_the_machine():
     assert (
         "| sampled tokens | gradient steps | PPO iterations / policy |" in page and "| 1,000 | 4,800 | 10.0 |" in page
     )
+    for record in payload["records"]:  # since 2026-12-05 records name the CPU model (runs are bit-exact on one)
+        record["hardware"] = {**machine, "cpu": "Intel(R) Xeon(R) Processor", "cpu_capability": "AVX512"}
+    assert measured_cost(StudyResults(payload)).machines == [
+        "Intel(R) Xeon(R) Processor (AVX512 kernels), 2 cores, 1 torch thread per run, device cpu"
+    ]
+    amd = {"cpu": "AMD EPYC 7B13", "cpu_capability": "AVX2"}
+    payload["records"][0]["hardware"]["trained_on"] = [
+        amd,
+        {"cpu": "Intel(R) Xeon(R) Processor", "cpu_capability": "AVX512"},
+    ]
+    assert "AMD EPYC 7B13 (AVX2 kernels) then Intel(R) Xeon(R) Processor (AVX512 kernels), 2 cores" in " ".join(
+        measured_cost(StudyResults(payload)).machines
+    )
     for record in payload["records"]:  # records collected before they named their machine say so
         del record["hardware"]
     assert measured_cost(StudyResults(payload)).machines[0].startswith("a machine its record does not name")

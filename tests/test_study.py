@@ -615,6 +615,31 @@ def test_a_rerun_must_reproduce_its_committed_records_before_its_part_is_banked(
         check_reproduced([committed[0]], [older])
 
 
+def test_a_record_that_does_not_reproduce_names_the_cpus_of_both_runs():
+    """A CPU run is bit-exact on one CPU model only: when a re-run misses its committed record, the error says which
+    CPUs made each (or that the committed record does not name its CPU), so a machine change is not mistaken for a
+    change of code."""
+    from morbench.study import check_reproduced
+
+    intel = {"cpu": "Intel(R) Xeon(R) Processor", "cpu_capability": "AVX512"}
+    amd = {"cpu": "AMD EPYC 7B13", "cpu_capability": "AVX2"}
+    record = {"decoding": "protocol", "metrics": {"average_reward": 0.5}, "compute": {"gradient_steps": 10}}
+    missed = {**record, "compute": {"gradient_steps": 11}}
+    cases = [
+        ({**intel}, {**amd}, "the committed run was made on AMD EPYC 7B13 (AVX2 kernels), the re-run on Intel"),
+        ({**intel}, {"processor": "x86_64"}, "the committed record does not name its CPU model"),
+        ({**intel, "trained_on": [amd, intel]}, {**amd}, "the re-run was resumed across CPUs (AMD EPYC 7B13 (AVX2"),
+    ]
+    for here, there, said in cases:
+        with pytest.raises(ConfigError, match=r"gradient_steps: 11 vs 10") as caught:
+            check_reproduced([{**missed, "hardware": here}], [{**record, "hardware": there}])
+        assert said in str(caught.value) and "bit-exact on one CPU model" in str(caught.value), str(caught.value)
+    with pytest.raises(ConfigError) as caught:  # the same CPU: nothing to say of machines
+        check_reproduced([{**missed, "hardware": intel}], [{**record, "hardware": intel}])
+    assert "CPU" not in str(caught.value)
+    check_reproduced([{**record, "hardware": intel}], [{**record, "hardware": amd}])  # the CPU itself is no difference
+
+
 def test_bank_parts_reruns_the_committed_runs_without_a_verified_part_and_only_those(tmp_path, monkeypatch, started):
     """On the committed paper-qm9 study.json (runs stubbed): without --bank-parts a run finished elsewhere is kept;
     with it, each one whose part is not verified re-runs with its committed records to reproduce."""

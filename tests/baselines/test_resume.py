@@ -191,6 +191,13 @@ DAMAGE = {
         ),
         "its torch thread count 0 is not a positive integer",
     ),
+    "CPU list edited, checksums recomputed": (
+        lambda c: _with_checksums(
+            c / "state.json",
+            (c / "state.json").read_text().replace('"trained_on", {"__list__": [', '"trained_on", {"__list__": [7, '),
+        ),
+        "its list of CPUs the run trained on [7, ",
+    ),
 }
 
 
@@ -211,3 +218,41 @@ def test_a_damaged_checkpoint_fails_resume_clearly_and_restores_nothing(interrup
     assert "Traceback" not in error and "delete" in error.lower() and "start" in error
     after = {p.relative_to(run_dir): p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
     assert after == before  # no partial state: nothing written, nothing removed
+
+
+def test_a_resume_on_another_cpu_warns_and_run_json_names_both_cpus(interrupted_run, tmp_path, capsys):
+    """Torch's CPU kernels round differently across CPU models (AVX2 vs AVX512, Intel vs AMD): a run checkpointed on
+    one and resumed on another is not bit-identical to either uninterrupted run. paper-qm9's Rewards-in-Context
+    ``total`` seed 0 was resumed across sessions that landed on an AMD EPYC and an Intel Xeon, and its re-run did not
+    reproduce its record with nothing saying why: the resume now warns and run.json lists both CPUs."""
+    import shutil
+
+    from morbench.cli import main
+    from morbench.runs import cpu_kernels, read_run
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(interrupted_run, run_dir)
+    state = run_dir / "checkpoint" / "state.json"
+    text = state.read_text()
+    assert '"trained_on", {"__list__": [{"__dict__": [["cpu", ' in text  # the checkpoint names the CPU it ran on
+    _with_checksums(state, re.sub(r'\["cpu", "[^"]*"\]', '["cpu", "Elsewhere 9000"]', text, count=1))
+    assert main(["train", *ARGS, "--out", str(run_dir), "--resume"]) == 0
+    error = capsys.readouterr().err
+    assert "WARNING: resuming on another CPU" in error and "Elsewhere 9000" in error, error
+    hardware = read_run(run_dir)["hardware"]
+    assert hardware["trained_on"][0]["cpu"] == "Elsewhere 9000"
+    assert hardware["trained_on"][1:] == [cpu_kernels()]
+    assert {hardware["cpu"], hardware["cpu_capability"]} == set(cpu_kernels().values())
+
+
+def test_a_resume_on_the_same_cpu_says_nothing_of_cpus(interrupted_run, tmp_path, capsys):
+    import shutil
+
+    from morbench.cli import main
+    from morbench.runs import read_run
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(interrupted_run, run_dir)
+    assert main(["train", *ARGS, "--out", str(run_dir), "--resume"]) == 0
+    assert "another CPU" not in capsys.readouterr().err
+    assert "trained_on" not in read_run(run_dir)["hardware"]
