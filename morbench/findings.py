@@ -690,8 +690,8 @@ def _machine(record: dict[str, Any]) -> str:
 def _cpu(hardware: dict[str, Any]) -> str:
     """The CPU a record names: its model and kernels' instruction set (since 2026-12-05), else the architecture."""
     cpus = hardware.get("trained_on") or ([hardware] if hardware.get("cpu") else [])
-    if not cpus:
-        return str(hardware.get("processor"))
+    if not cpus:  # a record made before runs named their CPU model (they are bit-exact on one model only)
+        return f"{hardware.get('processor')} (CPU model not recorded)"
     return " then ".join(f"{cpu.get('cpu')} ({cpu.get('cpu_capability')} kernels)" for cpu in cpus)
 
 

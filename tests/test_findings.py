@@ -342,11 +342,11 @@ def test_measured_cost_counts_a_shared_run_once_and_names_the_machine():
         (f"{m}/per_expert", 5, 360.0, 72.0) for m in ("iterative_rs", "rewarded_soups", "morlhf")
     ]
     assert cost.runs == 10 and cost.training_hours == pytest.approx(1.0) and cost.evaluation_hours == pytest.approx(0.2)
-    assert cost.machines == ["x86_64, 2 cores, 1 torch thread per run, device cpu"]
+    assert cost.machines == ["x86_64 (CPU model not recorded), 2 cores, 1 torch thread per run, device cpu"]
     block = render_readme_block([payload]).replace("\n", " ")
     assert "10 runs: 1.0 h of training and 0.2 h of evaluation, 1.2 run-hours" in block
     page = render_findings([payload])
-    assert "x86_64, 2 cores, 1 torch thread per run" in page.replace("\n", " ")
+    assert "x86_64 (CPU model not recorded), 2 cores, 1 torch thread per run" in page.replace("\n", " ")
     # a finished study's cost is its total ("So far" read as if runs were missing from a complete study)
     assert payload["complete"] and "In all 10 runs:" in page.replace("\n", " ") and "So far" not in page
     assert "Measured cost: 10 runs:" in block
