@@ -836,43 +836,15 @@ def plot_study(payload: dict[str, Any], folder: Path, link_base: str = "") -> di
             keep(fig, "m-sweep", "IterativeRS average reward over the merge period m")
         else:
             plt.close(fig)
-    if kind == "frontier":
-        fig, ax = plt.subplots(figsize=(6.4, 4.4), layout="constrained")
-        by_method: dict[str, list[tuple[float, float, float, float, float]]] = defaultdict(list)
-        for label, row in study.rows.items():
-            reward = list(study.values(label, "average_reward", decoding).values())
-            kl = list(study.values(label, "kl_to_prior", decoding).values())
-            if not reward or not kl:
-                continue
-            r_low, r_high = t_interval(reward)
-            k_low, k_high = t_interval(kl)
-            r, k = float(np.mean(reward)), float(np.mean(kl))
-            by_method[row["method"]].append(
-                (
-                    k,
-                    r,
-                    r - (r_low if _finite(r_low) else r),
-                    (r_high if _finite(r_high) else r) - r,
-                    k - (k_low if _finite(k_low) else k),
-                )
-            )
-        for method in sorted(by_method):
-            points = sorted(by_method[method])
-            ks, rs = [p[0] for p in points], [p[1] for p in points]
-            ax.errorbar(
-                ks,
-                rs,
-                yerr=[[p[2] for p in points], [p[3] for p in points]],
-                xerr=[[p[4] for p in points], [p[4] for p in points]],
-                marker="o",
-                capsize=2,
-                label=method,
-            )
-        ax.set_xlabel("KL to the prior (nats per sequence, uniform preference)")
-        ax.set_ylabel("average reward (uniform preference)")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-        ax.set_title(f"{payload['env_id']}: {_short_decoding(decoding)}", fontsize=9)
+    if kind == "frontier":  # one panel per decoding, the headline first: the verdicts are given at both
+        decodings = [decoding, *(d for d in payload.get("decodings", []) if d != decoding)]
+        fig, axes = plt.subplots(
+            1, len(decodings), figsize=(6.4 * len(decodings), 4.4), squeeze=False, sharey=True, layout="constrained"
+        )
+        for ax, panel in zip(axes[0], decodings, strict=True):
+            _frontier_panel(ax, study, panel)
+            ax.set_title(f"{payload['env_id']}: {_short_decoding(panel)}", fontsize=9)
+        axes[0][0].set_ylabel("average reward (uniform preference)")
         keep(fig, "frontier", "average reward against KL to the prior (95% CIs over seeds)")
     if kind == "paper":
         from morbench.plots import fronts_figure
@@ -908,6 +880,43 @@ def plot_study(payload: dict[str, Any], folder: Path, link_base: str = "") -> di
                 ax.legend(fontsize=6)
             keep(fig, "learning-curves", "learning curves (per_expert convention, mean over seeds)")
     return made
+
+
+def _frontier_panel(ax: Any, study: StudyResults, decoding: str) -> None:
+    """Each method's rows as (KL to the prior, average reward) points with their 95% intervals over seeds."""
+    by_method: dict[str, list[tuple[float, float, float, float, float]]] = defaultdict(list)
+    for label, row in study.rows.items():
+        reward = list(study.values(label, "average_reward", decoding).values())
+        kl = list(study.values(label, "kl_to_prior", decoding).values())
+        if not reward or not kl:
+            continue
+        r_low, r_high = t_interval(reward)
+        k_low, k_high = t_interval(kl)
+        r, k = float(np.mean(reward)), float(np.mean(kl))
+        by_method[row["method"]].append(
+            (
+                k,
+                r,
+                r - (r_low if _finite(r_low) else r),
+                (r_high if _finite(r_high) else r) - r,
+                k - (k_low if _finite(k_low) else k),
+            )
+        )
+    for method in sorted(by_method):
+        points = sorted(by_method[method])
+        ks, rs = [p[0] for p in points], [p[1] for p in points]
+        ax.errorbar(
+            ks,
+            rs,
+            yerr=[[p[2] for p in points], [p[3] for p in points]],
+            xerr=[[p[4] for p in points], [p[4] for p in points]],
+            marker="o",
+            capsize=2,
+            label=method,
+        )
+    ax.set_xlabel("KL to the prior (nats per sequence, uniform preference)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
 
 
 def _short_decoding(decoding: str) -> str:

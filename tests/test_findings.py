@@ -489,3 +489,21 @@ def test_the_readme_block_gives_the_verdicts_at_the_headline_decoding_with_their
     expected = compare("IterativeRS - RS", gap, rs_t07)
     assert first[3].startswith(f"IterativeRS - RS {expected.mean:.3f} [{expected.low:.3f}, {expected.high:.3f}]; RS - ")
     assert "holds**" not in block.replace("does not hold**", "")
+
+
+def test_the_frontier_plot_has_a_panel_per_decoding_the_verdicts_are_given_at(tmp_path):
+    """The frontier's verdicts are given at the paper's decoding and the protocol's: its plot shows both."""
+    from morbench.findings import load_payloads, plot_study
+
+    (payload,) = load_payloads(Path(__file__).resolve().parent.parent / "results" / "studies", ["frontier"])
+    assert set(payload["decodings"]) == {"t0.7", "protocol"}
+
+    def width(decodings):
+        folder = tmp_path / "-".join(decodings)
+        made = plot_study({**payload, "decodings": decodings}, folder)
+        (link,) = made.values()
+        png = (folder / link).read_bytes()
+        return int.from_bytes(png[16:20], "big")  # the IHDR chunk's width
+
+    both, one = width(payload["decodings"]), width(["t0.7"])
+    assert both > 1.8 * one
