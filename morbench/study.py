@@ -696,7 +696,14 @@ def study_jobs(
 
 
 def run_study_job(job: StudyJob) -> dict[str, Any]:
-    """Train and evaluate the run (:func:`~morbench.benchmark.run_job`), then its extra evaluations; never raises."""
+    """Train and evaluate the run (:func:`~morbench.benchmark.run_job`), then its extra evaluations; never raises.
+
+    A re-run that must reproduce committed records fails at once, before hours of training, where this machine
+    cannot (:func:`cannot_reproduce_here`)."""
+    fresh = not (Path(job.job.out) / RUN_FILE).exists()
+    if job.committed and fresh and (reason := cannot_reproduce_here(job)) is not None:
+        error = f"reproducing its committed records: {reason}"
+        return {"job": job.job.name, "status": "failed", "error": error, "seconds": 0.0}
     outcome = run_job(job.job)
     if outcome["status"] == "failed":
         return outcome
@@ -774,6 +781,43 @@ def check_reproduced(records: Sequence[dict[str, Any]], committed: Sequence[dict
                 f"this{_machines(new.get('hardware'), old.get('hardware'))}; re-run the study in a new folder to "
                 "measure it anew"
             )
+
+
+def cannot_reproduce_here(job: StudyJob) -> str | None:
+    """Why this machine cannot re-make a run that must reproduce its committed records (None: it may).
+
+    A CPU run is bit-exact on one CPU model only: a record that names another CPU than this one, or several, and a
+    checkpoint made on another CPU (its resume would continue the run there) cannot be reproduced here. A record
+    made before records named their CPU says nothing, and the re-run goes ahead.
+    """
+    from morbench.baselines.checkpoint import load_checkpoint
+    from morbench.errors import CheckpointError
+    from morbench.runs import cpu_kernels
+
+    here = cpu_kernels()
+    said = f"{here['cpu']} ({here['cpu_capability']} kernels)"
+    for record in job.committed:
+        hardware = record.get("hardware") or {}
+        made = [f"{cpu.get('cpu')} ({cpu.get('cpu_capability')} kernels)" for cpu in hardware.get("trained_on") or []]
+        if len(made) > 1:
+            return f"its committed run was resumed across CPUs ({' then '.join(made)}): no re-run can reproduce it"
+        if hardware.get("cpu") and {key: hardware.get(key) for key in here} != here:
+            return (
+                f"its committed run was made on {hardware['cpu']} ({hardware.get('cpu_capability')} kernels), this "
+                f"machine is {said}: a CPU run is bit-exact on one CPU model only; re-run it on that CPU"
+            )
+    try:
+        saved = load_checkpoint(Path(job.job.out) / "checkpoint")
+    except CheckpointError:
+        return None  # the resume reports the damage
+    trained_on = (saved or {}).get("trained_on") or []
+    if trained_on and trained_on[-1] != here:
+        return (
+            f"its checkpoint in {job.job.out} was made on {trained_on[-1].get('cpu')} "
+            f"({trained_on[-1].get('cpu_capability')} kernels), this machine is {said}: resumed here it would not "
+            "reproduce its record; resume it on that CPU, or delete the checkpoint to start the run over here"
+        )
+    return None
 
 
 def _machines(rerun: Any, committed: Any) -> str:

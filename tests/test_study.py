@@ -640,6 +640,45 @@ def test_a_record_that_does_not_reproduce_names_the_cpus_of_both_runs():
     check_reproduced([{**record, "hardware": intel}], [{**record, "hardware": amd}])  # the CPU itself is no difference
 
 
+def test_a_rerun_that_cannot_reproduce_on_this_cpu_fails_at_once(smoke_root, tmp_path):
+    """A --bank-parts re-run whose committed record names another CPU, or whose checkpoint was made on another one,
+    would train for hours and then miss its record (paper-qm9's RiC total seed 0: 2.9 h on an AMD EPYC, resumed on
+    an Intel Xeon, 22,530 gradient steps against 23,852): it fails before training, saying why and what to do."""
+    import copy
+    import dataclasses
+
+    from morbench.baselines.checkpoint import save_checkpoint
+    from morbench.runs import cpu_kernels
+    from morbench.study import _committed_for, committed_records, run_study_job
+
+    jobs = study_jobs(get_study("paper-qm9", smoke=True), smoke_root / "paper-qm9", threads=1)
+    job = next(j for j in jobs if j.job.method == "rewarded_soups")
+    committed = _committed_for(job, committed_records(smoke_root / "paper-qm9"))
+    elsewhere = {"cpu": "Elsewhere 9000", "cpu_capability": "AVX2"}
+    here = cpu_kernels()
+
+    def rerun(name, hardware=None, checkpoint=None):
+        records = copy.deepcopy(committed)
+        for record in records:
+            record["hardware"] = {**record.get("hardware", {}), **(hardware or {})}
+        out = tmp_path / name
+        if checkpoint is not None:
+            save_checkpoint(out / "checkpoint", {"trained_on": checkpoint})
+        return run_study_job(
+            dataclasses.replace(job, job=dataclasses.replace(job.job, out=str(out)), committed=records)
+        )
+
+    for outcome, said in [
+        (rerun("record", elsewhere), "its committed run was made on Elsewhere 9000 (AVX2 kernels), this machine is"),
+        (rerun("resumed", {**here, "trained_on": [elsewhere, here]}), "resumed across CPUs (Elsewhere 9000"),
+        (rerun("checkpoint", here, [here, elsewhere]), "was made on Elsewhere 9000 (AVX2 kernels)"),
+    ]:
+        assert outcome["status"] == "failed" and outcome["seconds"] == 0.0, outcome
+        assert outcome["error"].startswith("reproducing its committed records: ") and said in outcome["error"]
+    assert not (tmp_path / "record").exists() and not (tmp_path / "resumed").exists()
+    assert "delete the checkpoint" in rerun("checkpoint-2", None, [elsewhere])["error"]
+
+
 def test_bank_parts_reruns_the_committed_runs_without_a_verified_part_and_only_those(tmp_path, monkeypatch, started):
     """On the committed paper-qm9 study.json (runs stubbed): without --bank-parts a run finished elsewhere is kept;
     with it, each one whose part is not verified re-runs with its committed records to reproduce."""
