@@ -48,6 +48,7 @@ from morbench.runs import (
     CURVE_FILE,
     atomic_write_bytes,
     cpu_kernels,
+    cpu_name,
     git_commit,
     identity_difference,
     remove_tree,
@@ -564,15 +565,15 @@ class RunContext:
             )
             torch.set_num_threads(threads)
         here = cpu_kernels()
-        if trained_on and trained_on[-1] != here:
+        if trained_on[-1:] not in ([], [here]):
             print(
-                f"{self.out}: WARNING: resuming on another CPU ({_cpu_name(here)}) than its checkpoint was made on "
-                f"({_cpu_name(trained_on[-1])}): torch's CPU kernels round differently across CPU models, so from "
+                f"{self.out}: WARNING: resuming on another CPU ({cpu_name(here)}) than its checkpoint was made on "
+                f"({cpu_name(trained_on[-1])}): torch's CPU kernels round differently across CPU models, so from "
                 "here on this run is not bit-identical to an uninterrupted one (run.json's hardware.trained_on will "
                 "list both); to reproduce a run exactly, finish it on the CPU model it started on",
                 file=sys.stderr,
             )
-        self.trained_on = [*trained_on, here] if trained_on and trained_on[-1] != here else trained_on or [here]
+        self.trained_on = trained_on if trained_on[-1:] == [here] else [*trained_on, here]
         return True
 
     def _identity(self) -> dict[str, Any]:
@@ -642,11 +643,6 @@ class RunContext:
         remove_tree(self.out / "checkpoint")  # the run is complete; its evaluation and outputs are written
         self._cache_log.path.unlink(missing_ok=True)
         return path
-
-
-def _cpu_name(cpu: dict[str, str]) -> str:
-    """A CPU of :func:`~morbench.runs.cpu_kernels` in words, e.g. ``Intel(R) Xeon(R) Processor, AVX512 kernels``."""
-    return f"{cpu.get('cpu', '?')}, {cpu.get('cpu_capability', '?')} kernels"
 
 
 def _config_dict(config: Any) -> Any:

@@ -689,10 +689,12 @@ def _machine(record: dict[str, Any]) -> str:
 
 def _cpu(hardware: dict[str, Any]) -> str:
     """The CPU a record names: its model and kernels' instruction set (since 2026-12-05), else the architecture."""
-    cpus = hardware.get("trained_on") or ([hardware] if hardware.get("cpu") else [])
+    from morbench.runs import cpus_named
+
+    cpus = cpus_named(hardware)
     if not cpus:  # a record made before runs named their CPU model (they are bit-exact on one model only)
         return f"{hardware.get('processor')} (CPU model not recorded)"
-    return " then ".join(f"{cpu.get('cpu')} ({cpu.get('cpu_capability')} kernels)" for cpu in cpus)
+    return " then ".join(cpus)
 
 
 @dataclasses.dataclass
@@ -837,11 +839,11 @@ def plot_study(payload: dict[str, Any], folder: Path, link_base: str = "") -> di
         else:
             plt.close(fig)
     if kind == "frontier":  # one panel per decoding, the headline first: the verdicts are given at both
-        decodings = [decoding, *(d for d in payload.get("decodings", []) if d != decoding)]
         fig, axes = plt.subplots(
-            1, len(decodings), figsize=(6.4 * len(decodings), 4.4), squeeze=False, sharey=True, layout="constrained"
-        )
-        for ax, panel in zip(axes[0], decodings, strict=True):
+            1, len(study.decodings), figsize=(6.4 * len(study.decodings), 4.4), squeeze=False, sharey=True,
+            layout="constrained",
+        )  # fmt: skip
+        for ax, panel in zip(axes[0], study.decodings, strict=True):
             _frontier_panel(ax, study, panel)
             ax.set_title(f"{payload['env_id']}: {_short_decoding(panel)}", fontsize=9)
         axes[0][0].set_ylabel("average reward (uniform preference)")

@@ -52,6 +52,8 @@ __all__ = [
     "atomic_write_bytes",
     "atomic_write_json",
     "cpu_kernels",
+    "cpu_name",
+    "cpus_named",
     "find_runs",
     "hardware_info",
     "read_evaluation",
@@ -122,6 +124,21 @@ def cpu_kernels() -> dict[str, str]:
     import torch
 
     return {"cpu": cpu_model(), "cpu_capability": torch.backends.cpu.get_cpu_capability()}
+
+
+def cpu_name(cpu: dict[str, Any]) -> str:
+    """A CPU of :func:`cpu_kernels` in words, e.g. ``Intel(R) Xeon(R) Processor (AVX512 kernels)``."""
+    return f"{cpu.get('cpu')} ({cpu.get('cpu_capability')} kernels)"
+
+
+def cpus_named(hardware: dict[str, Any]) -> list[str]:
+    """The CPUs a run's ``hardware`` says it trained on, in order (:func:`cpu_name`).
+
+    Its ``trained_on`` list where it was resumed on another CPU, else its own CPU; none for a record made before runs
+    named their CPU.
+    """
+    cpus = hardware.get("trained_on") or [hardware]
+    return [cpu_name(cpu) for cpu in cpus if isinstance(cpu, dict) and cpu.get("cpu")]
 
 
 def hardware_info(device: Any = None) -> dict[str, Any]:

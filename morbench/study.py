@@ -792,19 +792,18 @@ def cannot_reproduce_here(job: StudyJob) -> str | None:
     """
     from morbench.baselines.checkpoint import load_checkpoint
     from morbench.errors import CheckpointError
-    from morbench.runs import cpu_kernels
+    from morbench.runs import cpu_kernels, cpu_name, cpus_named
 
     here = cpu_kernels()
-    said = f"{here['cpu']} ({here['cpu_capability']} kernels)"
+    said = cpu_name(here)
     for record in job.committed:
-        hardware = record.get("hardware") or {}
-        made = [f"{cpu.get('cpu')} ({cpu.get('cpu_capability')} kernels)" for cpu in hardware.get("trained_on") or []]
+        made = cpus_named(record.get("hardware") or {})
         if len(made) > 1:
             return f"its committed run was resumed across CPUs ({' then '.join(made)}): no re-run can reproduce it"
-        if hardware.get("cpu") and {key: hardware.get(key) for key in here} != here:
+        if made and made != [said]:
             return (
-                f"its committed run was made on {hardware['cpu']} ({hardware.get('cpu_capability')} kernels), this "
-                f"machine is {said}: a CPU run is bit-exact on one CPU model only; re-run it on that CPU"
+                f"its committed run was made on {made[0]}, this machine is {said}: a CPU run is bit-exact on one CPU "
+                "model only; re-run it on that CPU"
             )
     try:
         saved = load_checkpoint(Path(job.job.out) / "checkpoint")
@@ -813,8 +812,8 @@ def cannot_reproduce_here(job: StudyJob) -> str | None:
     trained_on = (saved or {}).get("trained_on") or []
     if trained_on and trained_on[-1] != here:
         return (
-            f"its checkpoint in {job.job.out} was made on {trained_on[-1].get('cpu')} "
-            f"({trained_on[-1].get('cpu_capability')} kernels), this machine is {said}: resumed here it would not "
+            f"its checkpoint in {job.job.out} was made on {cpu_name(trained_on[-1])}, this machine is {said}: resumed "
+            "here it would not "
             "reproduce its record; resume it on that CPU, or delete the checkpoint to start the run over here"
         )
     return None
@@ -822,13 +821,9 @@ def cannot_reproduce_here(job: StudyJob) -> str | None:
 
 def _machines(rerun: Any, committed: Any) -> str:
     """What :func:`check_reproduced`'s error says of the CPUs of a re-run and of the committed record it missed."""
-    rerun, committed = rerun if isinstance(rerun, dict) else {}, committed if isinstance(committed, dict) else {}
+    from morbench.runs import cpus_named
 
-    def cpus(hardware: dict[str, Any]) -> list[str]:
-        trained_on = hardware.get("trained_on") or [hardware]
-        return [f"{cpu.get('cpu')} ({cpu.get('cpu_capability')} kernels)" for cpu in trained_on if cpu.get("cpu")]
-
-    here, there = cpus(rerun), cpus(committed)
+    here, there = (cpus_named(side if isinstance(side, dict) else {}) for side in (rerun, committed))
     notes = []
     if len(here) > 1:
         notes.append(f"the re-run was resumed across CPUs ({' then '.join(here)})")
